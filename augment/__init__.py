@@ -1,0 +1,50 @@
+"""Fast, reproducible data augmentation for MNIST-like image stacks.
+
+Batch-first transforms on (N, H, W) uint8 or floating stacks (same shape and
+dtype out), pure functions kept apart from the random draws:
+
+* :func:`shift_images`, :func:`nielsen_expand` -- exact integer shifts;
+* :func:`rotate_images`, :func:`elastic_distort`, :func:`affine_elastic` --
+  one bilinear resampling of a composed affine + Simard elastic map;
+* :class:`Distortion`, :func:`draw`, :func:`apply`, :func:`distort` -- random
+  distortions with explicit ``numpy.random.Generator`` draws;
+* :func:`expand` -- chunked, multi-threaded, seed-reproducible expansion.
+
+Only NumPy, SciPy and (optionally) joblib are used.
+"""
+
+from augment.affine import affine_coefficients, affine_elastic, rotate_images
+from augment.distortion import TRANSFORMS, Distortion
+from augment.draws import Draws, draw, draw_angles, draw_noise, draw_scales, draw_shifts
+from augment.elastic import displacement_fields, elastic_distort
+from augment.expand import BLOCK_SIZE, block_generator, draw_variants, expand
+from augment.pipeline import apply, distort
+from augment.shift import NIELSEN_SHIFTS, nielsen_expand, shift_images
+from augment.smoothing import gaussian_matrix, smooth_fields
+
+__all__ = [
+    "BLOCK_SIZE",
+    "NIELSEN_SHIFTS",
+    "TRANSFORMS",
+    "Distortion",
+    "Draws",
+    "affine_coefficients",
+    "affine_elastic",
+    "apply",
+    "block_generator",
+    "displacement_fields",
+    "distort",
+    "draw",
+    "draw_angles",
+    "draw_noise",
+    "draw_scales",
+    "draw_shifts",
+    "draw_variants",
+    "elastic_distort",
+    "expand",
+    "gaussian_matrix",
+    "nielsen_expand",
+    "rotate_images",
+    "shift_images",
+    "smooth_fields",
+]

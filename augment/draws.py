@@ -1,0 +1,180 @@
+"""Random draws for a :class:`~augment.distortion.Distortion`.
+
+All randomness of the package lives here and comes from an explicit
+``numpy.random.Generator``; the transforms themselves are pure functions of
+the images and these arrays, so tests can pin them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from augment._checks import check_number
+from augment.distortion import Distortion
+
+__all__ = ["Draws", "draw", "draw_angles", "draw_noise", "draw_scales", "draw_shifts"]
+
+
+@dataclass(frozen=True, eq=False)
+class Draws:
+    """Per-image random parameters of a distortion.
+
+    Attributes
+    ----------
+    shifts : numpy.ndarray of int64, shape (n, 2)
+        ``(dy, dx)``; zeros when shifting is off.
+    angles : numpy.ndarray of float64, shape (n,)
+        Degrees; zeros when rotation is off.
+    scales : numpy.ndarray of float64, shape (n,)
+        Zoom factors; ones when scaling is off.
+    noise : numpy.ndarray of float32, shape (n, 2, H, W), or None
+        Elastic noise in [-1, 1); None when elastic is off.
+    """
+
+    shifts: np.ndarray
+    angles: np.ndarray
+    scales: np.ndarray
+    noise: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.angles.shape[0])
+
+    def __getitem__(self, index: slice) -> Draws:
+        """Draws of a contiguous range of images (``index`` must be a slice)."""
+        if not isinstance(index, slice):
+            raise ValueError(f"Draws can only be sliced, got {type(index).__name__}")
+        noise = None if self.noise is None else self.noise[index]
+        return Draws(self.shifts[index], self.angles[index], self.scales[index], noise)
+
+    @staticmethod
+    def concatenate(parts: list[Draws]) -> Draws:
+        """Join draws along the image axis (keeps the fast noise layout).
+
+        Parameters
+        ----------
+        parts : list of Draws
+            Non-empty; all with noise or all without.
+
+        Returns
+        -------
+        Draws
+            The concatenation.
+        """
+        if len(parts) == 1:
+            return parts[0]
+        noise = None
+        if parts[0].noise is not None:
+            # Concatenate in the (2, H, n, W) memory layout used by draw_noise.
+            layout = [p.noise.transpose(1, 2, 0, 3) for p in parts]
+            noise = np.concatenate(layout, axis=2).transpose(2, 0, 1, 3)
+        return Draws(
+            np.concatenate([p.shifts for p in parts]),
+            np.concatenate([p.angles for p in parts]),
+            np.concatenate([p.scales for p in parts]),
+            noise,
+        )
+
+
+def draw_shifts(rng: np.random.Generator, n: int, max_shift: int) -> np.ndarray:
+    """Integer shifts, each axis uniform in ``[-max_shift, max_shift]``.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n, 2)
+    """
+    return rng.integers(-max_shift, max_shift + 1, size=(n, 2), dtype=np.int64)
+
+
+def draw_angles(rng: np.random.Generator, n: int, max_rotation: float) -> np.ndarray:
+    """Angles in degrees, uniform in ``[-max_rotation, max_rotation)``.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n,)
+    """
+    return rng.uniform(-max_rotation, max_rotation, size=n)
+
+
+def draw_scales(rng: np.random.Generator, n: int, max_scale: float) -> np.ndarray:
+    """Zoom factors uniform in ``[1 - max_scale, 1 + max_scale)``.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n,)
+    """
+    return rng.uniform(1.0 - max_scale, 1.0 + max_scale, size=n)
+
+
+def draw_noise(rng: np.random.Generator, n: int, shape: tuple[int, int]) -> np.ndarray:
+    """Elastic noise fields, i.i.d. uniform in [-1, 1), float32.
+
+    The values live in a (2, H, n, W) buffer and are returned as a transposed
+    view so that the smoothing GEMMs need no copy.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of randomness.
+    n : int
+        Number of images.
+    shape : tuple of int
+        ``(H, W)``.
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (n, 2, H, W)
+        ``noise[:, 0]`` displaces rows (dy), ``noise[:, 1]`` columns (dx).
+    """
+    h, w = shape
+    buf = np.empty((2, h, n, w), dtype=np.float32)
+    rng.random(out=buf, dtype=np.float32)
+    buf *= 2.0
+    buf -= 1.0
+    return buf.transpose(2, 0, 1, 3)
+
+
+def draw(
+    distortion: Distortion, rng: np.random.Generator, n: int, shape: tuple[int, int]
+) -> Draws:
+    """Draw the random parameters of ``n`` distortions of (H, W) images.
+
+    Only the enabled transforms consume random numbers, in the fixed order
+    shifts, angles, scales, noise.
+
+    Parameters
+    ----------
+    distortion : Distortion
+        What to draw.
+    rng : numpy.random.Generator
+        Source of randomness.
+    n : int
+        Number of images.
+    shape : tuple of int
+        ``(H, W)`` of the images.
+
+    Returns
+    -------
+    Draws
+        Arrays of length ``n``.
+    """
+    if not isinstance(distortion, Distortion):
+        raise ValueError(f"distortion must be a Distortion, got {type(distortion).__name__}")
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    n = check_number(n, name="n", integer=True)
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if len(shape) != 2:
+        raise ValueError(f"shape must be (H, W), got {shape}")
+    on = set(distortion.transforms)
+    shifts = (
+        draw_shifts(rng, n, distortion.max_shift)
+        if "shift" in on
+        else np.zeros((n, 2), dtype=np.int64)
+    )
+    angles = draw_angles(rng, n, distortion.max_rotation) if "rotate" in on else np.zeros(n)
+    scales = draw_scales(rng, n, distortion.max_scale) if "scale" in on else np.ones(n)
+    noise = draw_noise(rng, n, tuple(shape)) if "elastic" in on else None
+    return Draws(shifts, angles, scales, noise)

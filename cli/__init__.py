@@ -1,0 +1,1 @@
+"""The ``ensemble-cnn`` command line (click). Only parses options and calls the library."""

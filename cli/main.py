@@ -1,0 +1,283 @@
+"""``ensemble-cnn``: expand MNIST, train an ensemble of ConvNets, evaluate its vote.
+
+This module only parses options and wires library calls; TensorFlow is imported
+only by the commands that train or evaluate.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+DEFAULT_ARTIFACTS = Path("artifacts")
+TRANSFORM_NAMES = ("shift", "rotate", "scale", "elastic")
+
+
+def _library_errors(func):
+    """Turn the library's validation errors into one-line click errors (exit 1)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from ensemble_cnn.data import DataError
+        from ensemble_cnn.train import RunFolderError
+
+        try:
+            return func(*args, **kwargs)
+        except (DataError, RunFolderError) as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+
+    return wrapper
+
+
+def _transforms(ctx, param, value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    unknown = [n for n in names if n not in TRANSFORM_NAMES]
+    if not names or unknown:
+        raise click.BadParameter(
+            f"expected a comma-separated subset of {','.join(TRANSFORM_NAMES)}, got {value!r}", ctx, param
+        )
+    return names
+
+
+def distortion_options(func):
+    """The random-distortion options shared by ``augment``, ``train`` and ``run``."""
+    options = [
+        click.option("--transforms", default=",".join(TRANSFORM_NAMES), show_default=True, callback=_transforms,
+                     help="Comma-separated transforms composed into each distortion."),
+        click.option("--max-shift", type=click.IntRange(0, 14), default=2, show_default=True,
+                     help="Largest integer shift in pixels, per axis."),
+        click.option("--max-rotation", type=click.FloatRange(0, 180), default=12.0, show_default=True,
+                     help="Largest rotation in degrees (uniform in ±max)."),
+        click.option("--max-scale", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+                     help="Largest zoom change (factor uniform in 1±max)."),
+        click.option("--alpha", type=click.FloatRange(min=0), default=34.0, show_default=True,
+                     help="Elastic strength in pixels (Simard's alpha; 0 = off)."),
+        click.option("--sigma", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
+                     help="Elastic smoothness: Gaussian width in pixels (Simard's sigma)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _distortion(transforms, max_shift, max_rotation, max_scale, alpha, sigma):
+    from augment import Distortion
+
+    try:
+        return Distortion(
+            transforms=transforms, max_shift=max_shift, max_rotation=max_rotation,
+            max_scale=max_scale, alpha=alpha, sigma=sigma,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+data_option = click.option(
+    "--data", type=click.Path(path_type=Path), default=None,
+    help="MNIST as a Keras mnist.npz or a folder of the four IDX files. Default: Keras' download/cache.",
+)
+limit_option = click.option(
+    "--limit", type=click.IntRange(min=20), default=None, help="Use only the first N training images (quick runs).",
+)
+seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Root seed of every random draw.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="ensemble-cnn")
+def main() -> None:
+    """Near-perfect MNIST with an ensemble of ReLU + dropout ConvNets.
+
+    \b
+    augment   write an expanded training set (shifts, rotations, elastic distortions)
+    train     train K ConvNets (resumable), then report members vs the ensemble
+    evaluate  re-score a trained run's members and their vote
+    run       train + evaluate with good defaults (the one-shot job)
+    """
+
+
+# --------------------------------------------------------------------------- augment
+@main.command()
+@data_option
+@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_ARTIFACTS / "mnist_expanded.npz",
+              help="Output npz (Keras layout); a JSON manifest is written beside it.")
+@click.option("--copies", type=click.IntRange(min=0), default=4, help="Distorted variants per training digit.")
+@click.option("--nielsen", is_flag=True,
+              help="Nielsen's exact expansion instead: each digit plus its 1-px up/down/left/right shifts.")
+@distortion_options
+@seed_option
+@click.option("--jobs", type=click.IntRange(min=1), default=2, help="Worker threads.")
+@limit_option
+@click.option("--preview", type=click.Path(path_type=Path), default=None,
+              help="Also draw a PNG grid of original digits and their variants.")
+@_library_errors
+def augment(data, out, copies, nielsen, transforms, max_shift, max_rotation, max_scale, alpha, sigma,
+            seed, jobs, limit, preview):
+    """Write an expanded MNIST training set (originals + COPIES distorted variants each)."""
+    from ensemble_cnn.data import load_mnist
+    from ensemble_cnn.expanded import manifest_path, write_expanded
+
+    distortion = None if nielsen else _distortion(transforms, max_shift, max_rotation, max_scale, alpha, sigma)
+    _check_parent(out, "--out")
+    if preview is not None:
+        _check_parent(preview, "--preview")
+    mnist = load_mnist(data).limit(limit)
+    total = len(mnist.x_train) * ((4 if nielsen else copies) + 1)
+    with click.progressbar(length=total, label="expanding", file=click.get_text_stream("stderr")) as bar:
+        manifest = write_expanded(
+            mnist, out, copies=copies, distortion=distortion, nielsen=nielsen, seed=seed, jobs=jobs,
+            preview=preview, progress=bar.update,
+        )
+    click.echo(
+        f"wrote {manifest['n_train']:,} training images ({manifest['n_original']:,} originals x "
+        f"{manifest['copies'] + 1}) to {out} in {manifest['seconds']:.1f} s\n"
+        f"manifest {manifest_path(out)}  sha256 {manifest['sha256']}"
+        + (f"\npreview {preview}" if preview is not None else "")
+    )
+
+
+def _check_parent(path: Path, option: str) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise click.BadParameter(f"{path} is a folder, expected a file path", param_hint=option)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot create folder {parent} ({exc.strerror or exc})", param_hint=option)
+
+
+# --------------------------------------------------------------------------- train
+def training_options(func):
+    from ensemble_cnn.config import AUGMENTATIONS, MODES
+    from ensemble_cnn.models import ARCHITECTURES
+
+    options = [
+        data_option,
+        click.option("--expanded", type=click.Path(path_type=Path), default=None,
+                     help="Train on a pre-expanded npz written by `ensemble-cnn augment` instead of --data."),
+        click.option("--members", "-k", type=click.IntRange(min=1), default=5, help="Ensemble members K."),
+        click.option("--arch", type=click.Choice(ARCHITECTURES), default="deotte", help="Member architecture."),
+        click.option("--epochs", "-e", type=click.IntRange(min=1), default=15, help="Epochs per member."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=128, help="Mini-batch size."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
+                     help="Adam's initial learning rate (decays exponentially to 2% by the last epoch)."),
+        click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0,
+                     help="Channel/unit multiplier."),
+        click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
+                     help="Dropout rate everywhere (default: the architecture's own)."),
+        click.option("--augment", "augmentation", type=click.Choice(AUGMENTATIONS), default="distort",
+                     help="On-the-fly augmentation: fresh random distortions every epoch, or none."),
+        click.option("--val-size", type=click.IntRange(min=1), default=5000,
+                     help="Training digits held out per member to pick its best epoch (max a tenth)."),
+        seed_option,
+        limit_option,
+        click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, help="Parallel worker processes."),
+        click.option("--mode", type=click.Choice(MODES), default=None,
+                     help="Member scheduling [default: processes if --jobs > 1, else sequential]."),
+        click.option("--out", type=click.Path(path_type=Path), default=None,
+                     help="Run folder [default: artifacts/runs/<arch>-k<members>-s<seed>]."),
+    ]
+    func = distortion_options(func)
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _train_config(opts: dict):
+    from ensemble_cnn.config import TrainConfig
+
+    if opts["data"] is not None and opts["expanded"] is not None:
+        raise click.UsageError("give either --data or --expanded, not both")
+    distortion = _distortion(opts["transforms"], opts["max_shift"], opts["max_rotation"], opts["max_scale"],
+                             opts["alpha"], opts["sigma"])
+    mode = opts["mode"] or ("processes" if opts["jobs"] > 1 else "sequential")
+    return TrainConfig(
+        arch=opts["arch"], members=opts["members"], epochs=opts["epochs"], batch_size=opts["batch_size"],
+        learning_rate=opts["lr"], width=opts["width"], dropout=opts["dropout"],
+        augmentation=opts["augmentation"], distortion=distortion.to_dict() if opts["augmentation"] == "distort" else {},
+        val_size=opts["val_size"], seed=opts["seed"], limit=opts["limit"],
+        data=None if opts["data"] is None else str(opts["data"]),
+        expanded=None if opts["expanded"] is None else str(opts["expanded"]),
+        jobs=opts["jobs"], mode=mode,
+    )
+
+
+def _run_dir(config, out: Path | None) -> Path:
+    if out is not None:
+        return out
+    return DEFAULT_ARTIFACTS / "runs" / f"{config.arch}-k{config.members}-s{config.seed}"
+
+
+def _train_and_report(opts: dict, *, method: str = "majority") -> None:
+    from ensemble_cnn.evaluate import evaluate_run
+    from ensemble_cnn.train import train_ensemble
+
+    config = _train_config(opts)
+    run_dir = _run_dir(config, opts["out"])
+    click.echo(f"run folder {run_dir}")
+    result = train_ensemble(config, run_dir, log=click.echo)
+    click.echo(f"training took {result.seconds:.1f} s (trained {len(result.trained)}, kept {len(result.reused)})")
+    if result.records:
+        evaluate_run(run_dir, method=method, reload=False, log=click.echo)
+        click.echo(f"report: {run_dir / 'report.md'}")
+    if result.failures:
+        for index, reason in sorted(result.failures.items()):
+            click.echo(f"member {index:02d} failed: {reason}", err=True)
+        raise click.ClickException(
+            f"{len(result.failures)} of {config.members} members failed; the others are saved in {run_dir} "
+            "(run the same command again to retry)"
+        )
+
+
+@main.command()
+@training_options
+@_library_errors
+def train(**opts):
+    """Train K ConvNets (resuming a partial run) and report members vs their vote."""
+    _train_and_report(opts)
+
+
+# --------------------------------------------------------------------------- evaluate
+@main.command()
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True,
+              help="A run folder written by `ensemble-cnn train`.")
+@data_option
+@click.option("--vote", "method", type=click.Choice(["majority", "soft"]), default="majority",
+              help="Vote shown in the confusion matrix and error grid (both are scored).")
+@_library_errors
+def evaluate(run_dir, data, method):
+    """Reload a run's saved members, predict the test set, and report members vs the ensemble."""
+    from ensemble_cnn.evaluate import evaluate_run
+
+    if not run_dir.is_dir():
+        raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")
+    evaluate_run(run_dir, data=data, method=method, reload=True, log=click.echo)
+    click.echo(f"report: {run_dir / 'report.md'}")
+
+
+# --------------------------------------------------------------------------- run
+@main.command()
+@training_options
+@_library_errors
+def run(**opts):
+    """The one-shot job: train an augmented ensemble with good defaults, then evaluate it.
+
+    Same options as `train`; also draws the distortions used (preview.png) in the run folder.
+    """
+    from ensemble_cnn.data import load_mnist
+    from ensemble_cnn.expanded import write_preview
+    import augment
+
+    config = _train_config(opts)
+    run_dir = _run_dir(config, opts["out"])
+    if config.augmentation == "distort" and config.expanded is None:
+        mnist = load_mnist(config.data)
+        sample = mnist.x_train[:10]
+        distortion = augment.Distortion.from_dict(config.distortion)
+        images, _ = augment.expand(sample, mnist.y_train[:10], copies=8, distortion=distortion, seed=config.seed)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_preview(images, len(sample), run_dir / "preview.png")
+    _train_and_report(opts)

@@ -1,0 +1,79 @@
+"""Atomic file writes: write to a temporary file in the target folder, then rename.
+
+A reader never sees a half-written artifact: either the old file (or none) or the
+complete new one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    On an exception the temporary file is removed and ``path`` is left untouched.
+
+    Parameters
+    ----------
+    path : path-like
+        Final destination. Its parent folder must exist.
+    suffix : str, optional
+        Suffix of the temporary file (some writers, e.g. ``np.savez`` or Keras,
+        insist on a file extension). Defaults to the suffix of ``path``.
+    """
+    path = Path(path)
+    suffix = path.suffix if suffix is None else suffix
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Write arrays to an uncompressed ``.npz`` at ``path`` atomically and reproducibly.
+
+    Unlike ``np.savez``, which stamps each member with the current time, every zip
+    entry gets a fixed timestamp, so equal arrays give byte-identical files (and an
+    equal sha256). The file reads back with ``np.load(path, allow_pickle=False)``.
+    """
+    with atomic_path(path, suffix=".npz") as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for name, array in arrays.items():
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_ZIP_TIME)
+                info.compress_type = zipfile.ZIP_STORED
+                with archive.open(info, "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)

@@ -1,0 +1,135 @@
+"""Evaluating a run: members' test predictions, the votes, the report and its pictures."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ensemble_cnn.config import TrainConfig
+from ensemble_cnn.data import MnistData, load_mnist
+from ensemble_cnn.member import member_files
+from ensemble_cnn.train import RunFolderError, load_records
+from ensemble_cnn.vote import VOTE_METHODS, vote
+
+
+def member_path(run_dir: Path, name: str) -> Path:
+    """Resolve a file name read from a run's JSON, refusing anything outside the run folder."""
+    root = run_dir.resolve()
+    path = (root / name).resolve()
+    if path.parent != root:
+        raise RunFolderError(f"{run_dir}: member file {name!r} points outside the run folder")
+    return path
+
+
+def load_member(path: str | Path):
+    """Load a saved member with Keras ``safe_mode`` (no deserialised Python code)."""
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except ValueError as exc:
+        if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
+            raise RunFolderError(f"{path}: refused: it carries Python code (e.g. a Lambda layer), unsafe to load") from None
+        raise RunFolderError(f"{path}: not a loadable Keras model ({str(exc).splitlines()[0]})") from None
+    except OSError as exc:
+        raise RunFolderError(f"{path}: cannot read the model ({exc})") from None
+
+
+def test_split(config: TrainConfig, data: str | Path | None) -> MnistData:
+    """The test split: from ``data`` if given, else from the run's own data source."""
+    if data is not None:
+        return load_mnist(data)
+    return load_mnist(config.expanded if config.expanded else config.data)
+
+
+def member_probabilities(
+    run_dir: Path, records: list[dict[str, Any]], test: MnistData, *, reload: bool
+) -> np.ndarray:
+    """Test-set probabilities of every member, shape (K, N, 10).
+
+    ``reload=True`` loads each ``.keras`` file and predicts; ``False`` reads the
+    probabilities saved at training time (their sha256 is checked by the record).
+    """
+    stacks = []
+    for record in records:
+        if reload:
+            model = load_member(member_path(run_dir, record["model"]))
+            stacks.append(model.predict(test.x_test, batch_size=1000, verbose=0).astype(np.float32))
+        else:
+            probabilities = np.load(member_path(run_dir, record["probabilities"]), allow_pickle=False)
+            if probabilities.shape != (len(test.x_test), 10):
+                raise RunFolderError(
+                    f"{run_dir}: {record['probabilities']} has shape {probabilities.shape}, "
+                    f"expected ({len(test.x_test)}, 10); re-evaluate with the models"
+                )
+            stacks.append(probabilities)
+    return np.stack(stacks)
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    data: str | Path | None = None,
+    method: str = "majority",
+    reload: bool = True,
+    plots: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Score every member and the ensemble on the test set; write the report.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A run folder written by :func:`ensemble_cnn.train.train_ensemble`.
+    data : path-like, optional
+        MNIST to take the test split from; default: the run's own source.
+    method : {"majority", "soft"}
+        The vote whose predictions the confusion matrix and error grid show
+        (both votes are always scored).
+    reload : bool, default True
+        Load the saved ``.keras`` members and predict (``False``: use the
+        probabilities saved at training time).
+    plots : bool, default True
+        Also write ``accuracy.png``, ``confusion.png`` and ``errors.png``.
+    log : callable, optional
+        Receives the printed table.
+
+    Returns
+    -------
+    dict
+        The report (also written as ``report.json`` and ``report.md``).
+    """
+    from ensemble_cnn.plots import write_plots
+    from ensemble_cnn.report import build_report, format_table, write_report
+
+    if method not in VOTE_METHODS:
+        raise ValueError(f"method must be one of {', '.join(VOTE_METHODS)}, got {method!r}")
+    run_dir = Path(run_dir)
+    started = time.perf_counter()
+    config, records = load_records(run_dir)
+    if not records:
+        raise RunFolderError(f"{run_dir}: no trained member found (run ensemble-cnn train first)")
+    test = test_split(config, data)
+    probabilities = member_probabilities(run_dir, records, test, reload=reload)
+    names = [member_files(run_dir, r["index"])["model"].stem for r in records]
+    report = build_report(probabilities, test.y_test, member_names=names)
+    for member, record in zip(report["members"], records):
+        member.update(
+            best_epoch=record["best_epoch"],
+            val_accuracy=record["val_accuracy"],
+            train_seconds=record["train_seconds"],
+        )
+    report["vote_shown"] = method
+    report["missing_members"] = sorted(set(range(config.members)) - {r["index"] for r in records})
+    report["config"] = config.to_dict()
+    report["test_source"] = test.source
+    report["evaluate_seconds"] = round(time.perf_counter() - started, 2)
+    write_report(report, run_dir)
+    if plots:
+        predictions = vote(probabilities, method=method)
+        write_plots(report, test.x_test, test.y_test, predictions, run_dir)
+    if log is not None:
+        log(format_table(report))
+    return report

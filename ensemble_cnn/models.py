@@ -1,0 +1,114 @@
+"""The family of named ReLU + dropout ConvNets.
+
+Every model takes a batch of raw ``uint8`` digits, shape (N, 28, 28), and outputs
+class probabilities, shape (N, 10). Scaling to [0, 1] happens inside the model
+(a ``Rescaling`` layer), so data stays ``uint8`` (4x smaller) until the first
+layer, and a saved ``.keras`` member needs no preprocessing code to be used.
+Weight initialisation and dropout draw from Keras' global seed
+(``keras.utils.set_random_seed``), which the trainer sets per member. No ``Lambda`` layers: members load with ``keras.saving.load_model(..., safe_mode=True)``.
+
+Architectures (``ARCHITECTURES``):
+
+``nielsen``
+    Nielsen, *Neural Networks and Deep Learning*, chapter 6: conv 20@5x5, max-pool,
+    conv 40@5x5, max-pool, dense 1000, dropout 0.5, dense 1000, dropout 0.5, softmax.
+``keras``
+    The classic Keras MNIST net: conv 32@3x3, conv 64@3x3, max-pool, dropout 0.25,
+    dense 128, dropout 0.5, softmax.
+``deotte``
+    The net of the well-known Keras 15-CNN MNIST ensemble (Deotte): three blocks of
+    conv + batch-norm + ReLU with a strided 5x5 conv instead of pooling and
+    dropout 0.4 after each block, then softmax.
+
+``width`` multiplies every channel/unit count; ``dropout`` replaces the dropout
+rates (``None`` keeps each architecture's own).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+ARCHITECTURES = ("nielsen", "keras", "deotte")
+INPUT_SHAPE = (28, 28)
+N_CLASSES = 10
+
+
+def build_model(arch: str, *, width: float = 1.0, dropout: float | None = None):
+    """Build an uncompiled Keras model.
+
+    Parameters
+    ----------
+    arch : {"nielsen", "keras", "deotte"}
+        Architecture name.
+    width : float, default 1.0
+        Multiplier for every channel and unit count (> 0).
+    dropout : float, optional
+        Dropout rate in [0, 1) used everywhere instead of the architecture's own.
+
+    Returns
+    -------
+    keras.Model
+        Input (N, 28, 28) uint8, output (N, 10) softmax probabilities.
+    """
+    import keras
+    from keras import layers
+
+    if arch not in _BUILDERS:
+        raise ValueError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
+    if not width > 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    if dropout is not None and not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+
+    def units(n: int) -> int:
+        return max(1, int(round(n * width)))
+
+    def drop(default: float) -> float:
+        return default if dropout is None else dropout
+
+    inputs = keras.Input(shape=INPUT_SHAPE, dtype="uint8", name="digits")
+    x = layers.Reshape(INPUT_SHAPE + (1,))(inputs)
+    x = layers.Rescaling(1.0 / 255.0)(x)
+    x = _BUILDERS[arch](x, layers, units, drop)
+    outputs = layers.Dense(N_CLASSES, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=arch)
+
+
+def _nielsen(x, layers, units: Callable[[int], int], drop: Callable[[float], float]):
+    x = layers.Conv2D(units(20), 5, activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(units(40), 5, activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(units(1000), activation="relu")(x)
+    x = layers.Dropout(drop(0.5))(x)
+    x = layers.Dense(units(1000), activation="relu")(x)
+    return layers.Dropout(drop(0.5))(x)
+
+
+def _keras(x, layers, units, drop):
+    x = layers.Conv2D(units(32), 3, activation="relu")(x)
+    x = layers.Conv2D(units(64), 3, activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Dropout(drop(0.25))(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(units(128), activation="relu")(x)
+    return layers.Dropout(drop(0.5))(x)
+
+
+def _deotte(x, layers, units, drop):
+    def conv_bn(x, filters, kernel, strides=1, padding="valid"):
+        x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        return layers.Activation("relu")(x)
+
+    for filters in (units(32), units(64)):
+        x = conv_bn(x, filters, 3)
+        x = conv_bn(x, filters, 3)
+        x = conv_bn(x, filters, 5, strides=2, padding="same")
+        x = layers.Dropout(drop(0.4))(x)
+    x = conv_bn(x, units(128), 4)
+    x = layers.Flatten()(x)
+    return layers.Dropout(drop(0.4))(x)
+
+
+_BUILDERS = {"nielsen": _nielsen, "keras": _keras, "deotte": _deotte}

@@ -1,0 +1,305 @@
+"""PNG figures of an ensemble report: accuracies, confusion matrix, errors, previews.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot, no
+global state, safe to call from worker threads) and rendered by the Agg backend.
+Every PNG is written atomically: rendered to a temporary file beside the target,
+then renamed onto it.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.colors import PowerNorm
+from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
+
+from ensemble_cnn._atomic import atomic_path
+
+__all__ = [
+    "plot_member_accuracy",
+    "plot_confusion",
+    "plot_errors",
+    "plot_preview",
+    "write_plots",
+]
+
+_MEMBER_COLOR = "#8da0cb"
+_MAJORITY_COLOR = "#fc8d62"
+_SOFT_COLOR = "#66c2a5"
+_DIGIT_CMAP = "gray_r"
+
+
+# --------------------------------------------------------------------------- #
+# Helpers
+# --------------------------------------------------------------------------- #
+def _save(fig: Figure, path: str | os.PathLike, *, dpi: int = 100, tight: bool = True) -> Path:
+    """Render ``fig`` to ``path`` as PNG, atomically; return the path."""
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
+    return path
+
+
+def _check_images(images: ArrayLike, name: str, ndim: int) -> np.ndarray:
+    """Return ``images`` as an array with ``ndim`` dims (a trailing channel of 1 is dropped)."""
+    arr = np.asarray(images)
+    if arr.ndim == ndim + 1 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != ndim:
+        raise ValueError(f"`{name}` must be {ndim}-D (..., height, width); got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"`{name}` must hold numeric pixels; got dtype {arr.dtype}")
+    return arr
+
+
+def _pixel_range(*arrays: np.ndarray) -> tuple[float, float]:
+    """Display range: [0, 255] for integer or large pixels, [0, 1] for unit floats."""
+    if all(np.issubdtype(a.dtype, np.floating) for a in arrays):
+        top = max((float(np.max(a)) for a in arrays if a.size), default=1.0)
+        if top <= 1.0:
+            return 0.0, 1.0
+    return 0.0, 255.0
+
+
+def _show_digit(ax: Any, image: np.ndarray, vrange: tuple[float, float], title: str | None = None) -> None:
+    """Draw one digit without axes ticks."""
+    ax.imshow(image, cmap=_DIGIT_CMAP, vmin=vrange[0], vmax=vrange[1], interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=9, pad=2)
+
+
+# --------------------------------------------------------------------------- #
+# Report figures
+# --------------------------------------------------------------------------- #
+def _accuracy_ylim(values: np.ndarray) -> tuple[float, float]:
+    """Y range (in %) zoomed onto ``values`` with room for the bar labels."""
+    lo, hi = float(values.min()), float(values.max())
+    pad = max(0.15 * (hi - lo), 0.1)
+    bottom = max(0.0, math.floor((lo - 2 * pad) * 10) / 10)
+    top = min(100.0, hi + 1.5 * pad) if hi < 100.0 else 100.0 + pad
+    return bottom, top
+
+
+def plot_member_accuracy(report: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Bar chart of every member's test accuracy beside the ensemble votes.
+
+    The y axis is zoomed onto the range of the accuracies; every bar carries
+    its accuracy in %; a dashed line marks the oracle accuracy.
+
+    Parameters
+    ----------
+    report : dict
+        As returned by :func:`ensemble_cnn.report.build_report`.
+    path : path-like
+        Destination PNG file.
+
+    Returns
+    -------
+    path : Path
+    """
+    names = [m["name"] for m in report["members"]] + ["majority", "soft"]
+    values = 100.0 * np.array(
+        [m["test_accuracy"] for m in report["members"]]
+        + [report["ensemble"]["majority"]["test_accuracy"], report["ensemble"]["soft"]["test_accuracy"]]
+    )
+    colors = [_MEMBER_COLOR] * len(report["members"]) + [_MAJORITY_COLOR, _SOFT_COLOR]
+
+    fig = Figure(figsize=(max(6.0, 0.6 * len(names) + 2.0), 4.5))
+    ax = fig.add_subplot()
+    x = np.arange(len(names))
+    bars = ax.bar(x, values, color=colors, edgecolor="black", linewidth=0.5)
+    ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=8, padding=2)
+    ax.axhline(
+        100.0 * report["members_summary"]["mean"], color=_MEMBER_COLOR, linestyle=":", linewidth=1,
+        label=f"members mean {100.0 * report['members_summary']['mean']:.2f} %",
+    )
+    oracle = 100.0 * report["oracle_accuracy"]
+    ax.axhline(oracle, color="grey", linestyle="--", linewidth=1, label=f"oracle {oracle:.2f} %")
+    ax.set_xticks(x, names, rotation=45 if len(names) > 8 else 0, ha="right" if len(names) > 8 else "center")
+    ax.set_ylim(*_accuracy_ylim(np.append(values, oracle)))
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"Test accuracy: {report['n_members']} members vs. ensemble ({report['n_test']} samples)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    return _save(fig, path)
+
+
+def plot_confusion(report: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Heat map of the majority vote's confusion matrix, each cell labelled with its count.
+
+    Colours use a square-root scale so that the few off-diagonal errors stay
+    visible beside the large diagonal.
+
+    Parameters
+    ----------
+    report : dict
+        As returned by :func:`ensemble_cnn.report.build_report`.
+    path : path-like
+        Destination PNG file.
+
+    Returns
+    -------
+    path : Path
+    """
+    cm = np.asarray(report["confusion_matrix"], dtype=np.int64)
+    n_classes = cm.shape[0]
+    vmax = max(int(cm.max()), 1)
+
+    side = max(4.5, 0.55 * n_classes + 2.0)
+    fig = Figure(figsize=(side + 1.0, side))
+    ax = fig.add_subplot()
+    image = ax.imshow(cm, cmap="Blues", norm=PowerNorm(gamma=0.5, vmin=0, vmax=vmax))
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="count")
+    threshold = 0.5 ** 2 * vmax  # where the sqrt-scaled colour reaches mid-range
+    for (i, j), count in np.ndenumerate(cm):
+        if count or i == j:
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                    color="white" if count > threshold else "black")
+    ticks = np.arange(n_classes)
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.set_yticks(ticks, [str(t) for t in ticks])
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("true label")
+    majority = report["ensemble"]["majority"]
+    ax.set_title(
+        f"Majority vote: {100.0 * majority['test_accuracy']:.2f} % "
+        f"({majority['errors']} errors / {report['n_test']})"
+    )
+    return _save(fig, path)
+
+
+def plot_errors(
+    images: ArrayLike,
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    path: str | os.PathLike,
+    *,
+    max_images: int = 100,
+) -> Path:
+    """Grid of the misclassified test digits, each titled ``"true→pred"``.
+
+    Parameters
+    ----------
+    images : array-like of shape (N, H, W) (or (N, H, W, 1))
+        Test images, e.g. ``(N, 28, 28)`` uint8.
+    y_true, y_pred : array-like of shape (N,)
+        True and predicted labels.
+    path : path-like
+        Destination PNG file.
+    max_images : int, default=100
+        Show at most this many errors (the first ones, in test-set order).
+
+    Returns
+    -------
+    path : Path
+        If there is no error, the figure says so.
+    """
+    imgs = _check_images(images, "images", 3)
+    y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
+    if not (y_true.shape[0] == y_pred.shape[0] == imgs.shape[0]):
+        raise ValueError(
+            "`images`, `y_true` and `y_pred` must have the same length; got "
+            f"{imgs.shape[0]}, {y_true.shape[0]}, {y_pred.shape[0]}"
+        )
+    if isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1:
+        raise ValueError(f"`max_images` must be a positive integer; got {max_images!r}")
+
+    wrong = np.flatnonzero(y_true != y_pred)
+    if wrong.size == 0:
+        fig = Figure(figsize=(5.0, 2.0))
+        fig.text(0.5, 0.5, f"No misclassified digits\n(0 of {imgs.shape[0]})", ha="center", va="center", fontsize=14)
+        return _save(fig, path, tight=False)
+
+    shown = wrong[:max_images]
+    n_cols = min(10, shown.size)
+    n_rows = math.ceil(shown.size / n_cols)
+    fig = Figure(figsize=(max(1.1 * n_cols, 4.0), 1.25 * n_rows + 0.4), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    vrange = _pixel_range(imgs)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, idx in zip(axes.flat, shown):
+        ax.set_axis_on()
+        _show_digit(ax, imgs[idx], vrange, f"{y_true[idx]}→{y_pred[idx]}")
+    extra = f" (first {shown.size} shown)" if shown.size < wrong.size else ""
+    fig.suptitle(f"{wrong.size} misclassified of {imgs.shape[0]}{extra}: true→predicted")
+    return _save(fig, path)
+
+
+def plot_preview(originals: ArrayLike, variants: ArrayLike, path: str | os.PathLike) -> Path:
+    """Grid of digits and their distorted variants, one row per original.
+
+    Column 0 holds the original (titled ``"original"`` on the first row), the
+    next ``V`` columns its variants (titled ``"variant 1"`` ... on the first row).
+
+    Parameters
+    ----------
+    originals : array-like of shape (R, H, W) (or (R, H, W, 1))
+    variants : array-like of shape (R, V, H, W) (or (R, V, H, W, 1))
+    path : path-like
+        Destination PNG file.
+
+    Returns
+    -------
+    path : Path
+    """
+    orig = _check_images(originals, "originals", 3)
+    var = _check_images(variants, "variants", 4)
+    if var.shape[0] != orig.shape[0] or var.shape[2:] != orig.shape[1:]:
+        raise ValueError(
+            f"`variants` must have shape ({orig.shape[0]}, V, {orig.shape[1]}, {orig.shape[2]}) "
+            f"to match `originals`; got {var.shape}"
+        )
+    if orig.shape[0] < 1:
+        raise ValueError("`originals` must hold at least one image; got 0")
+
+    n_rows, n_cols = orig.shape[0], var.shape[1] + 1
+    fig = Figure(figsize=(1.1 * n_cols, 1.1 * n_rows + 0.3), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    vrange = _pixel_range(orig, var)
+    for r in range(n_rows):
+        _show_digit(axes[r, 0], orig[r], vrange, "original" if r == 0 else None)
+        for v in range(var.shape[1]):
+            _show_digit(axes[r, v + 1], var[r, v], vrange, f"variant {v + 1}" if r == 0 else None)
+    return _save(fig, path)
+
+
+def write_plots(
+    report: dict[str, Any],
+    images: ArrayLike,
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    out_dir: str | os.PathLike,
+) -> dict[str, Path]:
+    """Write ``accuracy.png``, ``confusion.png`` and ``errors.png`` into ``out_dir``.
+
+    Parameters
+    ----------
+    report : dict
+        As returned by :func:`ensemble_cnn.report.build_report`.
+    images : array-like of shape (N, H, W)
+        Test images.
+    y_true, y_pred : array-like of shape (N,)
+        True labels and the ensemble's predictions (e.g. the majority vote).
+    out_dir : path-like
+        Destination folder; created if missing.
+
+    Returns
+    -------
+    paths : dict
+        ``{"accuracy": Path, "confusion": Path, "errors": Path}``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return {
+        "accuracy": plot_member_accuracy(report, out / "accuracy.png"),
+        "confusion": plot_confusion(report, out / "confusion.png"),
+        "errors": plot_errors(images, y_true, y_pred, out / "errors.png"),
+    }

@@ -1,0 +1,130 @@
+"""What one member trains and validates on: the data split and the batch stream."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+import augment
+
+from ensemble_cnn.data import DataError, MnistData, load_mnist
+from ensemble_cnn.seeding import EPOCH_STREAM, VALIDATION_STREAM, rng_for
+
+# Extra arrays stored by ``ensemble-cnn augment`` next to the Keras layout.
+SOURCE_INDEX_KEY = "train_source_index"  # int32 (M,): which original each row comes from
+VARIANT_KEY = "train_variant"  # int16 (M,): 0 = the original, k = k-th distorted copy
+
+
+@dataclass(frozen=True)
+class TrainingPool:
+    """Training images with their provenance.
+
+    Attributes
+    ----------
+    data : MnistData
+        ``x_train``/``y_train`` may be an expanded set (M rows); the test split is MNIST's.
+    source_index : ndarray of int, shape (M,)
+        Index of the original training digit each row derives from.
+    variant : ndarray of int, shape (M,)
+        0 for an original digit, k >= 1 for its k-th distorted copy.
+    n_originals : int
+        Number of original training digits.
+    """
+
+    data: MnistData
+    source_index: np.ndarray
+    variant: np.ndarray
+    n_originals: int
+
+
+def load_pool(*, data: str | None, expanded: str | None, limit: int | None) -> TrainingPool:
+    """Load MNIST, or a pre-expanded set, keeping the first ``limit`` originals."""
+    if expanded is None:
+        mnist = load_mnist(data).limit(limit)
+        n = len(mnist.x_train)
+        return TrainingPool(mnist, np.arange(n), np.zeros(n, dtype=np.int16), n)
+    mnist = load_mnist(expanded)
+    source_index, variant = _provenance(Path(expanded), len(mnist.x_train))
+    if limit is not None:
+        keep = source_index < limit
+        mnist = MnistData(mnist.x_train[keep], mnist.y_train[keep], mnist.x_test, mnist.y_test, mnist.source)
+        source_index, variant = source_index[keep], variant[keep]
+    return TrainingPool(mnist, source_index, variant, int(source_index.max()) + 1)
+
+
+def _provenance(path: Path, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path, allow_pickle=False) as npz:
+        if SOURCE_INDEX_KEY not in npz.files or VARIANT_KEY not in npz.files:
+            # A plain Keras-layout file: every row is its own original.
+            return np.arange(n_rows), np.zeros(n_rows, dtype=np.int16)
+        source_index, variant = npz[SOURCE_INDEX_KEY], npz[VARIANT_KEY]
+    if source_index.shape != (n_rows,) or variant.shape != (n_rows,):
+        raise DataError(f"{path}: {SOURCE_INDEX_KEY}/{VARIANT_KEY} must have shape ({n_rows},)")
+    if source_index.min() < 0:
+        raise DataError(f"{path}: {SOURCE_INDEX_KEY} holds negative indices")
+    return source_index.astype(np.int64), variant.astype(np.int16)
+
+
+@dataclass(frozen=True)
+class MemberSplit:
+    """Row indices into the pool: what a member trains on and what picks its checkpoint."""
+
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+
+
+def split_for_member(pool: TrainingPool, *, val_size: int, seed: int) -> MemberSplit:
+    """Hold out ``val_size`` originals (capped at a tenth), drawn from the member's seed.
+
+    Validation uses the held-out originals undistorted; training uses every row
+    (original or variant) whose source digit is not held out, so no distorted copy of
+    a validation digit leaks into training.
+    """
+    n_val = max(1, min(val_size, pool.n_originals // 10))
+    rng = rng_for(seed, VALIDATION_STREAM)
+    held_out = np.zeros(pool.n_originals, dtype=bool)
+    held_out[rng.choice(pool.n_originals, size=n_val, replace=False)] = True
+    in_val = held_out[pool.source_index]
+    val_rows = np.flatnonzero(in_val & (pool.variant == 0))
+    train_rows = np.flatnonzero(~in_val)
+    return MemberSplit(train_rows=train_rows, val_rows=val_rows)
+
+
+def batch_stream(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    batch_size: int,
+    epochs: int,
+    seed: int,
+    distortion=None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield shuffled (and, with ``distortion``, freshly distorted) batches, epoch after epoch.
+
+    Parameters
+    ----------
+    images : ndarray of uint8, shape (N, 28, 28)
+    labels : ndarray, shape (N,)
+    batch_size, epochs : int
+    seed : int
+        The member's seed; epoch ``e`` draws its order and distortions from
+        ``(seed, EPOCH_STREAM, e)``, so the stream is reproducible.
+    distortion : augment.Distortion, optional
+        Applied to every batch with fresh random draws.
+
+    Yields
+    ------
+    (ndarray of uint8, shape (B, 28, 28), ndarray of int32, shape (B,))
+    """
+    labels = labels.astype(np.int32)
+    for epoch in range(epochs):
+        rng = rng_for(seed, EPOCH_STREAM, epoch)
+        order = rng.permutation(len(images))
+        for start in range(0, len(order), batch_size):
+            rows = np.sort(order[start : start + batch_size])
+            batch = images[rows]
+            if distortion is not None:
+                batch = augment.distort(batch, distortion, rng)
+            yield batch, labels[rows]

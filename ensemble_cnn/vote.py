@@ -1,0 +1,270 @@
+"""Combine the class probabilities of ensemble members into one prediction.
+
+Two rules are provided, both pure numpy and vectorised over samples:
+
+* :func:`majority_vote` -- every member votes for its most probable class and the
+  class with the most (weighted) votes wins (plurality vote, "hard" voting);
+* :func:`soft_vote` -- the class with the largest (weighted) mean probability wins.
+
+:func:`vote` dispatches on a method name (one of :data:`VOTE_METHODS`).
+
+All functions take ``probabilities`` of shape ``(K, N, C)``: ``K`` members,
+``N`` samples, ``C`` classes (e.g. the softmax outputs of ``K`` ConvNets on the
+same ``N`` test images), and return labels of shape ``(N,)`` and dtype int64.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = ["VOTE_METHODS", "majority_vote", "soft_vote", "vote"]
+
+VOTE_METHODS: tuple[str, ...] = ("majority", "soft")
+"""Names accepted by :func:`vote`'s ``method``."""
+
+# Relative tolerance used to detect ties between floating-point (weighted) vote
+# counts and summed probabilities, so that e.g. 0.1 + 0.2 ties with 0.3.
+_TIE_RTOL = 1e-9
+
+
+# --------------------------------------------------------------------------- #
+# Validation
+# --------------------------------------------------------------------------- #
+def _check_probabilities(probabilities: ArrayLike) -> np.ndarray:
+    """Validate member probabilities and return them as a float64 array.
+
+    Parameters
+    ----------
+    probabilities : array-like of shape (K, N, C)
+
+    Returns
+    -------
+    probabilities : ndarray of shape (K, N, C), dtype float64
+
+    Raises
+    ------
+    ValueError
+        If the array is not numeric, not 3-D, has no member, fewer than two
+        classes, or non-finite values.
+    """
+    try:
+        proba = np.asarray(probabilities, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"`probabilities` must be a numeric array; got {exc}") from None
+    if proba.ndim != 3:
+        raise ValueError(
+            "`probabilities` must be 3-D of shape (n_members, n_samples, n_classes);"
+            f" got shape {proba.shape}"
+        )
+    n_members, _, n_classes = proba.shape
+    if n_members < 1:
+        raise ValueError("`probabilities` must hold at least one member; got n_members=0")
+    if n_classes < 2:
+        raise ValueError(f"`probabilities` must have at least 2 classes; got n_classes={n_classes}")
+    if not np.all(np.isfinite(proba)):
+        raise ValueError("`probabilities` must be finite; got NaN or infinity")
+    return proba
+
+
+def _check_weights(weights: ArrayLike | None, n_members: int) -> np.ndarray:
+    """Validate per-member weights; ``None`` means equal weights.
+
+    Parameters
+    ----------
+    weights : array-like of shape (K,) or None
+        Non-negative, finite, not all zero.
+    n_members : int
+        ``K``, the number of members.
+
+    Returns
+    -------
+    weights : ndarray of shape (K,), dtype float64
+    """
+    if weights is None:
+        return np.ones(n_members, dtype=np.float64)
+    try:
+        w = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"`weights` must be a numeric array; got {exc}") from None
+    if w.ndim != 1 or w.shape[0] != n_members:
+        raise ValueError(
+            f"`weights` must have shape ({n_members},), one per member; got shape {w.shape}"
+        )
+    if not np.all(np.isfinite(w)):
+        raise ValueError("`weights` must be finite; got NaN or infinity")
+    if np.any(w < 0):
+        raise ValueError(f"`weights` must be non-negative; got {w.tolist()}")
+    if not np.any(w > 0):
+        raise ValueError("`weights` must not all be zero")
+    return w
+
+
+# --------------------------------------------------------------------------- #
+# Voting rules
+# --------------------------------------------------------------------------- #
+def _vote_counts(member_labels: np.ndarray, weights: np.ndarray, n_classes: int) -> np.ndarray:
+    """(Weighted) number of votes per class.
+
+    Parameters
+    ----------
+    member_labels : ndarray of shape (K, N), int
+    weights : ndarray of shape (K,)
+    n_classes : int
+
+    Returns
+    -------
+    counts : ndarray of shape (N, C), float64
+    """
+    n_samples = member_labels.shape[1]
+    counts = np.zeros((n_samples, n_classes), dtype=np.float64)
+    rows = np.arange(n_samples)
+    for labels_k, w_k in zip(member_labels, weights):
+        counts[rows, labels_k] += w_k
+    return counts
+
+
+def _is_max(values: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Mask of the candidates whose value ties with the row maximum over candidates.
+
+    Parameters
+    ----------
+    values : ndarray of shape (N, C)
+    candidates : ndarray of shape (N, C), bool
+        At least one True per row.
+
+    Returns
+    -------
+    mask : ndarray of shape (N, C), bool
+        ``candidates`` restricted to the row maxima (up to ``_TIE_RTOL``).
+    """
+    masked = np.where(candidates, values, -np.inf)
+    row_max = masked.max(axis=1, keepdims=True)
+    close = np.abs(masked - row_max) <= _TIE_RTOL * np.abs(row_max)
+    return candidates & close
+
+
+def majority_vote(probabilities: ArrayLike, *, weights: ArrayLike | None = None) -> np.ndarray:
+    """Plurality vote of the members' most probable classes.
+
+    Each member votes for its argmax class (a member's own exact ties go to the
+    lower label, as :func:`numpy.argmax`); a vote counts ``weights[k]``
+    (1 by default). The class with the most (weighted) votes wins.
+
+    Tie rule (deterministic): among the classes tied on (weighted) votes, the one
+    with the larger (weighted) sum of probabilities over all members wins; if
+    still tied, the lower label wins. Ties are detected up to a relative
+    tolerance of 1e-9, so floating-point rounding in weighted sums does not
+    decide them. With one-hot probabilities the rule reduces to "lowest label
+    among the most voted", like :func:`scipy.stats.mode`.
+
+    Parameters
+    ----------
+    probabilities : array-like of shape (K, N, C)
+        Class probabilities (e.g. softmax outputs) of ``K`` members for ``N``
+        samples over ``C >= 2`` classes. Must be finite.
+    weights : array-like of shape (K,), optional
+        Non-negative vote weight of each member, not all zero. ``None`` gives
+        every member one vote.
+
+    Returns
+    -------
+    labels : ndarray of shape (N,), dtype int64
+        The winning class of each sample.
+
+    Raises
+    ------
+    ValueError
+        If ``probabilities`` or ``weights`` are malformed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = np.array([[[0.9, 0.1]], [[0.4, 0.6]], [[0.3, 0.7]]])
+    >>> majority_vote(p)
+    array([1])
+    >>> majority_vote(p, weights=[3, 1, 1])
+    array([0])
+    """
+    proba = _check_probabilities(probabilities)
+    w = _check_weights(weights, proba.shape[0])
+    n_classes = proba.shape[2]
+
+    member_labels = np.argmax(proba, axis=2)  # (K, N)
+    counts = _vote_counts(member_labels, w, n_classes)  # (N, C)
+    prob_sums = np.tensordot(w, proba, axes=1)  # (N, C)
+
+    most_voted = _is_max(counts, np.ones_like(counts, dtype=bool))
+    finalists = _is_max(prob_sums, most_voted)
+    # argmax of a boolean mask returns the first True: the lowest finalist label.
+    return np.argmax(finalists, axis=1).astype(np.int64)
+
+
+def soft_vote(probabilities: ArrayLike, *, weights: ArrayLike | None = None) -> np.ndarray:
+    """Argmax of the members' (weighted) mean probability.
+
+    Exact ties go to the lower label (the rule of :func:`numpy.argmax`).
+
+    Parameters
+    ----------
+    probabilities : array-like of shape (K, N, C)
+        Class probabilities of ``K`` members for ``N`` samples over ``C >= 2``
+        classes. Must be finite.
+    weights : array-like of shape (K,), optional
+        Non-negative weight of each member in the mean, not all zero. ``None``
+        gives the plain mean.
+
+    Returns
+    -------
+    labels : ndarray of shape (N,), dtype int64
+
+    Raises
+    ------
+    ValueError
+        If ``probabilities`` or ``weights`` are malformed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = np.array([[[0.9, 0.1]], [[0.4, 0.6]], [[0.3, 0.7]]])
+    >>> soft_vote(p)
+    array([0])
+    """
+    proba = _check_probabilities(probabilities)
+    w = _check_weights(weights, proba.shape[0])
+    mean = np.tensordot(w / w.sum(), proba, axes=1)  # (N, C)
+    return np.argmax(mean, axis=1).astype(np.int64)
+
+
+def vote(
+    probabilities: ArrayLike,
+    *,
+    method: Literal["majority", "soft"] = "majority",
+    weights: ArrayLike | None = None,
+) -> np.ndarray:
+    """Combine member probabilities with the rule named by ``method``.
+
+    Parameters
+    ----------
+    probabilities : array-like of shape (K, N, C)
+        Class probabilities of ``K`` members for ``N`` samples over ``C`` classes.
+    method : {"majority", "soft"}, default="majority"
+        ``"majority"`` for :func:`majority_vote`, ``"soft"`` for :func:`soft_vote`.
+    weights : array-like of shape (K,), optional
+        Non-negative per-member weights, not all zero.
+
+    Returns
+    -------
+    labels : ndarray of shape (N,), dtype int64
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is not in :data:`VOTE_METHODS`, or the inputs are malformed.
+    """
+    if method == "majority":
+        return majority_vote(probabilities, weights=weights)
+    if method == "soft":
+        return soft_vote(probabilities, weights=weights)
+    raise ValueError(f"`method` must be one of {VOTE_METHODS}; got {method!r}")

@@ -1,0 +1,125 @@
+"""The ``ensemble-cnn`` command line through click's CliRunner, on slices of the real MNIST."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli.main import main
+
+TINY_TRAIN = [
+    "--arch", "nielsen", "--width", "0.5", "--members", "2", "--epochs", "1", "--limit", "1000",
+    "--val-size", "100", "--batch-size", "32",
+]
+
+
+@pytest.fixture()
+def runner():
+    return CliRunner()
+
+
+def test_help_lists_every_command(runner):
+    result = runner.invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("augment", "train", "evaluate", "run"):
+        assert command in result.output
+
+
+def test_augment_writes_expanded_set_manifest_and_preview(runner, mnist_npz_path, tmp_path):
+    out = tmp_path / "expanded.npz"
+    args = ["augment", "--data", str(mnist_npz_path), "--limit", "1000", "--copies", "3", "--seed", "5",
+            "--out", str(out), "--preview", str(tmp_path / "preview.png")]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    with np.load(out, allow_pickle=False) as npz:
+        assert npz["x_train"].shape == (4000, 28, 28) and npz["x_train"].dtype == np.uint8
+        assert npz["x_test"].shape == (10000, 28, 28)
+        np.testing.assert_array_equal(npz["y_train"], np.tile(npz["y_train"][:1000], 4))
+        original = np.load(mnist_npz_path)["x_train"][:1000]
+        np.testing.assert_array_equal(npz["x_train"][:1000], original)
+        assert not np.array_equal(npz["x_train"][1000:2000], original)
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["n_train"] == 4000 and manifest["seed"] == 5 and manifest["copies"] == 3
+    assert manifest["distortion"]["alpha"] == 34.0
+    assert (tmp_path / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the same command again gives the same bytes
+    again = runner.invoke(main, args)
+    assert again.exit_code == 0
+    assert json.loads(out.with_suffix(".json").read_text())["sha256"] == manifest["sha256"]
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_augment_nielsen_mode(runner, mnist_npz_path, tmp_path):
+    out = tmp_path / "nielsen.npz"
+    result = runner.invoke(main, ["augment", "--data", str(mnist_npz_path), "--limit", "100", "--nielsen",
+                                  "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with np.load(out) as npz:
+        assert npz["x_train"].shape == (500, 28, 28)
+
+
+@pytest.mark.parametrize(
+    "args, code, text",
+    [
+        (["augment", "--data", "nowhere.npz"], 1, "nowhere.npz: no such file"),
+        (["augment", "--copies", "-1"], 2, "--copies"),
+        (["augment", "--transforms", "shift,warp"], 2, "--transforms"),
+        (["augment", "--sigma", "0"], 2, "--sigma"),
+        (["augment", "--max-rotation", "200"], 2, "--max-rotation"),
+        (["train", "--members", "0"], 2, "--members"),
+        (["train", "--epochs", "0"], 2, "--epochs"),
+        (["evaluate", "--run", "no-such-run"], 2, "--run"),
+    ],
+)
+def test_bad_input_gives_one_line_error_and_exit_code(runner, args, code, text, tmp_path):
+    with runner.isolated_filesystem(temp_dir=tmp_path):
+        result = runner.invoke(main, args)
+    assert result.exit_code == code, result.output
+    assert text in result.output
+    assert "Traceback" not in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(error_lines) == 1
+
+
+def test_train_then_evaluate(runner, mnist_npz_path, tmp_path):
+    run_dir = tmp_path / "run"
+    result = runner.invoke(main, ["train", "--data", str(mnist_npz_path), *TINY_TRAIN, "--jobs", "1",
+                                  "--out", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "majority vote" in result.output and "member_01" in result.output
+    report = json.loads((run_dir / "report.json").read_text())
+    assert len(report["members"]) == 2
+    assert set(report["ensemble"]) >= {"majority", "soft"}
+    again = runner.invoke(main, ["train", "--data", str(mnist_npz_path), *TINY_TRAIN, "--jobs", "1",
+                                 "--out", str(run_dir)])
+    assert again.exit_code == 0 and "already trained, kept" in again.output
+    evaluated = runner.invoke(main, ["evaluate", "--run", str(run_dir), "--vote", "soft"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads((run_dir / "report.json").read_text())["vote_shown"] == "soft"
+    other = runner.invoke(main, ["train", "--data", str(mnist_npz_path), *TINY_TRAIN, "--seed", "3",
+                                 "--out", str(run_dir)])
+    assert other.exit_code == 1 and "holds a different run" in other.output
+
+
+def test_train_on_expanded_set(runner, mnist_npz_path, tmp_path):
+    expanded = tmp_path / "expanded.npz"
+    assert runner.invoke(main, ["augment", "--data", str(mnist_npz_path), "--limit", "1000", "--copies", "1",
+                                "--out", str(expanded)]).exit_code == 0
+    run_dir = tmp_path / "run"
+    result = runner.invoke(main, ["train", "--expanded", str(expanded), *TINY_TRAIN, "--members", "1",
+                                  "--augment", "none", "--out", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((run_dir / "member_00.json").read_text())
+    # 100 held-out originals: their variants are excluded from training too
+    assert record["val_size"] == 100 and record["train_size"] == 1800
+
+
+def test_run_one_shot(runner, mnist_npz_path, tmp_path):
+    run_dir = tmp_path / "oneshot"
+    result = runner.invoke(main, ["run", "--data", str(mnist_npz_path), *TINY_TRAIN, "--members", "1",
+                                  "--out", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    for name in ("config.json", "member_00.keras", "report.json", "report.md", "preview.png", "errors.png"):
+        assert (run_dir / name).is_file(), name

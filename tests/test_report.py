@@ -1,0 +1,287 @@
+"""Tests for ensemble_cnn.report and ensemble_cnn.plots."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ensemble_cnn.report import build_report, format_markdown, format_table, write_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# Hand-made case: K=3 members, N=6 samples, C=3 classes.
+Y_TRUE = np.array([0, 1, 2, 0, 1, 2])
+PROBA = np.array(
+    [
+        # member A -> predicts [0, 1, 2, 1, 1, 1]
+        [[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.4, 0.5, 0.1], [0.0, 0.51, 0.49], [0.1, 0.7, 0.2]],
+        # member B -> predicts [0, 1, 2, 1, 1, 2]
+        [[0.7, 0.2, 0.1], [0.3, 0.4, 0.3], [0.1, 0.2, 0.7], [0.45, 0.55, 0.0], [0.0, 0.51, 0.49], [0.3, 0.2, 0.5]],
+        # member C -> predicts [0, 2, 1, 0, 2, 0]
+        [[0.6, 0.2, 0.2], [0.0, 0.0, 1.0], [0.2, 0.5, 0.3], [0.9, 0.05, 0.05], [0.0, 0.0, 1.0], [0.6, 0.3, 0.1]],
+    ]
+)
+# Sample 3: majority 1 (wrong), soft 0 (right). Sample 1 and 4: majority right, soft
+# wrong (C is confident). Sample 5: three-way vote tie; summed probabilities
+# 1.0 / 1.2 / 0.8 -> class 1 (wrong) for both votes.
+MAJORITY = [0, 1, 2, 1, 1, 1]
+SOFT = [0, 2, 2, 0, 2, 1]
+NAMES = ["A", "B", "C"]
+
+
+@pytest.fixture()
+def report() -> dict:
+    return build_report(PROBA, Y_TRUE, member_names=NAMES)
+
+
+def test_hand_case_predictions_are_as_designed() -> None:
+    from ensemble_cnn.vote import majority_vote, soft_vote
+
+    assert PROBA.argmax(axis=2).tolist() == [[0, 1, 2, 1, 1, 1], [0, 1, 2, 1, 1, 2], [0, 2, 1, 0, 2, 0]]
+    assert majority_vote(PROBA).tolist() == MAJORITY
+    assert soft_vote(PROBA).tolist() == SOFT
+
+
+def test_build_report_counts_and_members(report: dict) -> None:
+    assert report["n_test"] == 6 and report["n_members"] == 3 and report["n_classes"] == 3
+    assert report["weights"] is None
+    assert [m["name"] for m in report["members"]] == NAMES
+    assert [m["test_accuracy"] for m in report["members"]] == pytest.approx([4 / 6, 5 / 6, 2 / 6])
+    assert [m["errors"] for m in report["members"]] == [2, 1, 4]
+
+
+def test_build_report_members_summary(report: dict) -> None:
+    s = report["members_summary"]
+    assert s["mean"] == pytest.approx(11 / 18)
+    # population std: deviations 1/18, 4/18, -5/18 -> variance 42 / 324 / 3 = 7 / 162
+    assert s["std"] == pytest.approx(math.sqrt(7 / 162))
+    assert s["best"] == pytest.approx(5 / 6) and s["best_member"] == "B"
+    assert s["worst"] == pytest.approx(2 / 6) and s["worst_member"] == "C"
+
+
+def test_build_report_ensemble_oracle_disagreement_gain(report: dict) -> None:
+    assert report["ensemble"]["majority"] == {"test_accuracy": pytest.approx(4 / 6), "errors": 2}
+    assert report["ensemble"]["soft"] == {"test_accuracy": pytest.approx(3 / 6), "errors": 3}
+    assert report["oracle_accuracy"] == pytest.approx(1.0)
+    assert report["oracle_errors"] == 0
+
+    pairwise = np.array(report["disagreement"]["pairwise"])
+    expected = np.array([[0, 1, 5], [1, 0, 5], [5, 5, 0]]) / 6
+    np.testing.assert_allclose(pairwise, expected)
+    assert report["disagreement"]["mean"] == pytest.approx(11 / 18)
+
+    assert report["gain"] == {
+        "majority_over_mean": pytest.approx(4 / 6 - 11 / 18),
+        "majority_over_best": pytest.approx(4 / 6 - 5 / 6),
+        "soft_over_mean": pytest.approx(3 / 6 - 11 / 18),
+        "soft_over_best": pytest.approx(3 / 6 - 5 / 6),
+    }
+
+
+def test_build_report_confusion_matrix(report: dict) -> None:
+    # rows true labels; majority predicts [0, 1, 2, 1, 1, 1] for [0, 1, 2, 0, 1, 2]
+    assert report["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [0, 1, 1]]
+
+
+def test_build_report_oracle_below_one_and_weights() -> None:
+    proba = PROBA.copy()
+    proba[:, 5] = [0.9, 0.05, 0.05]  # every member says 0 for sample 5 (true 2)
+    rep = build_report(proba, Y_TRUE, weights=[1.0, 1.0, 3.0])
+    assert rep["oracle_accuracy"] == pytest.approx(5 / 6) and rep["oracle_errors"] == 1
+    assert rep["weights"] == [1.0, 1.0, 3.0]
+    assert [m["name"] for m in rep["members"]] == ["member_0", "member_1", "member_2"]
+    # Weight 3 on C: the majority vote follows C -> [0, 2, 1, 0, 2, 0]: correct on 0 and 3.
+    assert rep["ensemble"]["majority"]["errors"] == 4
+
+
+def test_build_report_single_member() -> None:
+    rep = build_report(PROBA[:1], Y_TRUE)
+    assert rep["disagreement"] == {"pairwise": [[0.0]], "mean": 0.0}
+    assert rep["members_summary"]["std"] == 0.0
+    assert rep["ensemble"]["majority"]["test_accuracy"] == pytest.approx(4 / 6)
+    assert rep["gain"]["majority_over_best"] == pytest.approx(0.0)
+
+
+def test_report_is_plain_json(report: dict) -> None:
+    text = json.dumps(report)
+    assert json.loads(text) == report
+
+    def walk(obj: object) -> None:
+        assert type(obj) in (dict, list, str, int, float, bool, type(None)), type(obj)
+        if isinstance(obj, dict):
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                walk(v)
+
+    walk(report)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"y_true": [0, 1, 2]}, r"`y_true` must have shape \(6,\)"),
+        ({"y_true": [0, 1, 2, 0, 1, 3]}, r"`y_true` labels must lie in \[0, 3\)"),
+        ({"y_true": [0, 1, 2, 0, 1, -1]}, r"`y_true` labels must lie in \[0, 3\)"),
+        ({"y_true": [0, 1, 2, 0, 1, 1.5]}, "integer labels"),
+        ({"member_names": ["a", "b"]}, "`member_names` must hold 3 names"),
+        ({"member_names": ["a", "a", "b"]}, "`member_names` must be unique"),
+        ({"weights": [1.0, 1.0]}, r"`weights` must have shape \(3,\)"),
+    ],
+)
+def test_build_report_validation(kwargs: dict, match: str) -> None:
+    kwargs = {"y_true": Y_TRUE, **kwargs}
+    y_true = kwargs.pop("y_true")
+    with pytest.raises(ValueError, match=match):
+        build_report(PROBA, y_true, **kwargs)
+
+
+def test_build_report_rejects_empty_test_set() -> None:
+    with pytest.raises(ValueError, match="at least one sample"):
+        build_report(np.zeros((2, 0, 3)), np.zeros(0, dtype=int))
+
+
+# --------------------------------------------------------------------------- #
+# Rendering and writing
+# --------------------------------------------------------------------------- #
+def test_format_table(report: dict) -> None:
+    table = format_table(report)
+    for name, acc, errors in zip(NAMES, ("66.67 %", "83.33 %", "33.33 %"), (2, 1, 4)):
+        line = next(ln for ln in table.splitlines() if ln.startswith(name + " "))
+        assert acc in line and line.rstrip().endswith(str(errors))
+    assert "61.11 ± 20.79 %" in table  # mean ± population std
+    for label, value in [
+        ("majority vote", "66.67 %"),
+        ("soft vote", "50.00 %"),
+        ("oracle", "100.00 %"),
+        ("mean pairwise disagreement", "61.11 %"),
+        ("majority − members mean", "+5.56 pp"),
+        ("majority − best member", "-16.67 pp"),
+        ("soft − members mean", "-11.11 pp"),
+        ("soft − best member", "-33.33 pp"),
+    ]:
+        line = next(ln for ln in table.splitlines() if label in ln)
+        assert value in line, (label, line)
+
+
+def test_format_markdown(report: dict) -> None:
+    md = format_markdown(report, title="MNIST ensemble")
+    assert md.startswith("# MNIST ensemble\n")
+    assert format_markdown(report).startswith("# Ensemble report\n")
+    for name in NAMES:
+        assert f"| {name} | " in md
+    assert "| majority vote | 66.67 % | 2 |" in md
+    assert "| soft vote | 50.00 % | 3 |" in md
+    assert "| 0 | 1 | 1 | 0 |" in md  # first confusion-matrix row
+    assert "| A | 0.00 % | 16.67 % | 83.33 % |" in md  # first disagreement row
+
+
+def _no_temp_files(folder: Path) -> bool:
+    return not [p for p in folder.iterdir() if ".tmp" in p.name or p.name.startswith(".")]
+
+
+def test_write_report(report: dict, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    paths = write_report(report, out)
+    assert set(paths) == {"json", "markdown"}
+    assert paths["json"] == out / "report.json" and paths["markdown"] == out / "report.md"
+    assert json.loads(paths["json"].read_text(encoding="utf-8")) == report
+    assert paths["markdown"].read_text(encoding="utf-8") == format_markdown(report)
+    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]
+    assert _no_temp_files(out)
+
+
+# --------------------------------------------------------------------------- #
+# Plots
+# --------------------------------------------------------------------------- #
+def _assert_png(path: Path, *, min_side: int = 100) -> None:
+    import matplotlib.image as mpimg
+
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    pixels = mpimg.imread(path, format="png")
+    assert pixels.ndim == 3 and pixels.shape[0] >= min_side and pixels.shape[1] >= min_side
+    assert pixels.std() > 0.01  # not a blank canvas
+
+
+def _digits(n: int, seed: int = 0) -> np.ndarray:
+    """Blobby fake digits (n, 28, 28) uint8."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:28, :28]
+    imgs = np.zeros((n, 28, 28), dtype=np.uint8)
+    for i in range(n):
+        cy, cx = rng.uniform(9, 19, size=2)
+        ring = np.abs(np.hypot(yy - cy, xx - cx) - rng.uniform(4, 8)) < 1.5
+        imgs[i][ring] = 255
+    return imgs
+
+
+def test_write_plots(report: dict, tmp_path: Path) -> None:
+    from ensemble_cnn.plots import write_plots
+
+    images = _digits(6)
+    paths = write_plots(report, images, Y_TRUE, np.array(MAJORITY), tmp_path / "plots")
+    assert set(paths) == {"accuracy", "confusion", "errors"}
+    for key, path in paths.items():
+        assert path == tmp_path / "plots" / f"{key}.png"
+        _assert_png(path)
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["accuracy.png", "confusion.png", "errors.png"]
+
+
+def test_plot_errors_none_wrong_and_many_wrong(tmp_path: Path) -> None:
+    from ensemble_cnn.plots import plot_errors
+
+    images = _digits(150, seed=1)
+    y = np.arange(150) % 10
+    plot_errors(images, y, y, tmp_path / "none.png")
+    _assert_png(tmp_path / "none.png")
+    plot_errors(images[..., None], y, (y + 1) % 10, tmp_path / "many.png", max_images=30)
+    _assert_png(tmp_path / "many.png")
+    assert _no_temp_files(tmp_path)
+    with pytest.raises(ValueError, match="same length"):
+        plot_errors(images, y[:10], y, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="`max_images` must be a positive integer"):
+        plot_errors(images, y, y, tmp_path / "bad.png", max_images=0)
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_plot_preview(tmp_path: Path) -> None:
+    from ensemble_cnn.plots import plot_preview
+
+    originals = _digits(4, seed=2)
+    variants = np.stack([np.roll(originals, s, axis=2) for s in (-2, -1, 1, 2, 3)], axis=1)
+    assert variants.shape == (4, 5, 28, 28)
+    path = plot_preview(originals, variants, tmp_path / "preview.png")
+    assert path == tmp_path / "preview.png"
+    _assert_png(path)
+    # float images in [0, 1] are accepted too
+    plot_preview(originals / 255.0, variants / 255.0, tmp_path / "preview_float.png")
+    _assert_png(tmp_path / "preview_float.png")
+    assert _no_temp_files(tmp_path)
+    with pytest.raises(ValueError, match="`variants` must have shape"):
+        plot_preview(originals, variants[:3], tmp_path / "bad.png")
+
+
+def test_failed_plot_leaves_previous_file_and_no_temp(
+    report: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib.figure import Figure
+
+    from ensemble_cnn.plots import plot_confusion
+
+    target = tmp_path / "confusion.png"
+    plot_confusion(report, target)
+    before = target.read_bytes()
+
+    def broken_savefig(self: Figure, fname: object, **kwargs: object) -> None:
+        Path(fname).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", broken_savefig)
+    with pytest.raises(OSError, match="disk full"):
+        plot_confusion(report, target)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion.png"]
