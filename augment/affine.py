@@ -125,6 +125,21 @@ def affine_elastic(
     if noise is not None:
         noise = check_noise(noise, images.shape)
     out = check_out(out, images.shape, images.dtype)
+    return _affine_elastic(images, angles, scales, shifts, noise, alpha, sigma, out)
+
+
+def _affine_elastic(
+    images: np.ndarray,
+    angles: np.ndarray,
+    scales: np.ndarray,
+    shifts: np.ndarray,
+    noise: np.ndarray | None,
+    alpha: float,
+    sigma: float,
+    out: np.ndarray,
+) -> np.ndarray:
+    """:func:`affine_elastic` on already validated arguments (package-internal)."""
+    n, h, w = images.shape
     if n == 0:
         return out
     coefs = affine_coefficients(angles, scales, shifts, (h, w))

@@ -107,9 +107,17 @@ def draw_scales(rng: np.random.Generator, n: int, max_scale: float) -> np.ndarra
     return rng.uniform(1.0 - max_scale, 1.0 + max_scale, size=n)
 
 
+# Bit generators whose ``random_raw`` yields 64 random bits per call.
+_RAW64 = (np.random.PCG64, np.random.PCG64DXSM, np.random.SFC64, np.random.Philox)
+
+
 def draw_noise(rng: np.random.Generator, n: int, shape: tuple[int, int]) -> np.ndarray:
     """Elastic noise fields, i.i.d. uniform in [-1, 1), float32.
 
+    With a 64-bit bit generator (PCG64, the default) each raw 64-bit output
+    gives two values with 23 random mantissa bits each (``2 * m - 3`` for
+    ``m`` uniform on [1, 2)), which is about twice as fast as
+    ``Generator.random(dtype=float32)``; other bit generators use the latter.
     The values live in a (2, H, n, W) buffer and are returned as a transposed
     view so that the smoothing GEMMs need no copy.
 
@@ -128,11 +136,21 @@ def draw_noise(rng: np.random.Generator, n: int, shape: tuple[int, int]) -> np.n
         ``noise[:, 0]`` displaces rows (dy), ``noise[:, 1]`` columns (dx).
     """
     h, w = shape
-    buf = np.empty((2, h, n, w), dtype=np.float32)
-    rng.random(out=buf, dtype=np.float32)
-    buf *= 2.0
-    buf -= 1.0
-    return buf.transpose(2, 0, 1, 3)
+    size = 2 * h * n * w
+    if isinstance(rng.bit_generator, _RAW64):
+        raw = rng.bit_generator.random_raw((size + 1) // 2)
+        bits = raw.view(np.uint32)[:size]
+        bits >>= np.uint32(9)  # 23 random bits in the mantissa ...
+        bits |= np.uint32(0x3F800000)  # ... of a float in [1, 2)
+        buf = bits.view(np.float32)
+        buf *= np.float32(2.0)
+        buf -= np.float32(3.0)
+    else:
+        buf = np.empty(size, dtype=np.float32)
+        rng.random(out=buf, dtype=np.float32)
+        buf *= np.float32(2.0)
+        buf -= np.float32(1.0)
+    return buf.reshape(2, h, n, w).transpose(2, 0, 1, 3)
 
 
 def draw(

@@ -21,7 +21,7 @@ from augment.pipeline import apply
 __all__ = ["BLOCK_SIZE", "block_generator", "draw_variants", "expand"]
 
 #: Number of consecutive variants sharing one random generator.
-BLOCK_SIZE = 64
+BLOCK_SIZE = 256
 
 
 def block_generator(seed: int, block: int) -> np.random.Generator:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from augment._checks import check_images, check_out
-from augment.affine import affine_elastic
+from augment.affine import _affine_elastic
 from augment.distortion import Distortion
 from augment.draws import Draws, draw
 from augment.shift import shift_images
@@ -42,32 +42,57 @@ def apply(
         Distorted images, same dtype as ``images``.
     """
     images = check_images(images)
-    if not isinstance(draws, Draws):
-        raise ValueError(f"draws must be a Draws, got {type(draws).__name__}")
     if not isinstance(distortion, Distortion):
         raise ValueError(f"distortion must be a Distortion, got {type(distortion).__name__}")
-    if len(draws) != images.shape[0]:
-        raise ValueError(f"draws has {len(draws)} entries for {images.shape[0]} images")
-    on = set(distortion.transforms)
+    n, h, w = images.shape
+    on = distortion.transforms
+    elastic = "elastic" in on
+    _check_draws(draws, n, (h, w), need_noise=elastic)
+    out = check_out(out, images.shape, images.dtype)
     if not on:
-        out = check_out(out, images.shape, images.dtype)
         np.copyto(out, images)
         return out
     if distortion.shift_only:
         return shift_images(images, draws.shifts, out=out)
-    noise = draws.noise if "elastic" in on else None
-    if "elastic" in on and noise is None:
-        raise ValueError("draws.noise is None but the distortion is elastic")
-    return affine_elastic(
+    return _affine_elastic(
         images,
         draws.angles,
         draws.scales,
         draws.shifts,
-        noise,
-        alpha=distortion.alpha,
-        sigma=distortion.sigma,
-        out=out,
+        draws.noise if elastic else None,
+        distortion.alpha,
+        distortion.sigma,
+        out,
     )
+
+
+def _check_draws(draws: Draws, n: int, shape: tuple[int, int], *, need_noise: bool) -> None:
+    """Cheap shape / dtype checks of ``draws`` for ``n`` images of ``shape``."""
+    if not isinstance(draws, Draws):
+        raise ValueError(f"draws must be a Draws, got {type(draws).__name__}")
+    if draws.angles.shape != (n,):
+        raise ValueError(f"draws has {draws.angles.shape[0]} entries for {n} images")
+    if draws.scales.shape != (n,) or draws.shifts.shape != (n, 2):
+        raise ValueError(
+            f"draws.scales / draws.shifts must have shapes ({n},) / ({n}, 2), "
+            f"got {draws.scales.shape} / {draws.shifts.shape}"
+        )
+    if not np.issubdtype(draws.shifts.dtype, np.integer):
+        raise ValueError(f"draws.shifts must be integers, got dtype {draws.shifts.dtype}")
+    if not (np.isfinite(draws.angles).all() and np.isfinite(draws.scales).all()):
+        raise ValueError("draws.angles and draws.scales must be finite")
+    if (draws.scales <= 0).any():
+        raise ValueError("draws.scales must be > 0")
+    if need_noise:
+        if draws.noise is None:
+            raise ValueError("draws.noise is None but the distortion is elastic")
+        if draws.noise.shape != (n, 2, *shape):
+            raise ValueError(
+                f"draws.noise must have shape (N, 2, H, W) = {(n, 2, *shape)}, "
+                f"got {draws.noise.shape}"
+            )
+        if not np.issubdtype(draws.noise.dtype, np.floating):
+            raise ValueError(f"draws.noise must be floating, got dtype {draws.noise.dtype}")
 
 
 def distort(

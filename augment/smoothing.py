@@ -15,7 +15,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from augment._checks import check_number
 
-__all__ = ["gaussian_matrix", "smooth_fields"]
+__all__ = ["filter_pair", "gaussian_matrix", "smooth_fields", "smooth_into"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -57,6 +57,36 @@ def gaussian_matrix(
     return _gaussian_matrix64(size, sigma, float(truncate)).astype(dtype)
 
 
+@functools.lru_cache(maxsize=64)
+def filter_pair(
+    h: int, w: int, sigma: float, scale: float, dtype_str: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cached ``(scale * G_H, G_W.T)`` in the given dtype, read-only.
+
+    Parameters
+    ----------
+    h, w : int
+        Field height and width.
+    sigma : float
+        Gaussian width in pixels, > 0.
+    scale : float
+        Factor folded into the left matrix (Simard's ``alpha``).
+    dtype_str : str
+        ``numpy.dtype.str`` of the result.
+
+    Returns
+    -------
+    g_left : numpy.ndarray, shape (H, H)
+    g_right_t : numpy.ndarray, shape (W, W)
+    """
+    dtype = np.dtype(dtype_str)
+    g_left = (gaussian_matrix(h, sigma) * scale).astype(dtype)
+    g_right_t = np.ascontiguousarray(gaussian_matrix(w, sigma).T.astype(dtype))
+    g_left.setflags(write=False)
+    g_right_t.setflags(write=False)
+    return g_left, g_right_t
+
+
 def smooth_fields(
     fields: np.ndarray, sigma: float, *, scale: float = 1.0, dtype: np.dtype | None = None
 ) -> np.ndarray:
@@ -89,9 +119,10 @@ def smooth_fields(
         dtype if dtype is not None else (np.float64 if fields.dtype == np.float64 else np.float32)
     )
     n, c, h, w = fields.shape
-    g_left = gaussian_matrix(h, sigma, dtype=np.float64) * float(scale)
-    g_left = g_left.astype(dtype)
-    g_right_t = np.ascontiguousarray(gaussian_matrix(w, sigma, dtype=dtype).T)
+    sigma = check_number(sigma, name="sigma")
+    if sigma <= 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    g_left, g_right_t = filter_pair(h, w, sigma, float(scale), dtype.str)
     out = np.empty((c, h, n, w), dtype=dtype)
     tmp = np.empty((c, h, n * w), dtype=dtype)
     smooth_into(fields, g_left, g_right_t, tmp=tmp, out=out)

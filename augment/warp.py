@@ -21,7 +21,7 @@ import threading
 
 import numpy as np
 
-from augment.smoothing import gaussian_matrix, smooth_into
+from augment.smoothing import filter_pair, smooth_into
 
 __all__ = ["SUB_BATCH", "warp"]
 
@@ -105,18 +105,22 @@ def warp(
     to_uint8 = out.dtype == np.uint8
     elastic = noise is not None and alpha != 0.0
     if elastic:
-        g_left = (gaussian_matrix(h, sigma) * alpha).astype(dtype)
-        g_right_t = np.ascontiguousarray(gaussian_matrix(w, sigma, dtype=dtype).T)
+        g_left, g_right_t = filter_pair(h, w, float(sigma), float(alpha), dtype.str)
     row_grid = np.arange(h, dtype=dtype)[:, None, None]  # (H, 1, 1)
-    col_grid = np.arange(w, dtype=np.float64)  # (W,)
     # +1: coordinates are taken in the padded frame (1 px of zeros before).
     shifted = coefs.copy()
     shifted[:, :, 2] += 1.0
+    if not elastic:
+        names = ("a", "f", "c_col_e", "g_col_k", "base")
+    elif linear_identity:
+        names = ("e", "col_k", "base")
+    else:
+        names = ("a", "c", "e", "f", "g", "k", "col", "base")
+    all_terms = _row_terms(shifted, w, hp * wp, sub, dtype, names)
     for i0 in range(0, n, sub):
         i1 = min(n, i0 + sub)
         b = i1 - i0
         p = b * h * w
-        c = shifted[i0:i1]
         pad = ws.pad[:b]
         np.copyto(pad[:, 1 : h + 1, 1 : w + 1], images[i0:i1], casting="unsafe")
         y = ws.y[:p].reshape(h, b, w)
@@ -125,7 +129,7 @@ def warp(
         x0 = ws.x0[:p].reshape(h, b, w)
         # Per-image coefficients expanded to (1, b, W) rows, so that every
         # ufunc below runs over contiguous b * W (or H * b * W) elements.
-        terms = _row_terms(c, col_grid, dtype)
+        terms = {name: v[:, i0:i1] for name, v in all_terms.items()}
         if not elastic:
             # y = a * row + (c * col + e): two passes per coordinate.
             np.multiply(row_grid, terms["a"], out=y)
@@ -178,10 +182,10 @@ def warp(
         g1 = ws.smooth_tmp[p : 2 * p]
         g2 = ws.disp[:p]
         g3 = ws.disp[p : 2 * p]
-        np.take(flat, idx, out=g0, mode="wrap")
-        np.take(flat[1:], idx, out=g1, mode="wrap")
-        np.take(flat[wp:], idx, out=g2, mode="wrap")
-        np.take(flat[wp + 1 :], idx, out=g3, mode="wrap")
+        flat.take(idx, out=g0, mode="wrap")
+        flat[1:].take(idx, out=g1, mode="wrap")
+        flat[wp:].take(idx, out=g2, mode="wrap")
+        flat[wp + 1 :].take(idx, out=g3, mode="wrap")
         fy = y.reshape(-1)
         fx = x.reshape(-1)
         g1 -= g0  # top = g0 + fx * (g1 - g0)
@@ -200,28 +204,59 @@ def warp(
     return out
 
 
-def _row_terms(c: np.ndarray, col: np.ndarray, dtype: np.dtype) -> dict[str, np.ndarray]:
-    """Per-image coefficient rows of shape (1, b, W) in ``dtype``.
+# Each row term is P[n] + Q[n] * col with P, Q columns of the extended map
+# table built in _row_terms: 0..5 = a, c, e, f, g, k; 6 = 0; 7 = 1; 8 = n * stride.
+_TERMS = {
+    "a": (0, 6),
+    "c": (1, 6),
+    "e": (2, 6),
+    "f": (3, 6),
+    "g": (4, 6),
+    "k": (5, 6),
+    "col": (6, 7),
+    "base": (8, 6),
+    "c_col_e": (2, 1),
+    "g_col_k": (5, 4),
+    "col_k": (5, 7),
+}
 
-    ``c`` is (b, 2, 3) with ``y = a*row + c*col + e`` and ``x = f*row + g*col + k``.
+
+def _row_terms(
+    c: np.ndarray, w: int, stride: int, sub: int, dtype: np.dtype, names: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """Per-image coefficient rows of shape (1, N, W) in ``dtype``.
+
+    Parameters
+    ----------
+    c : numpy.ndarray, shape (N, 2, 3)
+        Maps with ``y = a*row + c*col + e`` and ``x = f*row + g*col + k``.
+    w : int
+        Image width.
+    stride : int
+        Elements per padded image: ``base`` holds the flat offset of each
+        image inside its sub-batch, ``(n % sub) * stride``.
+    sub : int
+        Sub-batch size.
+    dtype : numpy.dtype
+        Result dtype.
+    names : tuple of str
+        Which rows to build (keys of ``_TERMS``).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray, each shape (1, N, W)
     """
-    b = c.shape[0]
-    w = col.shape[0]
-    ones = np.ones(w)
-    a, cc, e = c[:, 0, 0, None], c[:, 0, 1, None], c[:, 0, 2, None]
-    f, g, k = c[:, 1, 0, None], c[:, 1, 1, None], c[:, 1, 2, None]
-    hp_wp = None
-    rows = {
-        "a": a * ones,
-        "c": cc * ones,
-        "e": e * ones,
-        "f": f * ones,
-        "g": g * ones,
-        "k": k * ones,
-        "col": np.broadcast_to(col, (b, w)),
-        "c_col_e": cc * col + e,
-        "g_col_k": g * col + k,
-        "col_k": col + k,
-    }
-    del hp_wp
-    return {name: v.astype(dtype)[None] for name, v in rows.items()}
+    n = c.shape[0]
+    table = np.empty((9, n))
+    table[:6] = c.reshape(n, 6).T
+    table[6] = 0.0
+    table[7] = 1.0
+    table[8] = (np.arange(n) % sub) * float(stride)
+    pi, qi = zip(*(_TERMS[name] for name in names))
+    k = len(names)
+    # [Q P] (k*N, 2) @ [col; 1] (2, W): one small GEMM instead of a broadcast
+    # with a W-element inner loop.
+    pq = np.stack([table[list(qi)].reshape(-1), table[list(pi)].reshape(-1)], axis=1)
+    basis = np.stack([np.arange(w, dtype=np.float64), np.ones(w)])
+    rows = (pq @ basis).reshape(k, n, w).astype(dtype)
+    return {name: rows[i][None] for i, name in enumerate(names)}

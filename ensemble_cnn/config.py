@@ -10,7 +10,8 @@ from typing import Any
 from ensemble_cnn.models import ARCHITECTURES
 
 AUGMENTATIONS = ("distort", "none")
-MODES = ("sequential", "processes")
+MODES = ("sequential", "processes", "fused")
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 # Settings that change how a run executes but not what it computes: they may differ
 # between a run and its resumption.
@@ -56,10 +57,15 @@ class TrainConfig:
         A pre-expanded training set written by ``ensemble-cnn augment``.
     data_fingerprint : str
         sha256 of the training arrays actually used (filled in by the trainer).
+    precision : {"float32", "mixed_bfloat16"}
+        Keras dtype policy: float32, or bfloat16 compute with float32 weights (fast on
+        CPUs with AMX/AVX512-BF16 and on GPUs).
     jobs : int
         Parallel worker processes (execution only).
-    mode : {"sequential", "processes"}
-        How members are scheduled (execution only).
+    mode : {"sequential", "processes", "fused"}
+        How members are scheduled (execution only): one after another with all cores;
+        in ``jobs`` worker processes; or side by side in one fused model (split over
+        ``jobs`` processes when ``jobs > 1``).
     """
 
     arch: str = "deotte"
@@ -78,6 +84,7 @@ class TrainConfig:
     data: str | None = None
     expanded: str | None = None
     data_fingerprint: str = ""
+    precision: str = "float32"
     jobs: int = 1
     mode: str = "sequential"
 
@@ -93,6 +100,7 @@ class TrainConfig:
         _check(self.augmentation in AUGMENTATIONS, "augmentation", f"one of {', '.join(AUGMENTATIONS)}", self.augmentation)
         _check(self.val_size >= 1, "val_size", ">= 1", self.val_size)
         _check(self.limit is None or self.limit >= 20, "limit", ">= 20", self.limit)
+        _check(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}", self.precision)
         _check(self.jobs >= 1, "jobs", ">= 1", self.jobs)
         _check(self.mode in MODES, "mode", f"one of {', '.join(MODES)}", self.mode)
 

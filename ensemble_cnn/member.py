@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,7 +22,7 @@ from ensemble_cnn import _atomic
 from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.hashing import sha256_file
 from ensemble_cnn.seeding import member_seed
-from ensemble_cnn.training_data import batch_stream, load_pool, split_for_member
+from ensemble_cnn.training_data import TrainingPool, batch_stream, load_pool, split_for_member
 
 
 def member_stem(index: int) -> str:
@@ -55,6 +56,54 @@ def configure_threads(intra_op: int, inter_op: int) -> None:
         pass  # already initialised in this (reused) process
 
 
+@dataclass
+class MemberPlan:
+    """One member's seed, data split and augmentation, before any TensorFlow work."""
+
+    index: int
+    seed: int
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    distortion: Any
+
+    def stream(self, cfg: TrainConfig):
+        """The member's own shuffled, freshly distorted batches for every epoch."""
+        return batch_stream(
+            self.x_train, self.y_train, batch_size=cfg.batch_size, epochs=cfg.epochs,
+            seed=self.seed, distortion=self.distortion,
+        )
+
+
+def plan_member(cfg: TrainConfig, index: int, pool: TrainingPool) -> MemberPlan:
+    """Derive member ``index``'s seed, validation split and distortion from the config."""
+    seed = member_seed(cfg.seed, index)
+    split = split_for_member(pool, val_size=cfg.val_size, seed=seed)
+    x_pool, y_pool = pool.data.x_train, pool.data.y_train
+    distortion = None
+    if cfg.augmentation == "distort":
+        from augment import Distortion
+
+        distortion = Distortion.from_dict(cfg.distortion) if cfg.distortion else Distortion()
+    return MemberPlan(
+        index=index,
+        seed=seed,
+        x_train=x_pool[split.train_rows],
+        y_train=y_pool[split.train_rows],
+        x_val=x_pool[split.val_rows],
+        y_val=y_pool[split.val_rows].astype(np.int32),
+        distortion=distortion,
+    )
+
+
+def set_precision(policy: str) -> None:
+    """Set Keras' global dtype policy (``float32`` or ``mixed_bfloat16``) in this process."""
+    import keras
+
+    keras.mixed_precision.set_global_policy(policy)
+
+
 def train_member(
     config: dict[str, Any],
     index: int,
@@ -63,7 +112,7 @@ def train_member(
     threads: int,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
-    """Train member ``index`` of the run described by ``config`` and save it.
+    """Train member ``index`` of the run described by ``config`` alone and save it.
 
     Parameters
     ----------
@@ -90,55 +139,48 @@ def train_member(
     from ensemble_cnn.callbacks import BestWeights, EpochLog
 
     cfg = TrainConfig.from_dict(config)
-    run_path = Path(run_dir)
-    files = member_files(run_path, index)
-    seed = member_seed(cfg.seed, index)
-    keras.utils.set_random_seed(seed)
-
+    set_precision(cfg.precision)
     pool = load_pool(data=cfg.data, expanded=cfg.expanded, limit=cfg.limit)
-    split = split_for_member(pool, val_size=cfg.val_size, seed=seed)
-    x_pool, y_pool = pool.data.x_train, pool.data.y_train
-    x_train, y_train = x_pool[split.train_rows], y_pool[split.train_rows]
-    x_val, y_val = x_pool[split.val_rows], y_pool[split.val_rows].astype(np.int32)
-
-    distortion = None
-    if cfg.augmentation == "distort":
-        from augment import Distortion
-
-        distortion = Distortion.from_dict(cfg.distortion) if cfg.distortion else Distortion()
-
-    steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
-    model = compile_member(cfg, steps_per_epoch=steps_per_epoch)
-    best = BestWeights()
-    progress = EpochLog(index, cfg.epochs, log)
-    stream = batch_stream(
-        x_train, y_train, batch_size=cfg.batch_size, epochs=cfg.epochs, seed=seed, distortion=distortion
-    )
+    plan = plan_member(cfg, index, pool)
+    steps_per_epoch = math.ceil(len(plan.x_train) / cfg.batch_size)
+    keras.utils.set_random_seed(plan.seed)
+    model = build_member(cfg)
+    compile_members(model, cfg, steps_per_epoch=steps_per_epoch)
+    best = BestWeights(model)
+    progress = EpochLog([index], cfg.epochs, log)
     start = time.perf_counter()
     history = model.fit(
-        stream,
+        plan.stream(cfg),
         steps_per_epoch=steps_per_epoch,
         epochs=cfg.epochs,
-        validation_data=(x_val, y_val),
+        validation_data=(plan.x_val, plan.y_val),
         validation_batch_size=1000,
         callbacks=[best, progress],
         shuffle=False,  # the stream is already shuffled, per member and epoch
         verbose=0,
     )
-    train_seconds = time.perf_counter() - start
-    best.restore(model)
+    seconds = time.perf_counter() - start
+    return finish_member(
+        model, best, history.history, plan, cfg, pool, Path(run_dir), seconds=seconds, epoch_seconds=progress.epoch_seconds
+    )
 
+
+def finish_member(
+    model, best, history: dict, plan: MemberPlan, cfg: TrainConfig, pool: TrainingPool, run_dir: Path, *,
+    seconds: float, epoch_seconds: list[float],
+) -> dict[str, Any]:
+    """Restore the best-validation weights, score the test set, write the member's files and record."""
+    files = member_files(run_dir, plan.index)
+    best.restore()
     probabilities = model.predict(pool.data.x_test, batch_size=1000, verbose=0).astype(np.float32)
     test_accuracy = float(np.mean(probabilities.argmax(axis=1) == pool.data.y_test))
-
     save_member(model, cfg, files["model"])
     with _atomic.atomic_path(files["probabilities"], suffix=".npy") as tmp:
         np.save(tmp, probabilities)
-    hist = {key: [float(v) for v in values] for key, values in history.history.items()}
-    _atomic.write_json(files["history"], hist)
+    _atomic.write_json(files["history"], {key: [float(v) for v in values] for key, values in history.items()})
     record = {
-        "index": index,
-        "seed": seed,
+        "index": plan.index,
+        "seed": plan.seed,
         "model": files["model"].name,
         "model_sha256": sha256_file(files["model"]),
         "probabilities": files["probabilities"].name,
@@ -146,10 +188,12 @@ def train_member(
         "history": files["history"].name,
         "best_epoch": best.best_epoch + 1,
         "val_accuracy": best.best_accuracy,
-        "val_size": int(len(x_val)),
-        "train_size": int(len(x_train)),
+        "val_size": int(len(plan.x_val)),
+        "train_size": int(len(plan.x_train)),
         "test_accuracy": test_accuracy,
-        "train_seconds": round(train_seconds, 2),
+        "train_seconds": round(seconds, 2),
+        "epoch_seconds": epoch_seconds,
+        "precision": cfg.precision,
     }
     _atomic.write_json(files["record"], record)
     return record
@@ -157,31 +201,37 @@ def train_member(
 
 def save_member(model, cfg: TrainConfig, path: Path) -> None:
     """Save the weights in a fresh, uncompiled copy (no optimizer state: a third of the size)."""
-    from ensemble_cnn.models import build_model
-
-    plain = build_model(cfg.arch, width=cfg.width, dropout=cfg.dropout)
+    plain = build_member(cfg)
     plain.set_weights(model.get_weights())
     with _atomic.atomic_path(path, suffix=".keras") as tmp:
         plain.save(tmp)
 
 
-def compile_member(cfg: TrainConfig, *, steps_per_epoch: int):
-    """Build and compile a member: Adam with per-epoch exponential learning-rate decay."""
-    import keras
-
+def build_member(cfg: TrainConfig, *, name: str | None = None):
+    """A fresh member model of the run's architecture (call after seeding Keras)."""
     from ensemble_cnn.models import build_model
 
-    model = build_model(cfg.arch, width=cfg.width, dropout=cfg.dropout)
+    return build_model(cfg.arch, width=cfg.width, dropout=cfg.dropout, name=name)
+
+
+def compile_members(model, cfg: TrainConfig, *, steps_per_epoch: int) -> None:
+    """Compile with Adam and per-epoch exponential learning-rate decay.
+
+    ``model`` is one member, or a fused model whose outputs are several members;
+    Keras sums the members' losses, so each member's gradient is its own.
+    """
+    import keras
+
     decay_rate = cfg.final_lr_fraction ** (1.0 / max(1, cfg.epochs - 1))
     schedule = keras.optimizers.schedules.ExponentialDecay(
         cfg.learning_rate, decay_steps=steps_per_epoch, decay_rate=decay_rate, staircase=True
     )
+    n_outputs = len(model.outputs)
     model.compile(
         optimizer=keras.optimizers.Adam(schedule),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        loss=["sparse_categorical_crossentropy"] * n_outputs if n_outputs > 1 else "sparse_categorical_crossentropy",
+        metrics=[["accuracy"]] * n_outputs if n_outputs > 1 else ["accuracy"],
     )
-    return model
 
 
 def read_record(run_dir: Path, index: int) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@ Every model takes a batch of raw ``uint8`` digits, shape (N, 28, 28), and output
 class probabilities, shape (N, 10). Scaling to [0, 1] happens inside the model
 (a ``Rescaling`` layer), so data stays ``uint8`` (4x smaller) until the first
 layer, and a saved ``.keras`` member needs no preprocessing code to be used.
-Weight initialisation and dropout draw from Keras' global seed
+Under a mixed-precision policy the output layer stays float32. Weight initialisation and dropout draw from Keras' global seed
 (``keras.utils.set_random_seed``), which the trainer sets per member. No ``Lambda`` layers: members load with ``keras.saving.load_model(..., safe_mode=True)``.
 
 Architectures (``ARCHITECTURES``):
@@ -32,7 +32,7 @@ INPUT_SHAPE = (28, 28)
 N_CLASSES = 10
 
 
-def build_model(arch: str, *, width: float = 1.0, dropout: float | None = None):
+def build_model(arch: str, *, width: float = 1.0, dropout: float | None = None, name: str | None = None):
     """Build an uncompiled Keras model.
 
     Parameters
@@ -43,6 +43,8 @@ def build_model(arch: str, *, width: float = 1.0, dropout: float | None = None):
         Multiplier for every channel and unit count (> 0).
     dropout : float, optional
         Dropout rate in [0, 1) used everywhere instead of the architecture's own.
+    name : str, optional
+        Model name (default: ``arch``).
 
     Returns
     -------
@@ -69,8 +71,8 @@ def build_model(arch: str, *, width: float = 1.0, dropout: float | None = None):
     x = layers.Reshape(INPUT_SHAPE + (1,))(inputs)
     x = layers.Rescaling(1.0 / 255.0)(x)
     x = _BUILDERS[arch](x, layers, units, drop)
-    outputs = layers.Dense(N_CLASSES, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name=arch)
+    outputs = layers.Dense(N_CLASSES, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=name or arch)
 
 
 def _nielsen(x, layers, units: Callable[[int], int], drop: Callable[[float], float]):

@@ -4,7 +4,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+import numpy as np
 
 from ensemble_cnn import _atomic
 from ensemble_cnn.config import TrainConfig
@@ -137,34 +139,67 @@ def train_ensemble(
         say(f"resuming: members {', '.join(f'{i:02d}' for i in result.reused)} already trained, kept")
 
     cores = available_cores()
-    if config.mode == "sequential" or config.jobs == 1 or len(pending) <= 1:
-        for done, index in enumerate(pending, start=1):
-            outcome = _guarded_train(config.to_dict(), index, str(run_dir), cores, log)
-            _collect(outcome, records, result)
-            say(_overall(len(records) + len(result.failures), config.members))
-    else:
-        from joblib import Parallel, delayed
-
-        jobs = min(config.jobs, len(pending))
-        threads = max(1, cores // jobs)
-        say(f"training {len(pending)} members in {jobs} worker processes x {threads} TensorFlow threads")
-        tasks = (delayed(_guarded_train)(config.to_dict(), i, str(run_dir), threads, print) for i in pending)
-        for outcome in Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(tasks):
-            _collect(outcome, records, result)
-            say(_overall(len(records) + len(result.failures), config.members))
+    for outcome in _schedule(config, pending, run_dir, cores, log):
+        _collect(outcome, records, result)
+        say(_overall(len(records) + len(result.failures), config.members))
 
     result.records = [records[i] for i in sorted(records)]
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _guarded_train(config: dict, index: int, run_dir: str, threads: int, log) -> dict[str, Any]:
-    """Run :func:`train_member`, turning an exception into a failure record."""
+def _schedule(config: TrainConfig, pending: list[int], run_dir: Path, cores: int, log) -> Iterator[dict[str, Any]]:
+    """Train the pending members as the config's mode says; yield one outcome per member."""
+    if not pending:
+        return
+    settings = config.to_dict()
+    jobs = min(config.jobs, len(pending))
+    if config.mode == "fused":
+        groups = [[int(i) for i in g] for g in np.array_split(pending, jobs)]
+        task = _guarded_train_fused
+    else:
+        groups = [[index] for index in pending]
+        task = _guarded_train
+        jobs = 1 if config.mode == "sequential" else jobs
+    if jobs == 1:
+        for group in groups:
+            yield from task(settings, group, str(run_dir), cores, log)
+        return
+    from joblib import Parallel, delayed
+
+    threads = max(1, cores // jobs)
+    if log is not None:
+        log(f"training {len(pending)} members in {jobs} worker processes x {threads} TensorFlow threads ({config.mode})")
+    calls = (delayed(task)(settings, group, str(run_dir), threads, print) for group in groups)
+    for outcomes in Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(calls):
+        yield from outcomes
+
+
+def _guarded_train_fused(config: dict, indices: list[int], run_dir: str, threads: int, log) -> list[dict[str, Any]]:
+    """Run :func:`train_fused` on a group, turning an exception into failure records."""
+    from ensemble_cnn.fused import train_fused
+
     try:
-        return {"index": index, "record": train_member(config, index, run_dir, threads=threads, log=log)}
-    except Exception as exc:  # noqa: BLE001 - one member's failure must not lose the others
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return {"index": index, "error": f"{type(exc).__name__}: {reason}"}
+        records = train_fused(config, indices, run_dir, threads=threads, log=log)
+        return [{"index": r["index"], "record": r} for r in records]
+    except Exception as exc:  # noqa: BLE001 - one group's failure must not lose the others
+        return [{"index": i, "error": _reason(exc)} for i in indices]
+
+
+def _guarded_train(config: dict, indices: list[int], run_dir: str, threads: int, log) -> list[dict[str, Any]]:
+    """Run :func:`train_member` on each member, turning an exception into a failure record."""
+    outcomes = []
+    for index in indices:
+        try:
+            outcomes.append({"index": index, "record": train_member(config, index, run_dir, threads=threads, log=log)})
+        except Exception as exc:  # noqa: BLE001 - one member's failure must not lose the others
+            outcomes.append({"index": index, "error": _reason(exc)})
+    return outcomes
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
 def _collect(outcome: dict[str, Any], records: dict[int, dict], result: TrainResult) -> None:
