@@ -114,8 +114,10 @@ def expand(
         Preallocated destination (may be a ``numpy.memmap``) with the images'
         dtype.
     progress : callable, optional
-        Called with the cumulative number of output images written so far
-        (ends at ``(copies + 1) * N``), always from the calling thread.
+        Called from the calling thread with the number of output images
+        written since the previous call (an increment, as ``tqdm.update`` or
+        ``click``'s ``bar.update`` expect); the increments add up to
+        ``(copies + 1) * N``.
 
     Returns
     -------
@@ -149,13 +151,11 @@ def expand(
         raise ValueError("progress must be callable or None")
     out = check_out(out, ((copies + 1) * n, h, w), images.dtype)
 
-    done = 0
     for i0 in range(0, n, chunk_size):
         i1 = min(n, i0 + chunk_size)
         out[i0:i1] = images[i0:i1]
-        done = i1
         if progress is not None:
-            progress(done)
+            progress(i1 - i0)
 
     total = copies * n
     ranges = [(s, min(total, s + chunk_size)) for s in range(0, total, chunk_size)]
@@ -183,11 +183,10 @@ def expand(
         return stop - start
 
     if n_jobs == 1 or len(ranges) <= 1:
-        results = (work(s, e) for s, e in ranges)
-        for k in results:
-            done += k
+        for s, e in ranges:
+            k = work(s, e)
             if progress is not None:
-                progress(done)
+                progress(k)
     else:
         from joblib import Parallel, delayed
 
@@ -195,7 +194,6 @@ def expand(
             n_jobs=n_jobs, backend="threading", return_as="generator_unordered"
         ) as parallel:
             for k in parallel(delayed(work)(s, e) for s, e in ranges):
-                done += k
                 if progress is not None:
-                    progress(done)
+                    progress(k)
     return out, np.tile(labels, copies + 1)

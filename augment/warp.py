@@ -6,17 +6,20 @@ noise) and ``(A_n, b_n)`` a per-image affine map.  Samples outside the image
 read zeros (bilinear interpolation against a zero border, like
 ``scipy.ndimage.map_coordinates(order=1, mode='grid-constant')``).
 
-Speed notes.  Images are processed in sub-batches of :data:`SUB_BATCH` so the
+Speed notes.  Images go through in sub-batches of :data:`SUB_BATCH` so the
 working set stays in the L2 cache, with per-thread scratch buffers reused
-across calls (no page faults in the hot loop).  Pixels are laid out (H, n, W)
-so the smoothed fields come out of the GEMMs without a transpose.  Coordinates
-are clipped to the one-pixel border of a stack padded 1 px before and 2 px
-after, so the four bilinear taps are gathers from four offset views of the
-same flat buffer with one index array and no masks.
+across calls (no page faults in the hot loop) and every ufunc running over
+contiguous data.  Elastic pixels are laid out (H, n, W), the layout in which
+the smoothed fields come out of the GEMMs; affine-only pixels (n, H, W), with
+their coordinates made by one small GEMM each.  Coordinates are clipped to the
+border of a stack padded 1 px before and 2 px after, so the four bilinear taps
+are gathers from four offset views of one flat buffer with a single index
+array and no masks.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -25,10 +28,13 @@ from augment.smoothing import filter_pair, smooth_into
 
 __all__ = ["SUB_BATCH", "warp"]
 
-#: Images per inner pass; keeps about 2 MB of float32 scratch per thread.
+#: Images per inner pass; about 1.6 MB of float32 scratch per thread.
 SUB_BATCH = 64
 
 _local = threading.local()
+
+# The clip ufunc itself (np.clip adds a few microseconds of Python per call).
+_clip = getattr(getattr(getattr(np, "_core", None), "umath", None), "clip", np.clip)
 
 
 class _Workspace:
@@ -37,16 +43,17 @@ class _Workspace:
     def __init__(self, h: int, w: int, dtype: np.dtype, batch: int) -> None:
         p = batch * h * w
         self.pad = np.zeros((batch, h + 3, w + 3), dtype=dtype)  # borders stay 0
+        # Smoothing scratch, then integer parts of the coordinates, then taps.
+        self.tmp = np.empty(2 * p, dtype=dtype)
+        # Smoothed fields, then taps.
         self.disp = np.empty(2 * p, dtype=dtype)
-        self.smooth_tmp = np.empty(2 * p, dtype=dtype)
         self.y = np.empty(p, dtype=dtype)
         self.x = np.empty(p, dtype=dtype)
-        self.y0 = np.empty(p, dtype=dtype)
-        self.x0 = np.empty(p, dtype=dtype)
         self.idx = np.empty(p, dtype=np.intp)
 
 
 def _workspace(h: int, w: int, dtype: np.dtype, batch: int) -> _Workspace:
+    """This thread's workspace for the given geometry (created on first use)."""
     cache = getattr(_local, "cache", None)
     if cache is None:
         cache = _local.cache = {}
@@ -99,109 +106,193 @@ def warp(
         ``out``.
     """
     n, h, w = images.shape
-    hp, wp = h + 3, w + 3
     sub = min(SUB_BATCH, max(n, 1))
     ws = _workspace(h, w, dtype, sub)
-    to_uint8 = out.dtype == np.uint8
     elastic = noise is not None and alpha != 0.0
-    if elastic:
-        g_left, g_right_t = filter_pair(h, w, float(sigma), float(alpha), dtype.str)
-    row_grid = np.arange(h, dtype=dtype)[:, None, None]  # (H, 1, 1)
     # +1: coordinates are taken in the padded frame (1 px of zeros before).
     shifted = coefs.copy()
     shifted[:, :, 2] += 1.0
-    if not elastic:
-        names = ("a", "f", "c_col_e", "g_col_k", "base")
-    elif linear_identity:
-        names = ("e", "col_k", "base")
+    if elastic:
+        plan = _ElasticPlan(shifted, (h, w), sub, dtype, alpha, sigma, linear_identity)
     else:
-        names = ("a", "c", "e", "f", "g", "k", "col", "base")
-    all_terms = _row_terms(shifted, w, hp * wp, sub, dtype, names)
+        plan = _AffinePlan(shifted, (h, w), sub, dtype)
     for i0 in range(0, n, sub):
         i1 = min(n, i0 + sub)
         b = i1 - i0
-        p = b * h * w
         pad = ws.pad[:b]
         np.copyto(pad[:, 1 : h + 1, 1 : w + 1], images[i0:i1], casting="unsafe")
+        y, x, base = plan.coordinates(ws, i0, i1, noise)
+        res = _bilinear(ws, pad, y, x, base, h, w)
+        if out.dtype == np.uint8:
+            # A convex combination of values in [0, 255] plus 0.5 truncates to
+            # 0..255 (round half up): no clipping pass is needed.
+            res += dtype.type(0.5)
+        res = res.reshape(y.shape)
+        np.copyto(out[i0:i1], res.transpose(1, 0, 2) if elastic else res, casting="unsafe")
+    return out
+
+
+class _AffinePlan:
+    """Coordinates of an affine-only warp, pixels in (n, H, W) order."""
+
+    def __init__(self, maps: np.ndarray, shape: tuple[int, int], sub: int, dtype: np.dtype) -> None:
+        h, w = shape
+        self.shape = shape
+        self.basis = _basis(h, w, dtype.str)
+        self.maps = maps.astype(dtype)
+        offsets = (np.arange(maps.shape[0]) % sub) * float((h + 3) * (w + 3))
+        self.bases = offsets.astype(dtype)[:, None, None]
+
+    def coordinates(
+        self, ws: _Workspace, i0: int, i1: int, noise: None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Source (y, x) in the padded frame and the per-image flat offsets."""
+        h, w = self.shape
+        b = i1 - i0
+        p = b * h * w
+        y = ws.y[:p].reshape(b, h, w)
+        x = ws.x[:p].reshape(b, h, w)
+        # [y; x] (n, H*W) = maps (n, 3) @ [row; col; 1] (3, H*W)
+        np.matmul(self.maps[i0:i1, 0], self.basis, out=y.reshape(b, h * w))
+        np.matmul(self.maps[i0:i1, 1], self.basis, out=x.reshape(b, h * w))
+        return y, x, self.bases[i0:i1]
+
+
+class _ElasticPlan:
+    """Coordinates of an affine + elastic warp, pixels in (H, n, W) order."""
+
+    def __init__(
+        self,
+        maps: np.ndarray,
+        shape: tuple[int, int],
+        sub: int,
+        dtype: np.dtype,
+        alpha: float,
+        sigma: float,
+        linear_identity: bool,
+    ) -> None:
+        h, w = shape
+        n = maps.shape[0]
+        self.shape = shape
+        self.linear_identity = linear_identity
+        self.g_left, self.g_right_t = filter_pair(h, w, float(sigma), float(alpha), dtype.str)
+        # Per-image coefficients as (N, W) rows so every ufunc runs over
+        # contiguous data.  Rows 0-1 / 2-3 give the undisplaced coordinates
+        # y = [row, 1] @ [a; c*col + e] and x = [row, 1] @ [f; g*col + k].
+        names = ("a", "c_col_e", "f", "g_col_k", "c", "g", "base")
+        self.rows = _row_terms(maps, w, (h + 3) * (w + 3), sub, dtype, names)
+        self.y_coef = self.rows[0:2].reshape(2, n * w)
+        self.x_coef = self.rows[2:4].reshape(2, n * w)
+        self.row_basis = np.stack([np.arange(h), np.ones(h)], axis=1).astype(dtype)
+
+    def coordinates(
+        self, ws: _Workspace, i0: int, i1: int, noise: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Source (y, x) in the padded frame and the per-image flat offsets."""
+        h, w = self.shape
+        b = i1 - i0
+        p = b * h * w
         y = ws.y[:p].reshape(h, b, w)
         x = ws.x[:p].reshape(h, b, w)
-        y0 = ws.y0[:p].reshape(h, b, w)
-        x0 = ws.x0[:p].reshape(h, b, w)
-        # Per-image coefficients expanded to (1, b, W) rows, so that every
-        # ufunc below runs over contiguous b * W (or H * b * W) elements.
-        terms = {name: v[:, i0:i1] for name, v in all_terms.items()}
-        if not elastic:
-            # y = a * row + (c * col + e): two passes per coordinate.
-            np.multiply(row_grid, terms["a"], out=y)
-            y += terms["c_col_e"]
-            np.multiply(row_grid, terms["f"], out=x)
-            x += terms["g_col_k"]
+        disp = ws.disp[: 2 * p].reshape(2, h, b, w)
+        tmp = ws.tmp[: 2 * p]
+        smooth_into(noise[i0:i1], self.g_left, self.g_right_t, tmp=tmp.reshape(2, h, b * w), out=disp)
+        cols = slice(i0 * w, i1 * w)
+        np.matmul(self.row_basis, self.y_coef[:, cols], out=y.reshape(h, b * w))
+        np.matmul(self.row_basis, self.x_coef[:, cols], out=x.reshape(h, b * w))
+        coef_a, coef_f, coef_c, coef_g, base = (self.rows[i, None, i0:i1] for i in (0, 2, 4, 5, 6))
+        if self.linear_identity:
+            y += disp[0]
+            x += disp[1]
         else:
-            disp = ws.disp[: 2 * p].reshape(2, h, b, w)
-            smooth_into(
-                noise[i0:i1],
-                g_left,
-                g_right_t,
-                tmp=ws.smooth_tmp[: 2 * p].reshape(2, h, b * w),
-                out=disp,
-            )
-            if linear_identity:
-                # y = (row + dy) + e, x = dx + (col + k)
-                np.add(disp[0], row_grid, out=y)
-                y += terms["e"]
-                np.add(disp[1], terms["col_k"], out=x)
-            else:
-                # q = (row + dy, col + dx); y = a qy + c qx + e; x = f qy + g qx + k
-                qy = disp[0]
-                qx = disp[1]
-                qy += row_grid
-                qx += terms["col"]
-                tmp = y0
-                np.multiply(qy, terms["a"], out=y)
-                np.multiply(qx, terms["c"], out=tmp)
-                y += tmp
-                y += terms["e"]
-                np.multiply(qy, terms["f"], out=x)
-                np.multiply(qx, terms["g"], out=tmp)
-                x += tmp
-                x += terms["k"]
-        np.clip(y, 0, h + 1, out=y)
-        np.clip(x, 0, w + 1, out=x)
-        np.floor(y, out=y0)
-        np.floor(x, out=x0)
-        y -= y0  # fractional parts
-        x -= x0
-        # Flat index of the top-left tap in the padded stack (exact in float).
-        y0 *= wp
-        y0 += x0
-        y0 += terms["base"]
-        idx = ws.idx[:p]
-        np.copyto(idx, y0.reshape(-1), casting="unsafe")
-        flat = pad.reshape(-1)
-        g0 = ws.smooth_tmp[:p]
-        g1 = ws.smooth_tmp[p : 2 * p]
-        g2 = ws.disp[:p]
-        g3 = ws.disp[p : 2 * p]
-        flat.take(idx, out=g0, mode="wrap")
-        flat[1:].take(idx, out=g1, mode="wrap")
-        flat[wp:].take(idx, out=g2, mode="wrap")
-        flat[wp + 1 :].take(idx, out=g3, mode="wrap")
-        fy = y.reshape(-1)
-        fx = x.reshape(-1)
-        g1 -= g0  # top = g0 + fx * (g1 - g0)
-        g1 *= fx
-        g1 += g0
-        g3 -= g2  # bottom = g2 + fx * (g3 - g2)
-        g3 *= fx
-        g3 += g2
-        g3 -= g1  # result = top + fy * (bottom - top)
-        g3 *= fy
-        g3 += g1
-        if to_uint8:
-            g3 += 0.5
-            np.clip(g3, 0.0, 255.0, out=g3)  # then truncation = round half up
-        np.copyto(out[i0:i1], g3.reshape(h, b, w).transpose(1, 0, 2), casting="unsafe")
-    return out
+            # The displacement mapped through each image's linear part.
+            t = tmp[:p].reshape(h, b, w)
+            np.multiply(disp[0], coef_a, out=t)
+            y += t
+            np.multiply(disp[1], coef_c, out=t)
+            y += t
+            np.multiply(disp[0], coef_f, out=t)
+            x += t
+            np.multiply(disp[1], coef_g, out=t)
+            x += t
+        return y, x, base
+
+
+def _bilinear(
+    ws: _Workspace,
+    pad: np.ndarray,
+    y: np.ndarray,
+    x: np.ndarray,
+    base: np.ndarray,
+    h: int,
+    w: int,
+) -> np.ndarray:
+    """Bilinear samples of the padded stack at (y, x); zero outside.
+
+    Parameters
+    ----------
+    ws : _Workspace
+        Scratch buffers (``tmp`` and ``disp`` are overwritten).
+    pad : numpy.ndarray, shape (b, H + 3, W + 3)
+        Source images with a 1-px zero border before and 2 px after.
+    y, x : numpy.ndarray, shape (H, b, W) or (b, H, W)
+        Source coordinates in the padded frame; overwritten.
+    base : numpy.ndarray, broadcastable to ``y``
+        Flat offset of each image in ``pad``.
+    h, w : int
+        Image size.
+
+    Returns
+    -------
+    numpy.ndarray, shape (y.size,)
+        Samples in the pixel order of ``y`` (a view of ``ws.disp``).
+    """
+    p = y.size
+    wp = w + 3
+    y0 = ws.tmp[:p].reshape(y.shape)
+    x0 = ws.tmp[p : 2 * p].reshape(y.shape)
+    _clip(y, 0, h + 1, out=y)
+    _clip(x, 0, w + 1, out=x)
+    np.floor(y, out=y0)
+    np.floor(x, out=x0)
+    y -= y0  # fractional parts
+    x -= x0
+    # Flat index of the top-left tap (exact in float: < 2**24).
+    y0 *= wp
+    y0 += x0
+    y0 += base
+    idx = ws.idx[:p]
+    np.copyto(idx, y0.reshape(-1), casting="unsafe")
+    flat = pad.reshape(-1)
+    g0 = ws.tmp[:p]
+    g1 = ws.tmp[p : 2 * p]
+    g2 = ws.disp[:p]
+    g3 = ws.disp[p : 2 * p]
+    flat.take(idx, out=g0, mode="wrap")
+    flat[1:].take(idx, out=g1, mode="wrap")
+    flat[wp:].take(idx, out=g2, mode="wrap")
+    flat[wp + 1 :].take(idx, out=g3, mode="wrap")
+    fy = y.reshape(-1)
+    fx = x.reshape(-1)
+    g1 -= g0  # top = g0 + fx * (g1 - g0)
+    g1 *= fx
+    g1 += g0
+    g3 -= g2  # bottom = g2 + fx * (g3 - g2)
+    g3 *= fx
+    g3 += g2
+    g3 -= g1  # result = top + fy * (bottom - top)
+    g3 *= fy
+    g3 += g1
+    return g3
+
+
+@functools.lru_cache(maxsize=16)
+def _basis(h: int, w: int, dtype_str: str) -> np.ndarray:
+    """``[row; col; 1]`` of every pixel, shape (3, H*W), read-only."""
+    rows, cols = np.indices((h, w))
+    basis = np.stack([rows.ravel(), cols.ravel(), np.ones(h * w)]).astype(dtype_str)
+    basis.setflags(write=False)
+    return basis
 
 
 # Each row term is P[n] + Q[n] * col with P, Q columns of the extended map
@@ -223,8 +314,8 @@ _TERMS = {
 
 def _row_terms(
     c: np.ndarray, w: int, stride: int, sub: int, dtype: np.dtype, names: tuple[str, ...]
-) -> dict[str, np.ndarray]:
-    """Per-image coefficient rows of shape (1, N, W) in ``dtype``.
+) -> np.ndarray:
+    """Per-image coefficient rows, one (N, W) slab per name, in ``dtype``.
 
     Parameters
     ----------
@@ -240,11 +331,12 @@ def _row_terms(
     dtype : numpy.dtype
         Result dtype.
     names : tuple of str
-        Which rows to build (keys of ``_TERMS``).
+        Which rows to build (keys of ``_TERMS``), in order.
 
     Returns
     -------
-    dict of str to numpy.ndarray, each shape (1, N, W)
+    numpy.ndarray, shape (len(names), N, W)
+        Contiguous.
     """
     n = c.shape[0]
     table = np.empty((9, n))
@@ -258,5 +350,4 @@ def _row_terms(
     # with a W-element inner loop.
     pq = np.stack([table[list(qi)].reshape(-1), table[list(pi)].reshape(-1)], axis=1)
     basis = np.stack([np.arange(w, dtype=np.float64), np.ones(w)])
-    rows = (pq @ basis).reshape(k, n, w).astype(dtype)
-    return {name: rows[i][None] for i, name in enumerate(names)}
+    return (pq @ basis).reshape(k, n, w).astype(dtype)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from ensemble_cnn.config import TRAIN_DISTORTION
+
 DEFAULT_ARTIFACTS = Path("artifacts")
 TRANSFORM_NAMES = ("shift", "rotate", "scale", "elastic")
 
@@ -43,25 +45,35 @@ def _transforms(ctx, param, value: str) -> tuple[str, ...]:
     return names
 
 
-def distortion_options(func):
+# Simard et al. 2003 for `augment`; for training, the milder, smoother fields of
+# Ciresan et al.'s MNIST committees (sigma 6, alpha 36), which converge in fewer epochs.
+AUGMENT_DEFAULTS = dict(max_shift=2, max_rotation=12.0, max_scale=0.1, alpha=34.0, sigma=4.0)
+TRAIN_DEFAULTS = {key: value for key, value in TRAIN_DISTORTION.items() if key != "transforms"}
+
+
+def distortion_options(defaults: dict):
     """The random-distortion options shared by ``augment``, ``train`` and ``run``."""
-    options = [
-        click.option("--transforms", default=",".join(TRANSFORM_NAMES), show_default=True, callback=_transforms,
-                     help="Comma-separated transforms composed into each distortion."),
-        click.option("--max-shift", type=click.IntRange(0, 14), default=2, show_default=True,
-                     help="Largest integer shift in pixels, per axis."),
-        click.option("--max-rotation", type=click.FloatRange(0, 180), default=12.0, show_default=True,
-                     help="Largest rotation in degrees (uniform in ±max)."),
-        click.option("--max-scale", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
-                     help="Largest zoom change (factor uniform in 1±max)."),
-        click.option("--alpha", type=click.FloatRange(min=0), default=34.0, show_default=True,
-                     help="Elastic strength in pixels (Simard's alpha; 0 = off)."),
-        click.option("--sigma", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
-                     help="Elastic smoothness: Gaussian width in pixels (Simard's sigma)."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+
+    def decorate(func):
+        options = [
+            click.option("--transforms", default=",".join(TRANSFORM_NAMES), show_default=True, callback=_transforms,
+                         help="Comma-separated transforms composed into each distortion."),
+            click.option("--max-shift", type=click.IntRange(0, 14), default=defaults["max_shift"], show_default=True,
+                         help="Largest integer shift in pixels, per axis."),
+            click.option("--max-rotation", type=click.FloatRange(0, 180), default=defaults["max_rotation"],
+                         show_default=True, help="Largest rotation in degrees (uniform in ±max)."),
+            click.option("--max-scale", type=click.FloatRange(0, 1, max_open=True), default=defaults["max_scale"],
+                         show_default=True, help="Largest zoom change (factor uniform in 1±max)."),
+            click.option("--alpha", type=click.FloatRange(min=0), default=defaults["alpha"], show_default=True,
+                         help="Elastic strength in pixels (Simard's alpha; 0 = off)."),
+            click.option("--sigma", type=click.FloatRange(min=0, min_open=True), default=defaults["sigma"],
+                         show_default=True, help="Elastic smoothness: Gaussian width in pixels (Simard's sigma)."),
+        ]
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
 
 
 def _distortion(transforms, max_shift, max_rotation, max_scale, alpha, sigma):
@@ -107,7 +119,7 @@ def main() -> None:
 @click.option("--copies", type=click.IntRange(min=0), default=4, help="Distorted variants per training digit.")
 @click.option("--nielsen", is_flag=True,
               help="Nielsen's exact expansion instead: each digit plus its 1-px up/down/left/right shifts.")
-@distortion_options
+@distortion_options(AUGMENT_DEFAULTS)
 @seed_option
 @click.option("--jobs", type=click.IntRange(min=1), default=2, help="Worker threads.")
 @limit_option
@@ -174,16 +186,18 @@ def training_options(func):
                      help="Training digits held out per member to pick its best epoch (max a tenth)."),
         seed_option,
         limit_option,
-        click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, help="Parallel worker processes."),
+        click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+                     help="Parallel worker processes [default: as the mode measured fastest: one per core on "
+                          "CPUs, 1 on a GPU]."),
         click.option("--mode", type=click.Choice(MODES), default=None,
-                     help="Member scheduling: one after another, one worker process each, or side by side in "
-                          "one fused model [default: fused, measured fastest]."),
+                     help="Member scheduling: one after another, in worker processes, or side by side in "
+                          "fused models [default: processes on CPUs, fused on a GPU: measured fastest]."),
         click.option("--precision", type=click.Choice(("auto",) + PRECISIONS), default="auto",
                      help="Compute precision; auto = mixed_bfloat16 on CPUs with AMX/AVX512-BF16 and on GPUs."),
         click.option("--out", type=click.Path(path_type=Path), default=None,
                      help="Run folder [default: artifacts/runs/<arch>-k<members>-s<seed>]."),
     ]
-    func = distortion_options(func)
+    func = distortion_options(TRAIN_DEFAULTS)(func)
     for option in reversed(options):
         func = option(func)
     return func
@@ -198,7 +212,10 @@ def _train_config(opts: dict):
                              opts["alpha"], opts["sigma"])
     from ensemble_cnn import hardware
 
+    from ensemble_cnn.train import available_cores
+
     mode = opts["mode"] or hardware.default_mode()
+    jobs = opts["jobs"] or hardware.default_jobs(mode, members=opts["members"], cores=available_cores())
     precision = hardware.default_precision() if opts["precision"] == "auto" else opts["precision"]
     return TrainConfig(
         arch=opts["arch"], members=opts["members"], epochs=opts["epochs"], batch_size=opts["batch_size"],
@@ -207,7 +224,7 @@ def _train_config(opts: dict):
         val_size=opts["val_size"], seed=opts["seed"], limit=opts["limit"],
         data=None if opts["data"] is None else str(opts["data"]),
         expanded=None if opts["expanded"] is None else str(opts["expanded"]),
-        precision=precision, jobs=opts["jobs"], mode=mode,
+        precision=precision, jobs=jobs, mode=mode,
     )
 
 

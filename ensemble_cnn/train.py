@@ -149,28 +149,45 @@ def train_ensemble(
 
 
 def _schedule(config: TrainConfig, pending: list[int], run_dir: Path, cores: int, log) -> Iterator[dict[str, Any]]:
-    """Train the pending members as the config's mode says; yield one outcome per member."""
+    """Train the pending members as the config's mode says; yield outcomes as members finish.
+
+    ``sequential``: one after another in this process, all cores each. ``processes``:
+    full rounds of ``jobs`` loky worker processes (cores split between them); a
+    single member left over after the full rounds trains in this process with all
+    cores instead of leaving cores idle. ``fused``: the members split into ``jobs``
+    groups, each group one fused model (in this process when ``jobs == 1``).
+    """
     if not pending:
         return
     settings = config.to_dict()
     jobs = min(config.jobs, len(pending))
-    if config.mode == "fused":
-        groups = [[int(i) for i in g] for g in np.array_split(pending, jobs)]
-        task = _guarded_train_fused
-    else:
-        groups = [[index] for index in pending]
-        task = _guarded_train
-        jobs = 1 if config.mode == "sequential" else jobs
-    if jobs == 1:
+    if config.mode == "sequential" or jobs == 1:
+        task = _guarded_train_fused if config.mode == "fused" else _guarded_train
+        groups = [pending] if config.mode == "fused" else [[index] for index in pending]
         for group in groups:
             yield from task(settings, group, str(run_dir), cores, log)
         return
+    if config.mode == "fused":
+        groups = [[int(i) for i in g] for g in np.array_split(pending, jobs)]
+        yield from _in_workers(_guarded_train_fused, settings, groups, run_dir, jobs, cores, log, config.mode)
+        return
+    leftover = len(pending) % jobs if len(pending) > jobs else 0
+    parallel = pending[: len(pending) - leftover] if leftover == 1 else pending
+    yield from _in_workers(_guarded_train, settings, [[i] for i in parallel], run_dir, jobs, cores, log, config.mode)
+    if leftover == 1:
+        yield from _guarded_train(settings, pending[-1:], str(run_dir), cores, log)
+
+
+def _in_workers(task, settings: dict, groups: list[list[int]], run_dir: Path, jobs: int, cores: int, log, mode: str):
+    """Run ``task`` on each group in ``jobs`` loky worker processes; yield outcomes as they finish."""
     from joblib import Parallel, delayed
 
     threads = max(1, cores // jobs)
+    n_members = sum(len(g) for g in groups)
     if log is not None:
-        log(f"training {len(pending)} members in {jobs} worker processes x {threads} TensorFlow threads ({config.mode})")
-    calls = (delayed(task)(settings, group, str(run_dir), threads, print) for group in groups)
+        log(f"training {n_members} members in {jobs} worker processes x {threads} TensorFlow threads ({mode})")
+    worker_log = print if log is not None else None  # a worker cannot call back into this process
+    calls = (delayed(task)(settings, group, str(run_dir), threads, worker_log) for group in groups)
     for outcomes in Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(calls):
         yield from outcomes
 
