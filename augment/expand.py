@@ -1,9 +1,11 @@
 """Offline data-set expansion: originals followed by distorted copies.
 
-Random draws are keyed on fixed blocks of :data:`BLOCK_SIZE` variant indices
+Work goes in chunks of variants written into one preallocated output (which
+may be a memmap), optionally by worker threads or processes.  Random draws
+are keyed on fixed blocks of :data:`BLOCK_SIZE` variant indices
 (``SeedSequence(seed, spawn_key=(block,))``), never on chunk boundaries, so
-the output is byte-identical for a given seed whatever ``chunk_size`` and
-``n_jobs`` are.
+the output is byte-identical for a given seed whatever ``chunk_size``,
+``n_jobs`` and ``backend`` are.
 """
 
 from __future__ import annotations
@@ -18,10 +20,16 @@ from augment.distortion import Distortion
 from augment.draws import Draws, draw
 from augment.pipeline import apply
 
-__all__ = ["BLOCK_SIZE", "block_generator", "draw_variants", "expand"]
+__all__ = ["BACKENDS", "BLOCK_SIZE", "block_generator", "draw_variants", "expand"]
 
 #: Number of consecutive variants sharing one random generator.
 BLOCK_SIZE = 256
+
+#: Worker kinds accepted by :func:`expand`.
+BACKENDS: tuple[str, ...] = ("threads", "processes")
+
+#: Least number of variants per task sent to a worker process.
+PROCESS_TASK = 4096
 
 
 def block_generator(seed: int, block: int) -> np.random.Generator:
@@ -88,6 +96,7 @@ def expand(
     seed: int = 0,
     chunk_size: int = 256,
     n_jobs: int = 1,
+    backend: str = "threads",
     out: np.ndarray | None = None,
     progress: Callable[[int], object] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -109,7 +118,14 @@ def expand(
     chunk_size : int
         Variants per work item; bounds the temporary memory.
     n_jobs : int
-        Worker threads (-1: all CPUs).  NumPy and BLAS release the GIL.
+        Number of workers (-1: all CPUs).
+    backend : {"threads", "processes"}
+        Workers for ``n_jobs > 1``: threads writing straight into ``out``
+        (NumPy and BLAS release the GIL, but every array operation takes it
+        back briefly, which limits the speed-up), or joblib's loky processes
+        returning their work (tasks of at least ``PROCESS_TASK`` variants) to
+        the calling process: no GIL sharing, but the workers take about a
+        second to start the first time.  The output is the same.
     out : numpy.ndarray, shape ((copies + 1) * N, H, W), optional
         Preallocated destination (may be a ``numpy.memmap``) with the images'
         dtype.
@@ -147,6 +163,8 @@ def expand(
         raise ValueError(f"n_jobs must be >= 1 or -1, got {n_jobs}")
     if n_jobs == -1:
         n_jobs = os.cpu_count() or 1
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if progress is not None and not callable(progress):
         raise ValueError("progress must be callable or None")
     out = check_out(out, ((copies + 1) * n, h, w), images.dtype)
@@ -159,41 +177,101 @@ def expand(
 
     total = copies * n
     ranges = [(s, min(total, s + chunk_size)) for s in range(0, total, chunk_size)]
-
-    def source(start: int, stop: int) -> np.ndarray:
-        if start // n == (stop - 1) // n:  # within one copy: a view
-            return images[start % n : start % n + (stop - start)]
-        return images[np.arange(start, stop) % n]
-
-    def work(start: int, stop: int) -> int:
-        if distortion.transforms and "elastic" not in distortion.transforms:
-            # Small draws: join the blocks and transform the chunk in one call.
-            draws = draw_variants(distortion, seed, start, stop, total, (h, w))
-            apply(source(start, stop), draws, distortion, out=out[n + start : n + stop])
-            return stop - start
-        # Elastic noise is large: transform block by block, straight from
-        # each block's noise buffer (no concatenation copy).
-        for b in range(start // BLOCK_SIZE, (stop - 1) // BLOCK_SIZE + 1):
-            lo = max(start, b * BLOCK_SIZE)
-            hi = min(stop, (b + 1) * BLOCK_SIZE)
-            size = min(BLOCK_SIZE, total - b * BLOCK_SIZE)
-            draws = draw(distortion, block_generator(seed, b), size, (h, w))
-            draws = draws[lo - b * BLOCK_SIZE : hi - b * BLOCK_SIZE]
-            apply(source(lo, hi), draws, distortion, out=out[n + lo : n + hi])
-        return stop - start
-
     if n_jobs == 1 or len(ranges) <= 1:
-        for s, e in ranges:
-            k = work(s, e)
+        for start, stop in ranges:
+            _fill_variants(images, distortion, seed, start, stop, total, out[n + start : n + stop])
             if progress is not None:
-                progress(k)
-    else:
-        from joblib import Parallel, delayed
+                progress(stop - start)
+        return out, np.tile(labels, copies + 1)
 
-        with Parallel(
-            n_jobs=n_jobs, backend="threading", return_as="generator_unordered"
-        ) as parallel:
-            for k in parallel(delayed(work)(s, e) for s, e in ranges):
+    from joblib import Parallel, delayed
+
+    if backend == "threads":
+        # Each thread writes its own slice of ``out``.
+        def work(start: int, stop: int) -> int:
+            _fill_variants(images, distortion, seed, start, stop, total, out[n + start : n + stop])
+            return stop - start
+
+        with Parallel(n_jobs=n_jobs, backend="threading", return_as="generator_unordered") as par:
+            for k in par(delayed(work)(s, e) for s, e in ranges):
                 if progress is not None:
                     progress(k)
+    else:
+        # Processes return their chunks (joblib memory-maps ``images`` for
+        # them); tasks of at least PROCESS_TASK variants amortise the transfer.
+        step = chunk_size * max(1, -(-PROCESS_TASK // chunk_size))
+        tasks = [(s, min(total, s + step)) for s in range(0, total, step)]
+        with Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered") as par:
+            tasks = (delayed(_variants)(images, distortion, seed, s, e, total, chunk_size) for s, e in tasks)
+            for start, chunk in par(tasks):
+                out[n + start : n + start + len(chunk)] = chunk
+                if progress is not None:
+                    progress(len(chunk))
     return out, np.tile(labels, copies + 1)
+
+
+def _fill_variants(
+    images: np.ndarray,
+    distortion: Distortion,
+    seed: int,
+    start: int,
+    stop: int,
+    total: int,
+    out: np.ndarray,
+) -> None:
+    """Write variants ``start .. stop - 1`` (of ``total``) into ``out``.
+
+    Variant ``v`` distorts image ``v % N`` with the draws of block
+    ``v // BLOCK_SIZE``, whatever the chunking.
+
+    Parameters
+    ----------
+    images : numpy.ndarray, shape (N, H, W)
+        Source images.
+    distortion : Distortion
+        The random distortion.
+    seed : int
+        Non-negative seed.
+    start, stop, total : int
+        Variant range and total number of variants.
+    out : numpy.ndarray, shape (stop - start, H, W)
+        Destination.
+    """
+    n, h, w = images.shape
+
+    def source(lo: int, hi: int) -> np.ndarray:
+        if lo // n == (hi - 1) // n:  # within one copy: a view
+            return images[lo % n : lo % n + (hi - lo)]
+        return images[np.arange(lo, hi) % n]
+
+    if distortion.transforms and "elastic" not in distortion.transforms:
+        # Small draws: join the blocks and transform the chunk in one call.
+        draws = draw_variants(distortion, seed, start, stop, total, (h, w))
+        apply(source(start, stop), draws, distortion, out=out)
+        return
+    # Elastic noise is large: transform block by block, straight from each
+    # block's noise buffer (no concatenation copy).
+    for b in range(start // BLOCK_SIZE, (stop - 1) // BLOCK_SIZE + 1):
+        lo = max(start, b * BLOCK_SIZE)
+        hi = min(stop, (b + 1) * BLOCK_SIZE)
+        size = min(BLOCK_SIZE, total - b * BLOCK_SIZE)
+        draws = draw(distortion, block_generator(seed, b), size, (h, w))
+        draws = draws[lo - b * BLOCK_SIZE : hi - b * BLOCK_SIZE]
+        apply(source(lo, hi), draws, distortion, out=out[lo - start : hi - start])
+
+
+def _variants(
+    images: np.ndarray,
+    distortion: Distortion,
+    seed: int,
+    start: int,
+    stop: int,
+    total: int,
+    chunk_size: int,
+) -> tuple[int, np.ndarray]:
+    """Process-worker task: variants ``start .. stop - 1`` as a new array."""
+    res = np.empty((stop - start, *images.shape[1:]), dtype=images.dtype)
+    for lo in range(start, stop, chunk_size):
+        hi = min(stop, lo + chunk_size)
+        _fill_variants(images, distortion, seed, lo, hi, total, res[lo - start : hi - start])
+    return start, res

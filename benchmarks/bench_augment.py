@@ -6,10 +6,11 @@ Usage (from the repository root)::
         [--subset 3000] [--repeat 1] [--modes shift rotation elastic affine+elastic]
 
 For each mode it times ``augment.expand(x_train, y_train, copies=1, ...)`` on
-the real MNIST training digits with ``n_jobs = 1`` and ``n_jobs = --jobs`` and
-reports distorted images per second (the copy of the originals is included in
-the time), next to a per-image ``scipy.ndimage`` loop timed on ``--subset``
-digits in the same run:
+the real MNIST training digits with ``n_jobs = 1`` and with ``n_jobs = --jobs``
+worker threads and worker processes, and reports distorted images per second
+(the copy of the originals is included in the time) and, for one job, per
+CPU-second (meaningful when the machine is shared), next to a per-image
+``scipy.ndimage`` loop timed on ``--subset`` digits in the same run:
 
 * shift: ``scipy.ndimage.shift(order=0)``;
 * rotation: ``scipy.ndimage.rotate(order=1, reshape=False)``;
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "mnist.npz",
                         help="Keras-layout mnist.npz (default ../shared/data/mnist.npz)")
-    parser.add_argument("--jobs", type=int, default=2, help="largest n_jobs to time (1 is always timed)")
+    parser.add_argument("--jobs", type=int, default=2, help="n_jobs of the parallel runs (1 is always timed)")
     parser.add_argument("--limit", type=int, default=60000, help="training digits to expand")
     parser.add_argument("--subset", type=int, default=3000, help="digits for the scipy loop")
     parser.add_argument("--repeat", type=int, default=1, help="best of this many runs")
@@ -102,33 +103,38 @@ def main(argv: list[str] | None = None) -> int:
         x = f["x_train"][: args.limit]
         y = f["y_train"][: args.limit]
     n = x.shape[0]
-    jobs = sorted({1, max(1, args.jobs)})
+    # (label, n_jobs, backend) of each timed configuration.
+    configs = [("j=1", 1, "threads")]
+    if args.jobs > 1:
+        configs += [(f"j={args.jobs} thr", args.jobs, "threads"), (f"j={args.jobs} proc", args.jobs, "processes")]
     print(f"MNIST {x.shape} {x.dtype}; cpus={os.cpu_count()}; numpy {np.__version__}; "
           f"chunk_size={args.chunk_size}; best of {args.repeat}")
-    header = f"{'mode':<16}" + "".join(f"{f'n_jobs={j} img/s':>17}" for j in jobs)
-    header += f"{'img/cpu-s':>12}{'scipy img/s':>13}" + "".join(f"{f'x(j={j})':>9}" for j in jobs)
+    header = f"{'mode':<16}" + "".join(f"{label + ' img/s':>16}" for label, _, _ in configs)
+    header += f"{'img/cpu-s':>12}{'scipy img/s':>13}" + "".join(f"{'x(' + label + ')':>13}" for label, _, _ in configs)
     print(header)
     out = np.empty((2 * n, *x.shape[1:]), dtype=x.dtype)
     out.fill(0)  # touch the pages once, outside the timings
     for mode in args.modes:
         dist = MODES[mode]
-        expand(x[:512], y[:512], copies=1, distortion=dist, out=out[:1024])  # warm-up
         rates = []
         cpu_rate = 0.0
-        for j in jobs:
-            wall, cpu = timed(lambda: expand(x, y, copies=1, distortion=dist, seed=0, n_jobs=j,
-                                             chunk_size=args.chunk_size, out=out), args.repeat)
+        for _, n_jobs, backend in configs:
+            # Warm-up: caches, thread-local buffers, worker processes.
+            expand(x[:2048], y[:2048], copies=1, distortion=dist, n_jobs=n_jobs, backend=backend,
+                   chunk_size=args.chunk_size, out=out[:4096])
+            wall, cpu = timed(lambda: expand(x, y, copies=1, distortion=dist, seed=0, n_jobs=n_jobs,
+                                             backend=backend, chunk_size=args.chunk_size, out=out), args.repeat)
             rates.append(n / wall)
-            if j == 1:
+            if n_jobs == 1:
                 cpu_rate = n / cpu
         sub = x[: args.subset]
         ref = sub.shape[0] / timed(lambda: scipy_loop(mode, sub, dist, 0), 1)[0]
-        line = f"{mode:<16}" + "".join(f"{r:>17,.0f}" for r in rates)
-        line += f"{cpu_rate:>12,.0f}{ref:>13,.0f}" + "".join(f"{r / ref:>9.1f}" for r in rates)
+        line = f"{mode:<16}" + "".join(f"{r:>16,.0f}" for r in rates)
+        line += f"{cpu_rate:>12,.0f}{ref:>13,.0f}" + "".join(f"{r / ref:>13.1f}" for r in rates)
         print(line, flush=True)
-    print("img/s: distorted digits per wall-clock second through expand(copies=1) "
-          "(originals copy included); img/cpu-s: per CPU-second at n_jobs=1; "
-          "x(j): ratio to the per-image scipy loop.")
+    print("img/s: distorted digits per wall-clock second through expand(copies=1) (the copy of the "
+          "originals included); thr / proc: worker threads / processes; img/cpu-s: per CPU-second "
+          "at j=1; x(...): ratio to the per-image scipy loop.")
     return 0
 
 

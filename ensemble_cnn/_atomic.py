@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import zipfile
 from contextlib import contextmanager
@@ -16,6 +17,8 @@ from typing import Any, Iterator
 import numpy as np
 
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+# ``.<target name>.<random>.tmp<suffix>``: what :func:`atomic_path` creates (mkstemp adds 8 characters).
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
 
 
 @contextmanager
@@ -44,6 +47,28 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def is_temporary(path: str | os.PathLike) -> bool:
+    """True for a temporary file :func:`atomic_path` creates (left behind only by a killed writer)."""
+    return bool(_TEMPORARY.match(Path(path).name))
+
+
+def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files killed writers left in ``folder``; return what was removed.
+
+    Call only when no other writer works in ``folder`` (e.g. when a run starts):
+    a live writer's temporary file would be removed under it.
+    """
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for path in sorted(folder.iterdir()):
+        if is_temporary(path) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def _umask() -> int:

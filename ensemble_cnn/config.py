@@ -12,6 +12,7 @@ from ensemble_cnn.models import ARCHITECTURES
 AUGMENTATIONS = ("distort", "none")
 MODES = ("sequential", "processes", "fused")
 PRECISIONS = ("float32", "mixed_bfloat16")
+BACKENDS = ("loky", "dask", "ray")
 
 # On-the-fly training distortion: the smoother fields of Ciresan et al.'s MNIST
 # committees (elastic sigma 6, alpha 36) with a small random affine; see augment.Distortion.
@@ -26,7 +27,7 @@ TRAIN_DISTORTION = {
 
 # Settings that change how a run executes but not what it computes: they may differ
 # between a run and its resumption.
-EXECUTION_FIELDS = ("jobs", "mode")
+EXECUTION_FIELDS = ("jobs", "mode", "backend", "scheduler", "deterministic")
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,21 @@ class TrainConfig:
         How members are scheduled (execution only): one after another with all cores;
         in ``jobs`` worker processes; or side by side in one fused model (split over
         ``jobs`` processes when ``jobs > 1``).
+    backend : {"loky", "dask", "ray"}
+        The joblib backend that runs the worker tasks (execution only): local loky
+        processes, a dask.distributed cluster or a ray cluster. ``dask`` and ``ray``
+        need ``mode`` ``processes`` or ``fused`` and send every member to the cluster.
+    scheduler : str or None
+        Address of a running dask scheduler (``tcp://host:8786``) or ray cluster
+        (``ray://host:10001``, ``auto``); ``None`` starts a local one (execution only).
+    deterministic : bool
+        Switch on TensorFlow's op determinism in the member workers, so the same
+        config and thread count give bit-identical members (execution only).
     """
 
-    arch: str = "deotte"
+    arch: str = "nielsen"
     members: int = 5
-    epochs: int = 15
+    epochs: int = 30
     batch_size: int = 128
     learning_rate: float = 1e-3
     final_lr_fraction: float = 0.02
@@ -98,6 +109,9 @@ class TrainConfig:
     precision: str = "float32"
     jobs: int = 1
     mode: str = "sequential"
+    backend: str = "loky"
+    scheduler: str | None = None
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         _check(self.arch in ARCHITECTURES, "arch", f"one of {', '.join(ARCHITECTURES)}", self.arch)
@@ -114,6 +128,11 @@ class TrainConfig:
         _check(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}", self.precision)
         _check(self.jobs >= 1, "jobs", ">= 1", self.jobs)
         _check(self.mode in MODES, "mode", f"one of {', '.join(MODES)}", self.mode)
+        _check(self.backend in BACKENDS, "backend", f"one of {', '.join(BACKENDS)}", self.backend)
+        _check(self.backend == "loky" or self.mode != "sequential", "mode",
+               f"processes or fused with backend {self.backend}", self.mode)
+        _check(self.scheduler is None or (self.backend != "loky" and bool(self.scheduler.strip())), "scheduler",
+               "the address of a dask or ray cluster (with backend dask or ray)", self.scheduler)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -111,9 +111,19 @@ def _load_from_keras() -> MnistData:
     return _validated(arrays, source="keras")
 
 
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")  # a zip member, an empty zip
+
+
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    if path.stat().st_size == 0:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file ({exc.strerror or _first_line(exc)})") from None
+    if not head:
         raise DataError(f"{path}: file is empty (expected a Keras mnist.npz)")
+    if head not in _ZIP_SIGNATURES:
+        raise DataError(f"{path}: not an .npz archive (expected a Keras mnist.npz or a folder of MNIST IDX files)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [key for key in NPZ_KEYS if key not in npz.files]
@@ -187,13 +197,15 @@ def validate_split(images: np.ndarray, labels: np.ndarray, *, name: str, source:
     """
     x_key, y_key = f"x_{name}", f"y_{name}"
     if images.dtype != np.uint8:
-        raise DataError(f"{source}: {x_key} has dtype {images.dtype}, expected uint8 pixel values 0..255")
+        raise DataError(
+            f"{source}: {x_key} has dtype {images.dtype}{_non_finite(images)}, expected uint8 pixel values 0..255"
+        )
     if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
         raise DataError(f"{source}: {x_key} has shape {images.shape}, expected (N, 28, 28)")
     if labels.ndim != 1:
         raise DataError(f"{source}: {y_key} has shape {labels.shape}, expected (N,)")
     if not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{source}: {y_key} has dtype {labels.dtype}, expected integer labels 0..9")
+        raise DataError(f"{source}: {y_key} has dtype {labels.dtype}{_non_finite(labels)}, expected integer labels 0..9")
     if len(images) != len(labels):
         raise DataError(f"{source}: {x_key} holds {len(images)} images but {y_key} holds {len(labels)} labels")
     if len(images) == 0:
@@ -209,6 +221,13 @@ def _validated(arrays: dict[str, np.ndarray], *, source: str) -> MnistData:
     x_train, y_train = validate_split(arrays["x_train"], arrays["y_train"], name="train", source=source)
     x_test, y_test = validate_split(arrays["x_test"], arrays["y_test"], name="test", source=source)
     return MnistData(x_train, y_train, x_test, y_test, source)
+
+
+def _non_finite(array: np.ndarray) -> str:
+    """`` holding NaN/inf`` for a floating array with non-finite values, else ``""``."""
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        return " holding NaN/inf"
+    return ""
 
 
 def _first_line(exc: BaseException) -> str:

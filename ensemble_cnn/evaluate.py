@@ -9,32 +9,13 @@ import numpy as np
 
 from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.data import MnistData, load_mnist
-from ensemble_cnn.member import member_files
-from ensemble_cnn.train import RunFolderError, load_records
+from ensemble_cnn.errors import RunFolderError
+from ensemble_cnn.member import member_files, member_path
+from ensemble_cnn.train import load_records
+from ensemble_cnn.verify import load_member
 from ensemble_cnn.vote import VOTE_METHODS, vote
 
-
-def member_path(run_dir: Path, name: str) -> Path:
-    """Resolve a file name read from a run's JSON, refusing anything outside the run folder."""
-    root = run_dir.resolve()
-    path = (root / name).resolve()
-    if path.parent != root:
-        raise RunFolderError(f"{run_dir}: member file {name!r} points outside the run folder")
-    return path
-
-
-def load_member(path: str | Path):
-    """Load a saved member with Keras ``safe_mode`` (no deserialised Python code)."""
-    import keras
-
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except ValueError as exc:
-        if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
-            raise RunFolderError(f"{path}: refused: it carries Python code (e.g. a Lambda layer), unsafe to load") from None
-        raise RunFolderError(f"{path}: not a loadable Keras model ({str(exc).splitlines()[0]})") from None
-    except OSError as exc:
-        raise RunFolderError(f"{path}: cannot read the model ({exc})") from None
+__all__ = ["evaluate_run", "load_member", "member_path", "member_probabilities", "test_split"]
 
 
 def test_split(config: TrainConfig, data: str | Path | None) -> MnistData:
@@ -53,18 +34,27 @@ def member_probabilities(
     probabilities saved at training time (their sha256 is checked by the record).
     """
     stacks = []
+    expected = (len(test.x_test), 10)
     for record in records:
         if reload:
-            model = load_member(member_path(run_dir, record["model"]))
-            stacks.append(model.predict(test.x_test, batch_size=1000, verbose=0).astype(np.float32))
+            path = member_path(run_dir, record["model"])
+            model = load_member(path)
+            try:
+                probabilities = model.predict(test.x_test, batch_size=1000, verbose=0).astype(np.float32)
+            except Exception as exc:  # noqa: BLE001 - a model of another shape must not end in a traceback
+                raise RunFolderError(f"{path}: cannot predict MNIST digits ({_first_line(exc)})") from None
         else:
-            probabilities = np.load(member_path(run_dir, record["probabilities"]), allow_pickle=False)
-            if probabilities.shape != (len(test.x_test), 10):
-                raise RunFolderError(
-                    f"{run_dir}: {record['probabilities']} has shape {probabilities.shape}, "
-                    f"expected ({len(test.x_test)}, 10); re-evaluate with the models"
-                )
-            stacks.append(probabilities)
+            path = member_path(run_dir, record["probabilities"])
+            try:
+                probabilities = np.load(path, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as exc:
+                raise RunFolderError(f"{path}: not a readable .npy file ({_first_line(exc)})") from None
+        if probabilities.shape != expected:
+            raise RunFolderError(
+                f"{path}: gives probabilities of shape {probabilities.shape}, expected {expected}"
+                + ("" if reload else "; re-evaluate with the models")
+            )
+        stacks.append(probabilities)
     return np.stack(stacks)
 
 
@@ -133,3 +123,8 @@ def evaluate_run(
     if log is not None:
         log(format_table(report))
     return report
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -24,11 +24,12 @@ from ensemble_cnn.member import (
     build_member,
     compile_members,
     configure_threads,
-    set_precision,
     finish_member,
+    load_checked_pool,
     plan_member,
+    set_determinism,
+    set_precision,
 )
-from ensemble_cnn.training_data import load_pool
 
 
 def build_fused(cfg: TrainConfig, plans: Sequence[MemberPlan]):
@@ -93,8 +94,9 @@ def train_fused(
     from ensemble_cnn.callbacks import BestWeights, EpochLog
 
     cfg = TrainConfig.from_dict(config)
+    set_determinism(cfg.deterministic)
     set_precision(cfg.precision)
-    pool = load_pool(data=cfg.data, expanded=cfg.expanded, limit=cfg.limit)
+    pool = load_checked_pool(cfg)
     plans = [plan_member(cfg, index, pool) for index in indices]
     train_sizes = {len(plan.x_train) for plan in plans}
     val_sizes = {len(plan.x_val) for plan in plans}

@@ -20,9 +20,10 @@ import numpy as np
 
 from ensemble_cnn import _atomic
 from ensemble_cnn.config import TrainConfig
+from ensemble_cnn.errors import RunFolderError
 from ensemble_cnn.hashing import sha256_file
 from ensemble_cnn.seeding import member_seed
-from ensemble_cnn.training_data import TrainingPool, batch_stream, load_pool, split_for_member
+from ensemble_cnn.training_data import TrainingPool, batch_stream, data_fingerprint, load_pool, split_for_member
 
 
 def member_stem(index: int) -> str:
@@ -38,6 +39,20 @@ def member_files(run_dir: Path, index: int) -> dict[str, Path]:
         "history": run_dir / f"{stem}_history.json",
         "record": run_dir / f"{stem}.json",
     }
+
+
+def member_path(run_dir: Path, name: str, *, source: str | Path | None = None) -> Path:
+    """Resolve a file name read from a run's JSON, refusing anything outside the run folder.
+
+    ``name`` must resolve (symbolic links followed) to a file directly in ``run_dir``;
+    ``source`` names the JSON file it came from, for the error message.
+    """
+    root = Path(run_dir).resolve()
+    path = (root / name).resolve()
+    if path.parent != root:
+        where = source if source is not None else run_dir
+        raise RunFolderError(f"{where}: member file {name!r} points outside the run folder; refused")
+    return path
 
 
 def configure_threads(intra_op: int, inter_op: int) -> None:
@@ -97,6 +112,31 @@ def plan_member(cfg: TrainConfig, index: int, pool: TrainingPool) -> MemberPlan:
     )
 
 
+def set_determinism(enabled: bool) -> None:
+    """Switch on TensorFlow's op determinism in this process (``enabled=False`` leaves it as is).
+
+    With it, the same seeds and thread count give bit-identical training on CPU
+    (ops without a deterministic kernel raise instead of running).
+    """
+    if enabled:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def load_checked_pool(cfg: TrainConfig) -> TrainingPool:
+    """The run's training pool, checked against the fingerprint the driver took.
+
+    A worker on another machine must see the very data the run was started with
+    (same path, same bytes); a different file there raises instead of training on it.
+    """
+    pool = load_pool(data=cfg.data, expanded=cfg.expanded, limit=cfg.limit)
+    if cfg.data_fingerprint and data_fingerprint(pool) != cfg.data_fingerprint:
+        source = cfg.expanded or cfg.data or "keras"
+        raise ValueError(f"{source}: the data on this worker differs from the data the run was started with")
+    return pool
+
+
 def set_precision(policy: str) -> None:
     """Set Keras' global dtype policy (``float32`` or ``mixed_bfloat16``) in this process."""
     import keras
@@ -139,8 +179,9 @@ def train_member(
     from ensemble_cnn.callbacks import BestWeights, EpochLog
 
     cfg = TrainConfig.from_dict(config)
+    set_determinism(cfg.deterministic)
     set_precision(cfg.precision)
-    pool = load_pool(data=cfg.data, expanded=cfg.expanded, limit=cfg.limit)
+    pool = load_checked_pool(cfg)
     plan = plan_member(cfg, index, pool)
     steps_per_epoch = math.ceil(len(plan.x_train) / cfg.batch_size)
     keras.utils.set_random_seed(plan.seed)
@@ -235,13 +276,35 @@ def compile_members(model, cfg: TrainConfig, *, steps_per_epoch: int) -> None:
 
 
 def read_record(run_dir: Path, index: int) -> dict[str, Any] | None:
-    """The member's record if it is complete and its files match their sha256, else ``None``."""
+    """The member's record if it is complete and its files match their sha256, else ``None``.
+
+    A record is complete when it is a JSON object for member ``index`` naming the
+    member's own files (``member_XX.keras``, ``member_XX_test_proba.npy``) and their
+    sha256. Stray temporary files of a killed writer are never looked at.
+
+    Raises
+    ------
+    RunFolderError
+        The record names a file outside the run folder (a tampered run folder).
+    """
+    run_dir = Path(run_dir)
     files = member_files(run_dir, index)
     try:
         record = json.loads(files["record"].read_text(encoding="utf-8"))
-        for key in ("model", "probabilities"):
-            if sha256_file(files[key]) != record[f"{key}_sha256"]:
-                return None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         return None
+    if not isinstance(record, dict) or record.get("index") != index:
+        return None
+    for key in ("model", "probabilities"):
+        name, digest = record.get(key), record.get(f"{key}_sha256")
+        if not isinstance(name, str) or not isinstance(digest, str):
+            return None
+        path = member_path(run_dir, name, source=files["record"])
+        if path != files[key].resolve():
+            return None
+        try:
+            if sha256_file(path) != digest:
+                return None
+        except OSError:
+            return None
     return record

@@ -1,6 +1,7 @@
 """What one member trains and validates on: the data split and the batch stream."""
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -10,6 +11,7 @@ import numpy as np
 import augment
 
 from ensemble_cnn.data import DataError, MnistData, load_mnist
+from ensemble_cnn.hashing import sha256_arrays
 from ensemble_cnn.seeding import EPOCH_STREAM, VALIDATION_STREAM, rng_for
 
 # Extra arrays stored by ``ensemble-cnn augment`` next to the Keras layout.
@@ -54,16 +56,27 @@ def load_pool(*, data: str | None, expanded: str | None, limit: int | None) -> T
     return TrainingPool(mnist, source_index, variant, int(source_index.max()) + 1)
 
 
+def data_fingerprint(pool: TrainingPool) -> str:
+    """sha256 of the training and test arrays a run uses."""
+    return sha256_arrays(pool.data.x_train, pool.data.y_train, pool.data.x_test, pool.data.y_test)
+
+
 def _provenance(path: Path, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(path, allow_pickle=False) as npz:
-        if SOURCE_INDEX_KEY not in npz.files or VARIANT_KEY not in npz.files:
-            # A plain Keras-layout file: every row is its own original.
-            return np.arange(n_rows), np.zeros(n_rows, dtype=np.int16)
-        source_index, variant = npz[SOURCE_INDEX_KEY], npz[VARIANT_KEY]
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if SOURCE_INDEX_KEY not in npz.files or VARIANT_KEY not in npz.files:
+                # A plain Keras-layout file: every row is its own original.
+                return np.arange(n_rows), np.zeros(n_rows, dtype=np.int16)
+            source_index, variant = npz[SOURCE_INDEX_KEY], npz[VARIANT_KEY]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot read {SOURCE_INDEX_KEY}/{VARIANT_KEY} ({reason})") from None
     if source_index.shape != (n_rows,) or variant.shape != (n_rows,):
         raise DataError(f"{path}: {SOURCE_INDEX_KEY}/{VARIANT_KEY} must have shape ({n_rows},)")
-    if source_index.min() < 0:
-        raise DataError(f"{path}: {SOURCE_INDEX_KEY} holds negative indices")
+    if not (np.issubdtype(source_index.dtype, np.integer) and np.issubdtype(variant.dtype, np.integer)):
+        raise DataError(f"{path}: {SOURCE_INDEX_KEY}/{VARIANT_KEY} must hold integers")
+    if n_rows and (source_index.min() < 0 or variant.min() < 0):
+        raise DataError(f"{path}: {SOURCE_INDEX_KEY}/{VARIANT_KEY} hold negative values")
     return source_index.astype(np.int64), variant.astype(np.int16)
 
 

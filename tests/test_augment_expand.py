@@ -41,6 +41,8 @@ def test_same_seed_same_bytes_for_any_chunking_and_jobs(digits, distortion) -> N
     for chunk_size, n_jobs in [(37, 1), (64, 2), (1000, 1), (37, 2), (256, 2)]:
         got, _ = expand(x, y, copies=2, distortion=distortion, seed=3, chunk_size=chunk_size, n_jobs=n_jobs)
         assert got.tobytes() == ref.tobytes(), (chunk_size, n_jobs)
+    procs, _ = expand(x, y, copies=2, distortion=distortion, seed=3, chunk_size=100, n_jobs=2, backend="processes")
+    assert procs.tobytes() == ref.tobytes()
     other, _ = expand(x, y, copies=2, distortion=distortion, seed=4)
     assert other[300:].tobytes() != ref[300:].tobytes()
 
@@ -75,6 +77,7 @@ def test_copies_zero_and_float_images(digits) -> None:
         ({"copies": 1, "seed": -3}, "seed must be >= 0"),
         ({"copies": 1, "out": np.zeros((10, 28, 28), np.uint8)}, "out must have shape"),
         ({"copies": 1, "distortion": "elastic"}, "distortion must be a Distortion"),
+        ({"copies": 1, "backend": "dask"}, "backend must be one of"),
     ],
 )
 def test_expand_validation(digits, kwargs, message) -> None:

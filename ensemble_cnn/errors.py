@@ -1,0 +1,14 @@
+"""The library's error types for run folders and execution engines (data errors: :mod:`ensemble_cnn.data`).
+
+Every message is one line that names the folder, file or engine and what is wrong;
+the command line prints it as is.
+"""
+from __future__ import annotations
+
+
+class RunFolderError(ValueError):
+    """The run folder cannot be used (it holds a different run, a member file is bad, ...)."""
+
+
+class BackendError(RuntimeError):
+    """The execution engine (dask, ray) is not installed or cannot be reached."""

@@ -1,0 +1,128 @@
+"""Faults during training: a killed run resumes, a failing member loses nothing else, stray temp files are harmless."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import ensemble_cnn.member
+from cli.main import main
+from ensemble_cnn.train import load_records
+from ensemble_cnn.verify import verify_members
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--arch", "nielsen", "--width", "0.25", "--epochs", "1", "--limit", "500", "--val-size", "50",
+        "--batch-size", "32", "--mode", "sequential", "--jobs", "1", "--precision", "float32"]
+STRAY = ".member_00.keras.k1lled00.tmp.keras"  # what a writer killed inside _atomic.atomic_path leaves
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def temporaries(run_dir: Path) -> list[str]:
+    return sorted(p.name for p in run_dir.iterdir() if ".tmp" in p.name)
+
+
+def test_sigkill_mid_run_then_resume(tmp_path, small_mnist_npz):
+    """SIGKILL the whole process group once member 00 is saved; the same command then finishes the run."""
+    import keras
+
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "cli", "train", "--data", str(small_mnist_npz), *TINY, "--members", "3",
+               "--out", str(run_dir)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with open(tmp_path / "killed.log", "wb") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)
+        deadline = time.monotonic() + 300
+        try:
+            while not (run_dir / "member_00.json").exists():
+                assert process.poll() is None, f"exited early: {(tmp_path / 'killed.log').read_text()[-2000:]}"
+                assert time.monotonic() < deadline, "member 00 never appeared"
+                time.sleep(0.05)
+            os.killpg(process.pid, signal.SIGKILL)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (run_dir / "member_02.json").exists(), "the run was killed before its end"
+    kept = sha256(run_dir / "member_00.keras")
+    (run_dir / STRAY).write_bytes(b"half a zip")  # as if killed while writing
+
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "resuming: members 00 already trained, kept" in done.stdout
+    assert "(trained 2, kept 1)" in done.stdout
+    assert sha256(run_dir / "member_00.keras") == kept
+    for index in range(3):
+        model = keras.saving.load_model(run_dir / f"member_{index:02d}.keras", safe_mode=True)
+        assert model.output_shape == (None, 10)
+    report = json.loads((run_dir / "report.json").read_text())
+    assert [m["name"] for m in report["members"]] == ["member_00", "member_01", "member_02"]
+    assert not temporaries(run_dir), "the resumed run removes what the killed one left"
+
+    # a stray temporary file in a finished run folder does not disturb evaluate either
+    (run_dir / STRAY).write_bytes(b"half a zip")
+    evaluated = CliRunner().invoke(main, ["evaluate", "--run", str(run_dir)])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert len(json.loads((run_dir / "report.json").read_text())["members"]) == 3
+
+
+def test_failing_member_does_not_lose_the_others(tmp_path, small_mnist_npz, monkeypatch):
+    real = ensemble_cnn.member.train_member
+
+    def member_1_fails(config, index, run_dir, **kwargs):
+        if index == 1:
+            raise RuntimeError("simulated failure of member 1\nwith a second line nobody should see")
+        return real(config, index, run_dir, **kwargs)
+
+    monkeypatch.setattr(ensemble_cnn.member, "train_member", member_1_fails)
+    run_dir = tmp_path / "run"
+    args = ["train", "--data", str(small_mnist_npz), *TINY, "--members", "3", "--out", str(run_dir)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    assert "member 01 failed: RuntimeError: simulated failure of member 1" in result.output
+    assert "second line" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert errors == [f"Error: 1 of 3 members failed; the others are saved in {run_dir} "
+                      "(run the same command again to retry)"]
+    _, records = load_records(run_dir)
+    assert [r["index"] for r in records] == [0, 2]
+    assert verify_members(run_dir, records) == {}
+    report = json.loads((run_dir / "report.json").read_text())
+    assert len(report["members"]) == 2 and report["missing_members"] == [1]
+
+    monkeypatch.setattr(ensemble_cnn.member, "train_member", real)
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert "members 00, 02 already trained, kept" in again.output and "(trained 1, kept 2)" in again.output
+
+
+def test_stray_temporaries_do_not_break_resume(tmp_path, make_run):
+    """Temp files a killed attempt (or a retried cluster task) left are ignored by resume and then removed."""
+    from ensemble_cnn.train import train_ensemble
+
+    run_dir = tmp_path / "run"
+    config = make_run(run_dir, members=2)
+    before = {name: sha256(run_dir / name) for name in ("member_00.keras", "member_01.keras")}
+    strays = [STRAY, ".member_01_test_proba.npy.x9Y_z0ab.tmp.npy", ".member_01.json.abcdefgh.tmp.json"]
+    for name in strays:
+        (run_dir / name).write_bytes(b"\x00garbage")
+    result = train_ensemble(config, run_dir, log=None)
+    assert result.complete and result.reused == [0, 1] and not result.trained
+    assert {name: sha256(run_dir / name) for name in before} == before
+    assert not temporaries(run_dir)
+    (run_dir / "notes.tmp.txt").write_text("not ours: kept")  # only the atomic writer's own pattern is removed
+    train_ensemble(config, run_dir, log=None)
+    assert (run_dir / "notes.tmp.txt").exists()
