@@ -111,7 +111,9 @@ def draw_scales(rng: np.random.Generator, n: int, max_scale: float) -> np.ndarra
 _RAW64 = (np.random.PCG64, np.random.PCG64DXSM, np.random.SFC64, np.random.Philox)
 
 
-def draw_noise(rng: np.random.Generator, n: int, shape: tuple[int, int]) -> np.ndarray:
+def draw_noise(
+    rng: np.random.Generator, n: int, shape: tuple[int, int], *, out: np.ndarray | None = None
+) -> np.ndarray:
     """Elastic noise fields, i.i.d. uniform in (-1, 1), float32.
 
     With a 64-bit bit generator (PCG64, the default) every raw 64-bit output
@@ -133,6 +135,9 @@ def draw_noise(rng: np.random.Generator, n: int, shape: tuple[int, int]) -> np.n
         Number of images.
     shape : tuple of int
         ``(H, W)``.
+    out : numpy.ndarray of float32, optional
+        Contiguous buffer of ``2 * H * n * W`` values to fill (and return a
+        view of) instead of allocating one; lets a loop reuse its memory.
 
     Returns
     -------
@@ -141,13 +146,18 @@ def draw_noise(rng: np.random.Generator, n: int, shape: tuple[int, int]) -> np.n
     """
     h, w = shape
     size = 2 * h * n * w
+    if out is None:
+        buf = np.empty(size, dtype=np.float32)
+    else:
+        if out.dtype != np.float32 or out.size != size or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a contiguous float32 array of {size} values")
+        buf = out.reshape(-1)
     if isinstance(rng.bit_generator, _RAW64):
         raw = rng.bit_generator.random_raw((size + 3) // 4)
-        buf = raw.view(np.uint16)[:size].astype(np.float32)
+        np.copyto(buf, raw.view(np.uint16)[:size], casting="safe")
         buf *= np.float32(2.0**-15)
         buf += np.float32(2.0**-16 - 1.0)
     else:
-        buf = np.empty(size, dtype=np.float32)
         rng.random(out=buf, dtype=np.float32)
         buf *= np.float32(2.0)
         buf -= np.float32(1.0)
@@ -155,7 +165,12 @@ def draw_noise(rng: np.random.Generator, n: int, shape: tuple[int, int]) -> np.n
 
 
 def draw(
-    distortion: Distortion, rng: np.random.Generator, n: int, shape: tuple[int, int]
+    distortion: Distortion,
+    rng: np.random.Generator,
+    n: int,
+    shape: tuple[int, int],
+    *,
+    noise_out: np.ndarray | None = None,
 ) -> Draws:
     """Draw the random parameters of ``n`` distortions of (H, W) images.
 
@@ -172,6 +187,8 @@ def draw(
         Number of images.
     shape : tuple of int
         ``(H, W)`` of the images.
+    noise_out : numpy.ndarray of float32, optional
+        Buffer for the elastic noise (see :func:`draw_noise`).
 
     Returns
     -------
@@ -195,5 +212,5 @@ def draw(
     )
     angles = draw_angles(rng, n, distortion.max_rotation) if "rotate" in on else np.zeros(n)
     scales = draw_scales(rng, n, distortion.max_scale) if "scale" in on else np.ones(n)
-    noise = draw_noise(rng, n, tuple(shape)) if "elastic" in on else None
+    noise = draw_noise(rng, n, tuple(shape), out=noise_out) if "elastic" in on else None
     return Draws(shifts, angles, scales, noise)

@@ -11,6 +11,7 @@ the output is byte-identical for a given seed whatever ``chunk_size``,
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -19,6 +20,7 @@ from augment._checks import check_images, check_number, check_out
 from augment.distortion import Distortion
 from augment.draws import Draws, draw
 from augment.pipeline import apply
+from augment.warp import sub_batch_size
 
 __all__ = ["BACKENDS", "BLOCK_SIZE", "block_generator", "draw_variants", "expand"]
 
@@ -28,8 +30,13 @@ BLOCK_SIZE = 256
 #: Worker kinds accepted by :func:`expand`.
 BACKENDS: tuple[str, ...] = ("threads", "processes")
 
-#: Least number of variants per task sent to a worker process.
-PROCESS_TASK = 4096
+#: Most variants per task handed to a worker thread or process.
+MAX_TASK = 8192
+
+#: Sub-batch size of the warps run by worker threads (see ``sub_batch_size``).
+THREAD_SUB_BATCH = 256
+
+_local = threading.local()  # per-thread noise buffer
 
 
 def block_generator(seed: int, block: int) -> np.random.Generator:
@@ -121,11 +128,12 @@ def expand(
         Number of workers (-1: all CPUs).
     backend : {"threads", "processes"}
         Workers for ``n_jobs > 1``: threads writing straight into ``out``
-        (NumPy and BLAS release the GIL, but every array operation takes it
-        back briefly, which limits the speed-up), or joblib's loky processes
-        returning their work (tasks of at least ``PROCESS_TASK`` variants) to
-        the calling process: no GIL sharing, but the workers take about a
-        second to start the first time.  The output is the same.
+        (NumPy and BLAS release the GIL; every array operation takes it back
+        briefly, so the threads work on sub-batches of ``THREAD_SUB_BATCH``
+        images), or joblib's loky processes returning their work to the
+        calling process (no GIL sharing, but the workers take about a second
+        to start the first time).  Work is dealt out in tasks of whole chunks,
+        about four per worker.  The output is the same in every case.
     out : numpy.ndarray, shape ((copies + 1) * N, H, W), optional
         Preallocated destination (may be a ``numpy.memmap``) with the images'
         dtype.
@@ -176,9 +184,9 @@ def expand(
             progress(i1 - i0)
 
     total = copies * n
-    ranges = [(s, min(total, s + chunk_size)) for s in range(0, total, chunk_size)]
-    if n_jobs == 1 or len(ranges) <= 1:
-        for start, stop in ranges:
+    if n_jobs == 1 or total <= chunk_size:
+        for start in range(0, total, chunk_size):
+            stop = min(total, start + chunk_size)
             _fill_variants(images, distortion, seed, start, stop, total, out[n + start : n + stop])
             if progress is not None:
                 progress(stop - start)
@@ -186,28 +194,55 @@ def expand(
 
     from joblib import Parallel, delayed
 
+    # Tasks of whole chunks, about four per worker (at most MAX_TASK variants):
+    # few enough to keep the dispatch cheap, enough to balance the load.
+    per_task = min(MAX_TASK, -(-total // (4 * n_jobs)))
+    step = chunk_size * max(1, -(-per_task // chunk_size))
+    tasks = [(s, min(total, s + step)) for s in range(0, total, step)]
     if backend == "threads":
-        # Each thread writes its own slice of ``out``.
+        # Each thread writes its own slice of ``out``, chunk by chunk, with
+        # large sub-batches (fewer GIL round trips).
         def work(start: int, stop: int) -> int:
-            _fill_variants(images, distortion, seed, start, stop, total, out[n + start : n + stop])
+            dest = out[n + start : n + stop]
+            with sub_batch_size(THREAD_SUB_BATCH):
+                _fill_chunks(images, distortion, seed, start, stop, total, chunk_size, dest)
             return stop - start
 
         with Parallel(n_jobs=n_jobs, backend="threading", return_as="generator_unordered") as par:
-            for k in par(delayed(work)(s, e) for s, e in ranges):
+            for k in par(delayed(work)(s, e) for s, e in tasks):
                 if progress is not None:
                     progress(k)
     else:
-        # Processes return their chunks (joblib memory-maps ``images`` for
-        # them); tasks of at least PROCESS_TASK variants amortise the transfer.
-        step = chunk_size * max(1, -(-PROCESS_TASK // chunk_size))
-        tasks = [(s, min(total, s + step)) for s in range(0, total, step)]
+        # Processes return their work (joblib memory-maps ``images`` for them).
         with Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered") as par:
-            tasks = (delayed(_variants)(images, distortion, seed, s, e, total, chunk_size) for s, e in tasks)
-            for start, chunk in par(tasks):
+            jobs = (delayed(_variants)(images, distortion, seed, s, e, total, chunk_size) for s, e in tasks)
+            for start, chunk in par(jobs):
                 out[n + start : n + start + len(chunk)] = chunk
                 if progress is not None:
                     progress(len(chunk))
     return out, np.tile(labels, copies + 1)
+
+
+def _fill_chunks(
+    images: np.ndarray,
+    distortion: Distortion,
+    seed: int,
+    start: int,
+    stop: int,
+    total: int,
+    chunk_size: int,
+    out: np.ndarray,
+) -> None:
+    """:func:`_fill_variants` over ``start .. stop - 1`` in pieces of ``chunk_size``.
+
+    Without elastic noise the draws take 40 bytes per image and the
+    transforms bound their own scratch memory, so pieces of at least 4096
+    images are used: fewer, larger array operations share the GIL better.
+    """
+    piece = chunk_size if "elastic" in distortion.transforms else max(chunk_size, 4096)
+    for lo in range(start, stop, piece):
+        hi = min(stop, lo + piece)
+        _fill_variants(images, distortion, seed, lo, hi, total, out[lo - start : hi - start])
 
 
 def _fill_variants(
@@ -251,13 +286,23 @@ def _fill_variants(
         return
     # Elastic noise is large: transform block by block, straight from each
     # block's noise buffer (no concatenation copy).
+    buffer = _noise_buffer(2 * h * BLOCK_SIZE * w)
     for b in range(start // BLOCK_SIZE, (stop - 1) // BLOCK_SIZE + 1):
         lo = max(start, b * BLOCK_SIZE)
         hi = min(stop, (b + 1) * BLOCK_SIZE)
         size = min(BLOCK_SIZE, total - b * BLOCK_SIZE)
-        draws = draw(distortion, block_generator(seed, b), size, (h, w))
+        noise_out = buffer[: 2 * h * size * w] if "elastic" in distortion.transforms else None
+        draws = draw(distortion, block_generator(seed, b), size, (h, w), noise_out=noise_out)
         draws = draws[lo - b * BLOCK_SIZE : hi - b * BLOCK_SIZE]
         apply(source(lo, hi), draws, distortion, out=out[lo - start : hi - start])
+
+
+def _noise_buffer(size: int) -> np.ndarray:
+    """This thread's reusable float32 buffer for one block of elastic noise."""
+    buf = getattr(_local, "noise", None)
+    if buf is None or buf.size < size:
+        buf = _local.noise = np.empty(size, dtype=np.float32)
+    return buf[:size]
 
 
 def _variants(
@@ -271,7 +316,5 @@ def _variants(
 ) -> tuple[int, np.ndarray]:
     """Process-worker task: variants ``start .. stop - 1`` as a new array."""
     res = np.empty((stop - start, *images.shape[1:]), dtype=images.dtype)
-    for lo in range(start, stop, chunk_size):
-        hi = min(stop, lo + chunk_size)
-        _fill_variants(images, distortion, seed, lo, hi, total, res[lo - start : hi - start])
+    _fill_chunks(images, distortion, seed, start, stop, total, chunk_size, res)
     return start, res

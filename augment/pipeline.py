@@ -23,7 +23,8 @@ def apply(
     """Apply drawn distortions to a batch (pure: no randomness).
 
     A pure shift uses the exact slice path; anything else goes through one
-    affine + elastic bilinear resampling.
+    affine + elastic bilinear resampling.  Only the transforms switched on in
+    ``distortion`` are applied, whatever ``draws`` holds for the others.
 
     Parameters
     ----------
@@ -54,11 +55,12 @@ def apply(
         return out
     if distortion.shift_only:
         return shift_images(images, draws.shifts, out=out)
+    # Transforms that are off are ignored even if the draws hold values.
     return _affine_elastic(
         images,
-        draws.angles,
-        draws.scales,
-        draws.shifts,
+        draws.angles if "rotate" in on else np.zeros(n),
+        draws.scales if "scale" in on else np.ones(n),
+        draws.shifts if "shift" in on else np.zeros((n, 2), dtype=np.int64),
         draws.noise if elastic else None,
         distortion.alpha,
         distortion.sigma,

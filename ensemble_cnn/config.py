@@ -88,6 +88,9 @@ class TrainConfig:
     deterministic : bool
         Switch on TensorFlow's op determinism in the member workers, so the same
         config and thread count give bit-identical members (execution only).
+    jit_compile : bool
+        XLA-compile the training step (measured several times slower on CPUs; see
+        ``benchmarks/bench_train.py``).
     """
 
     arch: str = "nielsen"
@@ -112,6 +115,7 @@ class TrainConfig:
     backend: str = "loky"
     scheduler: str | None = None
     deterministic: bool = False
+    jit_compile: bool = False
 
     def __post_init__(self) -> None:
         _check(self.arch in ARCHITECTURES, "arch", f"one of {', '.join(ARCHITECTURES)}", self.arch)

@@ -272,6 +272,7 @@ def compile_members(model, cfg: TrainConfig, *, steps_per_epoch: int) -> None:
         optimizer=keras.optimizers.Adam(schedule),
         loss=["sparse_categorical_crossentropy"] * n_outputs if n_outputs > 1 else "sparse_categorical_crossentropy",
         metrics=[["accuracy"]] * n_outputs if n_outputs > 1 else ["accuracy"],
+        jit_compile=cfg.jit_compile,
     )
 
 

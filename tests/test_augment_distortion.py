@@ -14,6 +14,7 @@ from augment import (
     apply,
     distort,
     draw,
+    draw_noise,
     rotate_images,
     shift_images,
 )
@@ -101,6 +102,17 @@ def test_draw_is_reproducible_from_the_generator() -> None:
     assert not np.array_equal(a.noise, c.noise)
 
 
+def test_draw_noise_into_a_buffer_and_other_bit_generators() -> None:
+    buf = np.empty(2 * 5 * 3 * 7, dtype=np.float32)
+    a = draw_noise(np.random.default_rng(9), 3, (5, 7), out=buf)
+    assert np.shares_memory(a, buf)
+    assert np.array_equal(a, draw_noise(np.random.default_rng(9), 3, (5, 7)))
+    mt = draw_noise(np.random.Generator(np.random.MT19937(0)), 50, (28, 28))
+    assert mt.dtype == np.float32 and -1 <= mt.min() and mt.max() < 1 and abs(float(mt.mean())) < 0.02
+    with pytest.raises(ValueError, match="out must be a contiguous float32 array of 210 values"):
+        draw_noise(np.random.default_rng(0), 3, (5, 7), out=np.empty(10, np.float32))
+
+
 def test_draw_validation() -> None:
     with pytest.raises(ValueError, match="rng must be a numpy.random.Generator"):
         draw(Distortion(), np.random.RandomState(0), 3, (28, 28))
@@ -127,6 +139,8 @@ def test_shift_only_and_rotation_only_paths(mnist) -> None:
     dr = draw(r, np.random.default_rng(1), 20, (28, 28))
     assert np.array_equal(apply(x, dr, r), rotate_images(x, dr.angles))
     assert np.array_equal(apply(x, dr, Distortion(transforms=())), x)
+    full = draw(Distortion(), np.random.default_rng(2), 20, (28, 28))
+    assert np.array_equal(apply(x, full, r), rotate_images(x, full.angles))  # shifts, scales, noise ignored
 
 
 @pytest.mark.parametrize("transforms", ALL_MODES)

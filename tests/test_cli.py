@@ -73,9 +73,9 @@ def test_augment_nielsen_mode(runner, mnist_npz_path, tmp_path):
         (["evaluate", "--run", "no-such-run"], 2, "--run"),
     ],
 )
-def test_bad_input_gives_one_line_error_and_exit_code(runner, args, code, text, tmp_path):
-    with runner.isolated_filesystem(temp_dir=tmp_path):
-        result = runner.invoke(main, args)
+def test_bad_input_gives_one_line_error_and_exit_code(runner, args, code, text, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(main, args)
     assert result.exit_code == code, result.output
     assert text in result.output
     assert "Traceback" not in result.output
