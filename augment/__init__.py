@@ -17,12 +17,13 @@ from augment.affine import affine_coefficients, affine_elastic, rotate_images
 from augment.distortion import TRANSFORMS, Distortion
 from augment.draws import Draws, draw, draw_angles, draw_noise, draw_scales, draw_shifts
 from augment.elastic import displacement_fields, elastic_distort
-from augment.expand import BLOCK_SIZE, block_generator, draw_variants, expand
+from augment.expand import BACKENDS, BLOCK_SIZE, block_generator, draw_variants, expand
 from augment.pipeline import apply, distort
 from augment.shift import NIELSEN_SHIFTS, nielsen_expand, shift_images
 from augment.smoothing import gaussian_matrix, smooth_fields
 
 __all__ = [
+    "BACKENDS",
     "BLOCK_SIZE",
     "NIELSEN_SHIFTS",
     "TRANSFORMS",
