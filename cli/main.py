@@ -11,10 +11,11 @@ from pathlib import Path
 
 import click
 
+from augment import TRANSFORMS as TRANSFORM_NAMES
+from augment import Distortion
 from ensemble_cnn.config import TRAIN_DISTORTION
 
 DEFAULT_ARTIFACTS = Path("artifacts")
-TRANSFORM_NAMES = ("shift", "rotate", "scale", "elastic")
 
 
 def _library_errors(func):
@@ -53,7 +54,7 @@ def _transforms(ctx, param, value: str) -> tuple[str, ...]:
 
 # Simard et al. 2003 for `augment`; for training, the milder, smoother fields of
 # Ciresan et al.'s MNIST committees (sigma 6, alpha 36) with a slightly larger zoom range.
-AUGMENT_DEFAULTS = dict(max_shift=2, max_rotation=12.0, max_scale=0.1, alpha=34.0, sigma=4.0)
+AUGMENT_DEFAULTS = {key: value for key, value in Distortion().to_dict().items() if key != "transforms"}
 TRAIN_DEFAULTS = {key: value for key, value in TRAIN_DISTORTION.items() if key != "transforms"}
 
 
@@ -83,8 +84,6 @@ def distortion_options(defaults: dict):
 
 
 def _distortion(transforms, max_shift, max_rotation, max_scale, alpha, sigma):
-    from augment import Distortion
-
     try:
         return Distortion(
             transforms=transforms, max_shift=max_shift, max_rotation=max_rotation,

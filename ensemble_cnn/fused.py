@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
-
 from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.member import (
     MemberPlan,

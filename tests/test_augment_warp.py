@@ -94,7 +94,7 @@ def test_smoothing_equals_gaussian_filter_constant(shape, sigma) -> None:
     np.testing.assert_allclose(g @ column, ref_1d, rtol=0, atol=1e-12)
 
 
-def test_displacement_rms_matches_per_image_scipy(mnist) -> None:
+def test_displacement_rms_matches_per_image_scipy() -> None:
     noise = draw_noise(np.random.default_rng(11), 300, (28, 28))
     disp = displacement_fields(noise, alpha=34.0, sigma=4.0)
     noise64 = noise.astype(np.float64)

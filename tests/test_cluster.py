@@ -123,7 +123,7 @@ def test_ray_local_session(tmp_path, small_mnist_npz, monkeypatch):
         ("fused", "dask", 1, [[0, 1, 2]], []),
     ],
 )
-def test_plan_groups_sends_every_member_to_a_cluster(mode, backend, jobs, remote, local, tmp_path):
+def test_plan_groups_sends_every_member_to_a_cluster(mode, backend, jobs, remote, local):
     from ensemble_cnn.train import plan_groups
 
     config = TrainConfig(members=3, mode=mode, backend=backend, jobs=jobs)
