@@ -205,7 +205,7 @@ def training_options(func):
                      help="Member scheduling: one after another, in worker processes, or side by side in "
                           "fused models [default: processes on CPUs, fused on a GPU: measured fastest]."),
         click.option("--precision", type=click.Choice(("auto",) + PRECISIONS), default="auto",
-                     help="Compute precision; auto = mixed_bfloat16 on CPUs with AMX/AVX512-BF16 and on GPUs."),
+                     help="Compute precision; auto = mixed_bfloat16 on CPUs with AMX/AVX512-BF16 and on GPUs with bfloat16 tensor cores (compute capability >= 8.0), else float32."),
         click.option("--backend", type=click.Choice(BACKENDS), default="loky",
                      help="Where worker tasks run: local loky processes, a dask cluster or a ray cluster "
                           "(the run folder and data must be on storage every worker sees)."),

@@ -6,6 +6,10 @@ measurements behind these defaults.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
+
+# NVIDIA compute capability from which bfloat16 runs on tensor cores (Ampere, Hopper, ...).
+BF16_MIN_COMPUTE_CAPABILITY = (8, 0)
 
 
 def cpu_flags() -> set[str]:
@@ -31,11 +35,47 @@ def gpu_count() -> int:
     return len(tf.config.list_physical_devices("GPU"))
 
 
+def gpu_compute_capabilities() -> list[tuple[int, int] | None]:
+    """The compute capability of each GPU TensorFlow sees (``None`` where it does not say)."""
+    import tensorflow as tf
+
+    capabilities = []
+    for device in tf.config.list_physical_devices("GPU"):
+        try:
+            capability = tf.config.experimental.get_device_details(device).get("compute_capability")
+        except (RuntimeError, ValueError):
+            capability = None
+        capabilities.append(tuple(capability) if capability else None)
+    return capabilities
+
+
+def choose_precision(*, cpu_bf16: bool, gpu_capabilities: Sequence[tuple[int, int] | None]) -> str:
+    """The Keras dtype policy for this hardware.
+
+    With GPUs the model runs on them, so they decide: ``mixed_bfloat16`` when every GPU
+    has bfloat16 tensor cores (compute capability >= 8.0: A100, H100, RTX 30xx and
+    later), else ``float32``. Not ``mixed_float16`` on older GPUs: it needs loss
+    scaling, and one loss scale shared by fused members would couple them (one
+    member's overflow would skip every member's step). Without a GPU:
+    ``mixed_bfloat16`` on CPUs with AMX/AVX512-BF16 (measured 1.31x over float32),
+    else ``float32``.
+
+    Parameters
+    ----------
+    cpu_bf16 : bool
+        The CPU computes bfloat16 natively.
+    gpu_capabilities : sequence of (int, int) or None
+        One entry per GPU; ``None`` for a GPU whose capability is unknown.
+    """
+    if gpu_capabilities:
+        fast = all(c is not None and tuple(c) >= BF16_MIN_COMPUTE_CAPABILITY for c in gpu_capabilities)
+        return "mixed_bfloat16" if fast else "float32"
+    return "mixed_bfloat16" if cpu_bf16 else "float32"
+
+
 def default_precision() -> str:
-    """``mixed_bfloat16`` where the hardware computes bfloat16 natively, else ``float32``."""
-    if cpu_has_bf16() or gpu_count() > 0:
-        return "mixed_bfloat16"
-    return "float32"
+    """:func:`choose_precision` for this machine (imports TensorFlow)."""
+    return choose_precision(cpu_bf16=cpu_has_bf16(), gpu_capabilities=gpu_compute_capabilities())
 
 
 def default_mode() -> str:
@@ -43,8 +83,8 @@ def default_mode() -> str:
 
     On a GPU: members fused in one model (one graph fills the GPU; separate processes
     would take turns on it). On CPUs: one worker process per core, one TensorFlow
-    thread each (``benchmarks/bench_train.py`` on 2 cores, deotte, bfloat16, steady
-    state: processes 1.33x sequential; fused 1.18x in one process, 1.28x in two).
+    thread each (``benchmarks/bench_train.py`` on 2 cores, nielsen, bfloat16, steady
+    state: processes 1.33x sequential; fused 1.13x in one process, 1.31x in two).
     """
     return "fused" if gpu_count() > 0 else "processes"
 

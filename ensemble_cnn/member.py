@@ -56,7 +56,7 @@ def member_path(run_dir: Path, name: str, *, source: str | Path | None = None) -
 
 
 def configure_threads(intra_op: int, inter_op: int) -> None:
-    """Set TensorFlow's own thread pools (loky caps BLAS/OpenMP, not these).
+    """Set TensorFlow's own thread pools (loky caps BLAS/OpenMP, not these) and GPU memory growth.
 
     Must run before TensorFlow's first op; in a reused worker where TensorFlow is
     already initialised the earlier (identical) setting stays.
@@ -69,6 +69,13 @@ def configure_threads(intra_op: int, inter_op: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(inter_op)
     except RuntimeError:
         pass  # already initialised in this (reused) process
+    for gpu in tf.config.list_physical_devices("GPU"):
+        # Several worker processes may share a GPU: each takes memory as it needs it
+        # instead of most of the card up front.
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # already initialised in this (reused) process
 
 
 @dataclass

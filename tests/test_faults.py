@@ -125,3 +125,44 @@ def test_stray_temporaries_do_not_break_resume(tmp_path, make_run):
     (run_dir / "notes.tmp.txt").write_text("not ours: kept")  # only the atomic writer's own pattern is removed
     train_ensemble(config, run_dir, log=None)
     assert (run_dir / "notes.tmp.txt").exists()
+
+
+def _member_1_worker_dies(settings, group, folder, threads, log):
+    """Worker task: member 0 trains for real; member 1's worker process dies (no exception, no retry).
+
+    Member 1 waits for member 0's record first, so the pool breaks only after member 0
+    is complete on disk: whichever way the race between its result and the crash goes,
+    member 0 must be kept.
+    """
+    from ensemble_cnn import train
+
+    if 1 in group:
+        deadline = time.monotonic() + 300
+        while not (Path(folder) / "member_00.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os._exit(3)  # as a worker killed by the OS: loky sees a terminated worker
+    return train._guarded_train(settings, group, folder, threads, log)
+
+
+def test_lost_worker_without_retry_keeps_finished_members(tmp_path, small_mnist_npz, monkeypatch):
+    """A loky worker that dies mid-run: the finished member is kept, the lost one fails with the reason."""
+    from ensemble_cnn import train
+    from ensemble_cnn.config import TrainConfig
+
+    monkeypatch.setattr(train, "_task", lambda config: _member_1_worker_dies)
+    config = TrainConfig(arch="nielsen", width=0.25, members=2, epochs=1, limit=500, val_size=50, batch_size=32,
+                         augmentation="none", distortion={}, precision="float32", mode="processes", jobs=2,
+                         data=str(small_mnist_npz))
+    assert train.plan_groups(config, [0, 1]) == ([[0], [1]], []), "both members go to worker processes"
+    run_dir = tmp_path / "run"
+    result = train.train_ensemble(config, run_dir, log=None)
+
+    assert [r["index"] for r in result.records] == [0] and result.trained == [0]
+    assert list(result.failures) == [1]
+    assert result.failures[1].startswith("worker lost: TerminatedWorkerError"), result.failures[1]
+    assert "\n" not in result.failures[1]
+    assert not result.complete
+    assert verify_members(run_dir, result.records) == {}
+    assert not (run_dir / "member_01.json").exists()
+    _, on_disk = load_records(run_dir)
+    assert [r["index"] for r in on_disk] == [0]

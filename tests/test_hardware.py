@@ -1,0 +1,48 @@
+"""Hardware defaults: the precision chosen for CPUs and GPUs, worker counts."""
+from __future__ import annotations
+
+import pytest
+
+from ensemble_cnn import hardware
+
+
+@pytest.mark.parametrize(
+    "cpu_bf16, gpus, expected",
+    [
+        (False, [], "float32"),  # plain CPU
+        (True, [], "mixed_bfloat16"),  # AMX / AVX512-BF16 CPU
+        (False, [(9, 0)], "mixed_bfloat16"),  # H100
+        (False, [(8, 0)], "mixed_bfloat16"),  # A100: the first with bf16 tensor cores
+        (True, [(7, 5)], "float32"),  # T4: the GPU decides, not the CPU
+        (False, [(7, 0)], "float32"),  # V100
+        (False, [(3, 7)], "float32"),  # K80
+        (False, [(9, 0), (7, 5)], "float32"),  # mixed GPUs: the slowest decides
+        (True, [None], "float32"),  # a GPU that does not say
+    ],
+)
+def test_choose_precision(cpu_bf16, gpus, expected):
+    assert hardware.choose_precision(cpu_bf16=cpu_bf16, gpu_capabilities=gpus) == expected
+
+
+def test_never_float16_loss_scaling():
+    """No hardware gets mixed_float16: its shared loss scale would couple fused members."""
+    for gpus in ([(6, 1)], [(7, 0)], [(8, 6)], [(9, 0)]):
+        for cpu_bf16 in (False, True):
+            assert hardware.choose_precision(cpu_bf16=cpu_bf16, gpu_capabilities=gpus) != "mixed_float16"
+
+
+def test_this_machine():
+    capabilities = hardware.gpu_compute_capabilities()
+    assert len(capabilities) == hardware.gpu_count()
+    if not capabilities:
+        assert hardware.default_mode() == "processes"
+        assert hardware.default_precision() == ("mixed_bfloat16" if hardware.cpu_has_bf16() else "float32")
+
+
+@pytest.mark.parametrize(
+    "mode, members, cores, expected",
+    [("processes", 5, 2, 2), ("processes", 1, 16, 1), ("processes", 5, 16, 5), ("fused", 5, 16, 1),
+     ("sequential", 5, 2, 1)],
+)
+def test_default_jobs(mode, members, cores, expected):
+    assert hardware.default_jobs(mode, members=members, cores=cores) == expected
