@@ -215,9 +215,6 @@ def training_options(func):
         click.option("--deterministic", is_flag=True,
                      help="TensorFlow op determinism in the workers: the same command and thread count give "
                           "bit-identical members."),
-        click.option("--data-threads", type=click.IntRange(min=1), default=None,
-                     help="Threads making a fused model's distorted batches (--mode fused; the batches are "
-                          "the same for any count) [default: one per member on a GPU, 1 on CPUs]."),
         click.option("--out", type=click.Path(path_type=Path), default=None,
                      help="Run folder [default: artifacts/runs/<arch>-k<members>-s<seed>]."),
     ]
@@ -246,8 +243,6 @@ def _train_config(opts: dict):
     mode = opts["mode"] or ("processes" if opts["backend"] != "loky" else hardware.default_mode())
     jobs = opts["jobs"] or hardware.default_jobs(mode, members=opts["members"], cores=available_cores())
     precision = hardware.default_precision() if opts["precision"] == "auto" else opts["precision"]
-    data_threads = opts["data_threads"] or hardware.default_data_threads(
-        mode, members=opts["members"], jobs=jobs, cores=available_cores(), gpus=hardware.gpu_count())
     try:
         return TrainConfig(
             arch=opts["arch"], members=opts["members"], epochs=opts["epochs"], batch_size=opts["batch_size"],
@@ -259,7 +254,6 @@ def _train_config(opts: dict):
             expanded=None if opts["expanded"] is None else str(opts["expanded"]),
             precision=precision, jobs=jobs, mode=mode,
             backend=opts["backend"], scheduler=opts["scheduler"], deterministic=opts["deterministic"],
-            data_threads=data_threads,
         )
     except ValueError as exc:
         raise click.UsageError(_one_line(exc)) from None

@@ -27,7 +27,7 @@ TRAIN_DISTORTION = {
 
 # Settings that change how a run executes but not what it computes: they may differ
 # between a run and its resumption.
-EXECUTION_FIELDS = ("jobs", "mode", "backend", "scheduler", "deterministic", "data_threads")
+EXECUTION_FIELDS = ("jobs", "mode", "backend", "scheduler", "deterministic")
 
 
 @dataclass(frozen=True)
@@ -91,10 +91,6 @@ class TrainConfig:
     jit_compile : bool
         XLA-compile the training step (measured several times slower on CPUs; see
         ``benchmarks/bench_train.py``).
-    data_threads : int
-        Background threads making a fused model's batches, one member's stream per
-        thread at a time (``mode="fused"`` only; execution only: the batches do not
-        depend on it). 1 makes them in tf.data's one prefetch thread.
     """
 
     arch: str = "nielsen"
@@ -120,7 +116,6 @@ class TrainConfig:
     scheduler: str | None = None
     deterministic: bool = False
     jit_compile: bool = False
-    data_threads: int = 1
 
     def __post_init__(self) -> None:
         _check(self.arch in ARCHITECTURES, "arch", f"one of {', '.join(ARCHITECTURES)}", self.arch)
@@ -136,7 +131,6 @@ class TrainConfig:
         _check(self.limit is None or self.limit >= 20, "limit", ">= 20", self.limit)
         _check(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}", self.precision)
         _check(self.jobs >= 1, "jobs", ">= 1", self.jobs)
-        _check(self.data_threads >= 1, "data_threads", ">= 1", self.data_threads)
         _check(self.mode in MODES, "mode", f"one of {', '.join(MODES)}", self.mode)
         _check(self.backend in BACKENDS, "backend", f"one of {', '.join(BACKENDS)}", self.backend)
         _check(self.backend == "loky" or self.mode != "sequential", "mode",

@@ -28,7 +28,6 @@ from ensemble_cnn.member import (
     set_determinism,
     set_precision,
 )
-from ensemble_cnn.producer import zip_in_threads
 
 
 def build_fused(cfg: TrainConfig, plans: Sequence[MemberPlan]):
@@ -56,13 +55,8 @@ def build_fused(cfg: TrainConfig, plans: Sequence[MemberPlan]):
 
 
 def fused_stream(plans: Sequence[MemberPlan], cfg: TrainConfig) -> Iterator[tuple[tuple, tuple]]:
-    """Zip the members' own batch streams: ((x_0, …, x_K-1), (y_0, …, y_K-1)) per step.
-
-    The streams are advanced in ``cfg.data_threads`` background threads
-    (:func:`ensemble_cnn.producer.zip_in_threads`); the batches are the same for any count.
-    """
-    streams = [plan.stream(cfg) for plan in plans]
-    for batches in zip_in_threads(streams, threads=cfg.data_threads):
+    """Zip the members' own batch streams: ((x_0, …, x_K-1), (y_0, …, y_K-1)) per step."""
+    for batches in zip(*(plan.stream(cfg) for plan in plans)):
         yield tuple(b[0] for b in batches), tuple(b[1] for b in batches)
 
 

@@ -92,17 +92,3 @@ def default_mode() -> str:
 def default_jobs(mode: str, *, members: int, cores: int) -> int:
     """Worker processes for ``mode``: one per core (at most one per member) for processes, else 1."""
     return max(1, min(cores, members)) if mode == "processes" else 1
-
-
-def default_data_threads(mode: str, *, members: int, jobs: int, cores: int, gpus: int) -> int:
-    """Batch-making threads per fused model: one per member (a core left for TensorFlow) on a GPU, else 1.
-
-    On a GPU a fused step is short and the K members' distorted batches, made in one
-    thread, would hold it up; on CPUs the cores are busy training, and one thread (tf.data's
-    prefetch thread) keeps augmentation at a few percent of the step
-    (``benchmarks/bench_producer.py`` measures what each thread count makes).
-    """
-    if mode != "fused" or gpus <= 0:
-        return 1
-    per_model = -(-members // max(1, jobs))
-    return max(1, min(per_model, cores - 1))

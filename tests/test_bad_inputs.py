@@ -223,7 +223,6 @@ TRAINING_OPTION_CASES = {
     "--dropout 1": (["--dropout", "1"], "--dropout"),
     "--lr 0": (["--lr", "0"], "--lr"),
     "--jobs 0": (["--jobs", "0"], "--jobs"),
-    "--data-threads 0": (["--data-threads", "0"], "--data-threads"),
     "--max-rotation 200": (["--max-rotation", "200"], "--max-rotation"),
     "--sigma 0": (["--sigma", "0"], "--sigma"),
     "--max-scale 1": (["--max-scale", "1"], "--max-scale"),

@@ -123,16 +123,3 @@ def test_run_one_shot(runner, mnist_npz_path, tmp_path):
     assert result.exit_code == 0, result.output
     for name in ("config.json", "member_00.keras", "report.json", "report.md", "preview.png", "errors.png"):
         assert (run_dir / name).is_file(), name
-
-
-def test_train_fused_with_data_threads(runner, small_mnist_npz, tmp_path):
-    """--data-threads reaches the run config; resuming with another count is allowed (execution only)."""
-    run_dir = tmp_path / "fused"
-    args = ["train", "--data", str(small_mnist_npz), *TINY_TRAIN, "--mode", "fused", "--precision", "float32",
-            "--out", str(run_dir)]
-    result = runner.invoke(main, [*args, "--data-threads", "2"])
-    assert result.exit_code == 0, result.output
-    assert json.loads((run_dir / "config.json").read_text())["data_threads"] == 2
-    again = runner.invoke(main, args)  # default count (1 on a CPU): same run, nothing to train
-    assert again.exit_code == 0, again.output
-    assert "members 00, 01 already trained, kept" in again.output

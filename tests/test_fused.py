@@ -1,13 +1,11 @@
 """A fused model trains each member exactly as it would train alone."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
 from ensemble_cnn.config import TrainConfig
-from ensemble_cnn.fused import build_fused, fused_stream
+from ensemble_cnn.fused import build_fused
 from ensemble_cnn.member import build_member, compile_members, plan_member
 from ensemble_cnn.train import train_ensemble
 from ensemble_cnn.training_data import load_pool
@@ -41,30 +39,11 @@ def test_fused_member_matches_member_trained_alone(small_mnist_npz, arch):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_fused_stream_is_each_members_own_stream_for_any_thread_count(small_mnist_npz):
-    cfg = TrainConfig(members=3, epochs=2, limit=600, val_size=60, batch_size=64, data=str(small_mnist_npz))
-    assert cfg.augmentation == "distort"
-    pool = load_pool(data=cfg.data, expanded=None, limit=cfg.limit)
-    plans = [plan_member(cfg, i, pool) for i in range(3)]
-    alone = [list(plan.stream(cfg)) for plan in plans]
-    steps = 2 * -(-len(plans[0].x_train) // cfg.batch_size)
-    assert all(len(batches) == steps for batches in alone)
-    for threads in (1, 2, 3):
-        got = list(fused_stream(plans, replace(cfg, data_threads=threads)))
-        assert len(got) == steps
-        for step, (xs, ys) in enumerate(got):
-            for position in range(3):
-                np.testing.assert_array_equal(xs[position], alone[position][step][0])
-                np.testing.assert_array_equal(ys[position], alone[position][step][1])
-    assert not np.array_equal(alone[0][0][0], alone[1][0][0]), "members get different batches"
-
-
-@pytest.mark.parametrize("data_threads", [1, 2])
-def test_fused_mode_run_writes_standalone_members(small_mnist_npz, tmp_path, data_threads):
+def test_fused_mode_run_writes_standalone_members(small_mnist_npz, tmp_path):
     import keras
 
     cfg = TrainConfig(arch="nielsen", width=0.5, members=2, epochs=2, limit=1000, val_size=100, batch_size=32,
-                      final_lr_fraction=0.3, data=str(small_mnist_npz), mode="fused", data_threads=data_threads)
+                      final_lr_fraction=0.3, data=str(small_mnist_npz), mode="fused")
     result = train_ensemble(cfg, tmp_path / "fused", log=None)
     assert result.complete and sorted(result.trained) == [0, 1]
     x_test = np.load(small_mnist_npz)["x_test"]

@@ -46,19 +46,3 @@ def test_this_machine():
 )
 def test_default_jobs(mode, members, cores, expected):
     assert hardware.default_jobs(mode, members=members, cores=cores) == expected
-
-
-@pytest.mark.parametrize(
-    "mode, members, jobs, cores, gpus, expected",
-    [
-        ("fused", 5, 1, 16, 1, 5),  # a GPU: one batch-making thread per member
-        ("fused", 10, 2, 16, 1, 5),  # two fused models of 5
-        ("fused", 20, 1, 16, 1, 15),  # a core left for TensorFlow
-        ("fused", 5, 1, 2, 0, 1),  # CPUs: tf.data's one prefetch thread
-        ("processes", 5, 2, 16, 1, 1),  # one stream per process
-        ("fused", 5, 1, 1, 1, 1),
-    ],
-)
-def test_default_data_threads(mode, members, jobs, cores, gpus, expected):
-    got = hardware.default_data_threads(mode, members=members, jobs=jobs, cores=cores, gpus=gpus)
-    assert got == expected
