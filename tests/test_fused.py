@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ensemble_cnn.config import TrainConfig
-from ensemble_cnn.fused import build_fused
+from ensemble_cnn.fused import build_fused, fused_stream
 from ensemble_cnn.member import build_member, compile_members, plan_member
 from ensemble_cnn.train import train_ensemble
 from ensemble_cnn.training_data import load_pool
@@ -37,6 +37,24 @@ def test_fused_member_matches_member_trained_alone(small_mnist_npz, arch):
         assert any(not np.allclose(a, b) for a, b in zip(initial, trained)), "the step changed nothing"
         for got, want in zip(members[position].get_weights(), trained):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_stream_is_each_members_own_stream(small_mnist_npz):
+    """Each fused step holds, for every member, the very distorted batch it would get alone."""
+    cfg = TrainConfig(members=3, epochs=2, limit=600, val_size=60, batch_size=64, data=str(small_mnist_npz))
+    assert cfg.augmentation == "distort"
+    pool = load_pool(data=cfg.data, expanded=None, limit=cfg.limit)
+    plans = [plan_member(cfg, i, pool) for i in range(3)]
+    alone = [list(plan.stream(cfg)) for plan in plans]
+    steps = 2 * -(-len(plans[0].x_train) // cfg.batch_size)
+    assert all(len(batches) == steps for batches in alone)
+    got = list(fused_stream(plans, cfg))
+    assert len(got) == steps
+    for step, (xs, ys) in enumerate(got):
+        for position in range(3):
+            np.testing.assert_array_equal(xs[position], alone[position][step][0])
+            np.testing.assert_array_equal(ys[position], alone[position][step][1])
+    assert not np.array_equal(alone[0][0][0], alone[1][0][0]), "members get different batches"
 
 
 def test_fused_mode_run_writes_standalone_members(small_mnist_npz, tmp_path):
