@@ -21,7 +21,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ensemble_cnn.evaluate import member_probabilities, test_split  # noqa: E402
+from ensemble_cnn.data import load_mnist  # noqa: E402
+from ensemble_cnn.evaluate import member_probabilities  # noqa: E402
 from ensemble_cnn.train import load_records  # noqa: E402
 from ensemble_cnn.vote import majority_vote, soft_vote  # noqa: E402
 
@@ -33,14 +34,12 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=5, help="pool sizes printed: step, 2*step, ...")
     args = parser.parse_args()
 
-    stacks, labels, per_run = [], None, []
+    test = load_mnist(args.data)  # every run is scored on this one test set
+    labels = test.y_test
+    stacks, per_run = [], []
     for run_dir in args.runs:
         config, records = load_records(run_dir)
-        test = test_split(config, args.data)
         probabilities = member_probabilities(run_dir, records, test, reload=False)
-        if labels is not None and not np.array_equal(labels, test.y_test):
-            raise SystemExit(f"{run_dir}: a different test set")
-        labels = test.y_test
         stacks.append(probabilities)
         per_run.append(float(np.mean(majority_vote(probabilities) == labels)))
         print(f"{run_dir}: {len(records)} members, seed {config.seed}, majority {100 * per_run[-1]:.2f}%")

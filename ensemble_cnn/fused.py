@@ -21,7 +21,7 @@ from ensemble_cnn.member import (
     MemberPlan,
     build_member,
     compile_members,
-    configure_threads,
+    configure_tensorflow,
     finish_member,
     load_checked_pool,
     plan_member,
@@ -88,7 +88,7 @@ def train_fused(
     list of dict
         The members' records, in the order of ``indices``.
     """
-    configure_threads(threads, max(1, min(2, threads)))
+    configure_tensorflow(threads, max(1, min(2, threads)))
     from ensemble_cnn.callbacks import BestWeights, EpochLog
 
     cfg = TrainConfig.from_dict(config)

@@ -55,7 +55,7 @@ def member_path(run_dir: Path, name: str, *, source: str | Path | None = None) -
     return path
 
 
-def configure_threads(intra_op: int, inter_op: int) -> None:
+def configure_tensorflow(intra_op: int, inter_op: int) -> None:
     """Set TensorFlow's own thread pools (loky caps BLAS/OpenMP, not these) and GPU memory growth.
 
     Must run before TensorFlow's first op; in a reused worker where TensorFlow is
@@ -180,7 +180,7 @@ def train_member(
     dict
         The member record (also saved as ``member_XX.json``).
     """
-    configure_threads(threads, max(1, min(2, threads)))
+    configure_tensorflow(threads, max(1, min(2, threads)))
     import keras
 
     from ensemble_cnn.callbacks import BestWeights, EpochLog

@@ -24,13 +24,6 @@ def test_choose_precision(cpu_bf16, gpus, expected):
     assert hardware.choose_precision(cpu_bf16=cpu_bf16, gpu_capabilities=gpus) == expected
 
 
-def test_never_float16_loss_scaling():
-    """No hardware gets mixed_float16: its shared loss scale would couple fused members."""
-    for gpus in ([(6, 1)], [(7, 0)], [(8, 6)], [(9, 0)]):
-        for cpu_bf16 in (False, True):
-            assert hardware.choose_precision(cpu_bf16=cpu_bf16, gpu_capabilities=gpus) != "mixed_float16"
-
-
 def test_this_machine():
     capabilities = hardware.gpu_compute_capabilities()
     assert len(capabilities) == hardware.gpu_count()
