@@ -64,8 +64,16 @@ def sub_batch_size(size: int) -> Iterator[None]:
         else:
             _local.sub_batch = previous
 
-# The clip ufunc itself (np.clip adds a few microseconds of Python per call).
-_clip = getattr(getattr(getattr(np, "_core", None), "umath", None), "clip", np.clip)
+
+
+def _clamp(values: np.ndarray, high: float) -> None:
+    """Clamp coordinates into ``[0, high]`` in place; NaN becomes 0 (``fmax``/``fmin`` skip NaN).
+
+    Public ufuncs only; a non-finite coordinate (from an absurd ``alpha``) can never
+    reach the gather below as a wild index.
+    """
+    np.fmax(values, 0, out=values)
+    np.fmin(values, high, out=values)
 
 
 class _Workspace:
@@ -282,8 +290,8 @@ def _bilinear(
     wp = w + 3
     y0 = ws.tmp[:p].reshape(y.shape)
     x0 = ws.tmp[p : 2 * p].reshape(y.shape)
-    _clip(y, 0, h + 1, out=y)
-    _clip(x, 0, w + 1, out=x)
+    _clamp(y, h + 1)
+    _clamp(x, w + 1)
     np.floor(y, out=y0)
     np.floor(x, out=x0)
     y -= y0  # fractional parts

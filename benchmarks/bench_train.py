@@ -1,6 +1,15 @@
-"""Training throughput of every scheduling mode, measured in one run, as ratios against sequential.
+"""Training throughput: TensorFlow's oneDNN kernels on vs off, and every scheduling mode against sequential.
 
+    python benchmarks/bench_train.py --onednn [--archs nielsen,deotte] [--repeat 3]
     python benchmarks/bench_train.py [--data PATH] [--arch nielsen] [--members 4] [--limit 12000] [--epochs 3]
+
+``--onednn``: one model trains on 12,800 digits (batch 128, float32) in a fresh
+process per setting; the figure is the best of ``--repeat`` timed epochs after a
+warm-up epoch, in images per second. Columns: TensorFlow's default
+(``TF_ENABLE_ONEDNN_OPTS`` unset: on x86 oneDNN stays off unless the CPU has AVX-512
+VNNI/BF16 or AMX) against ``TF_ENABLE_ONEDNN_OPTS=1`` (what ensemble-cnn sets), with
+1 and 2 TensorFlow threads; on a CPU with AVX-512 or AMX the same pair again with
+``ONEDNN_MAX_CPU_ISA=AVX2``, a stand-in for an AVX2-only CPU such as most laptops.
 
 Each mode trains the same K members (same seeds, data and augmentation) from scratch
 through ``train_ensemble`` into a temporary run folder. Two figures, training images
@@ -13,7 +22,9 @@ cost of on-the-fly augmentation (the same run with and without it).
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +36,65 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from ensemble_cnn.config import TrainConfig  # noqa: E402
-from ensemble_cnn.train import available_cores, train_ensemble  # noqa: E402
+from ensemble_cnn.hardware import cpu_flags  # noqa: E402
+from ensemble_cnn.runtime import available_cores  # noqa: E402
+from ensemble_cnn.train import train_ensemble  # noqa: E402
+
+ONEDNN_SETTINGS = {"default": {}, "oneDNN on": {"TF_ENABLE_ONEDNN_OPTS": "1"}}
+
+
+def measure_one(arch: str, threads: int, data: str, repeat: int, *, tf_default: bool) -> float:
+    """(In a fresh process) best training img/s of one model over ``repeat`` epochs after a warm-up epoch.
+
+    ``tf_default``: import TensorFlow before ensemble-cnn can set its environment, so
+    ``TF_ENABLE_ONEDNN_OPTS`` stays as TensorFlow's default (unset).
+    """
+    import numpy as np
+
+    if tf_default:
+        import tensorflow  # noqa: F401  (first: ensemble_cnn.runtime then finds it started)
+
+    from ensemble_cnn.runtime import configure_tensorflow, import_keras
+    from ensemble_cnn.models import build_model
+
+    configure_tensorflow(threads, min(2, threads))
+    keras = import_keras()
+    with np.load(data) as npz:
+        x, y = npz["x_train"][:12800], npz["y_train"][:12800].astype("int32")
+    keras.utils.set_random_seed(0)
+    model = build_model(arch)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x[:2560], y[:2560], batch_size=128, epochs=1, verbose=0)
+    best = 0.0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=128, epochs=1, verbose=0)
+        best = max(best, len(x) / (time.perf_counter() - start))
+    return best
+
+
+def onednn_table(archs: list[str], data: str, repeat: int) -> None:
+    """Print default vs oneDNN throughput per architecture and thread count (and the AVX2 stand-in)."""
+    flags = cpu_flags()
+    wide = bool({"avx512f", "amx_bf16", "amx_tile"} & flags)
+    cpu = "AVX-512/AMX" if wide else ("AVX2" if "avx2" in flags else "no AVX2")
+    classes = [("this CPU", {})] + ([("AVX2 stand-in", {"ONEDNN_MAX_CPU_ISA": "AVX2"})] if wide else [])
+    print(f"CPU class: {cpu}; float32, batch 128, one model, best of {repeat} epochs of 12,800 digits", flush=True)
+    print(f"{'arch':<9}{'threads':>8}{'class':>15}{'default img/s':>15}{'oneDNN img/s':>14}{'ratio':>7}", flush=True)
+    for arch in archs:
+        for threads in (1, 2):
+            for label, extra in classes:
+                rates = {}
+                for name, setting in ONEDNN_SETTINGS.items():
+                    env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS",)}
+                    env.update({"TF_CPP_MIN_LOG_LEVEL": "3", **extra, **setting})
+                    command = [sys.executable, __file__, "--measure-one", arch, str(threads), "--data", data,
+                               "--repeat", str(repeat)] + (["--tf-default"] if name == "default" else [])
+                    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+                    rates[name] = json.loads(out.strip().splitlines()[-1])["img_per_s"]
+                ratio = rates["oneDNN on"] / rates["default"]
+                print(f"{arch:<9}{threads:>8}{label:>15}{rates['default']:>15.0f}{rates['oneDNN on']:>14.0f}"
+                      f"{ratio:>6.2f}x", flush=True)
 
 
 def timed(config: TrainConfig) -> tuple[float, float, float]:
@@ -37,9 +106,10 @@ def timed(config: TrainConfig) -> tuple[float, float, float]:
     if not result.complete:
         raise SystemExit(f"benchmark run failed: {result.failures}")
     images = sum(r["train_size"] for r in result.records) * config.epochs
+    # epoch_seconds of a fused member is its own share of the group's epoch
     per_member = [r["train_size"] / r["epoch_seconds"][-1] for r in result.records]
-    concurrent = {"sequential": 1, "processes": min(config.jobs, config.members), "fused": config.members}
-    steady = concurrent[config.mode] * sum(per_member) / len(per_member)
+    concurrent = 1 if result.execution.mode == "fused" else result.execution.concurrent(config.members)
+    steady = concurrent * sum(per_member) / len(per_member)
     return seconds, images / seconds, steady
 
 
@@ -50,9 +120,22 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=4)
     parser.add_argument("--limit", type=int, default=12000)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--precision", default="mixed_bfloat16")
+    parser.add_argument("--precision", default="auto")
     parser.add_argument("--quick", action="store_true", help="only the mode comparison")
+    parser.add_argument("--onednn", action="store_true", help="oneDNN on vs TensorFlow's default, per arch/threads")
+    parser.add_argument("--archs", default="nielsen,deotte", help="architectures of --onednn")
+    parser.add_argument("--repeat", type=int, default=3, help="timed epochs of --onednn (best is kept)")
+    parser.add_argument("--measure-one", nargs=2, metavar=("ARCH", "THREADS"), help=argparse.SUPPRESS)
+    parser.add_argument("--tf-default", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure_one:
+        rate = measure_one(args.measure_one[0], int(args.measure_one[1]), args.data, args.repeat,
+                           tf_default=args.tf_default)
+        print(json.dumps({"img_per_s": rate}))
+        return
+    if args.onednn:
+        onednn_table(args.archs.split(","), args.data, args.repeat)
+        return
 
     cores = available_cores()
     base = TrainConfig(arch=args.arch, members=args.members, epochs=args.epochs, limit=args.limit,
@@ -66,7 +149,7 @@ def main() -> None:
         ratios = [f"{a / b:6.2f}x" if reference else "" for a, b in zip((wall, steady), (reference or (1, 1, 1))[1:])]
         print(f"{label:<46}{seconds:8.1f}{wall:11.0f}{ratios[0]:>7}{steady:13.0f}{ratios[1]:>7}", flush=True)
 
-    show("one member alone (1 process x all threads)", timed(replace(base, members=1)), None)
+    show("one member alone (1 process x all threads)", timed(replace(base, members=1, mode="sequential")), None)
     sequential = timed(replace(base, mode="sequential"))
     show(f"{args.members} members sequential", sequential, sequential)
     modes = {}
@@ -82,8 +165,9 @@ def main() -> None:
         return
     label, (fastest, measured) = max(modes.items(), key=lambda item: item[1][1][2])
     print(f"cheap wins, on the fastest mode: {label}", flush=True)
-    other = "mixed_bfloat16" if args.precision == "float32" else "float32"
-    show(f"  {other}", timed(replace(fastest, precision=other)), sequential)
+    if cpu_flags() & {"amx_bf16", "avx512_bf16"}:
+        other = "mixed_bfloat16" if fastest.precision in ("float32",) else "float32"
+        show(f"  {other}", timed(replace(fastest, precision=other)), sequential)
     show("  XLA jit_compile", timed(replace(fastest, jit_compile=True)), sequential)
     for batch in (64, 256):
         show(f"  batch {batch} (lr scaled)",

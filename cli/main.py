@@ -1,19 +1,25 @@
 """``ensemble-cnn``: expand MNIST, train an ensemble of ConvNets, evaluate its vote.
 
 This module only parses options and wires library calls; TensorFlow is imported
-only by the commands that train or evaluate.
+only by the commands that train or evaluate. Every training default is read from
+:class:`ensemble_cnn.config.TrainConfig`, every vote from
+:data:`ensemble_cnn.vote.VOTES`.
 """
 from __future__ import annotations
 
 import functools
 import os
+import sys
 from pathlib import Path
 
 import click
 
 from augment import TRANSFORMS as TRANSFORM_NAMES
 from augment import Distortion
-from ensemble_cnn.config import TRAIN_DISTORTION
+from ensemble_cnn.config import AUGMENTATIONS, BACKENDS, MODES, PRECISIONS, field_default
+from ensemble_cnn.models import ARCHITECTURES
+from ensemble_cnn.recipes import RECIPES
+from ensemble_cnn.vote import VOTES
 
 DEFAULT_ARTIFACTS = Path("artifacts")
 
@@ -55,7 +61,7 @@ def _transforms(ctx, param, value: str) -> tuple[str, ...]:
 # Simard et al. 2003 for `augment`; for training, the milder, smoother fields of
 # Ciresan et al.'s MNIST committees (sigma 6, alpha 36) with a slightly larger zoom range.
 AUGMENT_DEFAULTS = {key: value for key, value in Distortion().to_dict().items() if key != "transforms"}
-TRAIN_DEFAULTS = {key: value for key, value in TRAIN_DISTORTION.items() if key != "transforms"}
+TRAIN_DEFAULTS = {key: value for key, value in field_default("distortion").items() if key != "transforms"}
 
 
 def distortion_options(defaults: dict):
@@ -100,20 +106,28 @@ data_option = click.option(
 limit_option = click.option(
     "--limit", type=click.IntRange(min=20), default=None, help="Use only the first N training images (quick runs).",
 )
-seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Root seed of every random draw.")
+seed_option = click.option("--seed", type=click.IntRange(min=0), default=field_default("seed"), show_default=True,
+                           help="Root seed of every random draw.")
+vote_option = click.option("--vote", "method", type=click.Choice(list(VOTES)), default="majority",
+                           help="Vote shown in the confusion matrix and error grid (every vote is scored).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="ensemble-cnn")
-def main() -> None:
+@click.option("--verbose", is_flag=True,
+              help="Show TensorFlow's own start-up lines (also ENSEMBLE_CNN_VERBOSE=1).")
+def main(verbose: bool) -> None:
     """Near-perfect MNIST with an ensemble of ReLU + dropout ConvNets.
 
     \b
     augment   write an expanded training set (shifts, rotations, elastic distortions)
-    train     train K ConvNets (resumable), then report members vs the ensemble
-    evaluate  re-score a trained run's members and their vote
+    train     train K ConvNets (resumable, growable), then report members vs the ensemble
+    evaluate  re-score a trained run's members and their votes
     run       train + evaluate with good defaults (the one-shot job)
     """
+    from ensemble_cnn.runtime import prepare_environment
+
+    prepare_environment(verbose=True if verbose else None)
 
 
 # --------------------------------------------------------------------------- augment
@@ -129,7 +143,7 @@ def main() -> None:
 @click.option("--jobs", type=click.IntRange(min=1), default=2, help="Worker threads.")
 @limit_option
 @click.option("--preview", type=click.Path(path_type=Path), default=None,
-              help="Also draw a PNG grid of original digits and their variants.")
+              help="Also draw a PNG grid: one original of each class and its variants.")
 @_library_errors
 def augment(data, out, copies, nielsen, transforms, max_shift, max_rotation, max_scale, alpha, sigma,
             seed, jobs, limit, preview):
@@ -146,7 +160,7 @@ def augment(data, out, copies, nielsen, transforms, max_shift, max_rotation, max
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
     total = len(mnist.x_train) * ((4 if nielsen else copies) + 1)
-    with click.progressbar(length=total, label="expanding", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(length=total, label="expanding", file=sys.stderr) as bar:
         manifest = write_expanded(
             mnist, out, copies=copies, distortion=distortion, nielsen=nielsen, seed=seed, jobs=jobs,
             preview=preview, progress=bar.update,
@@ -174,39 +188,44 @@ def _check_output(path: Path, option: str) -> None:
 
 # --------------------------------------------------------------------------- train
 def training_options(func):
-    from ensemble_cnn.config import AUGMENTATIONS, BACKENDS, MODES, PRECISIONS
-    from ensemble_cnn.models import ARCHITECTURES
-
+    """Every option of ``train`` and ``run``; defaults from TrainConfig."""
+    d = field_default
     options = [
         data_option,
         click.option("--expanded", type=click.Path(path_type=Path), default=None,
                      help="Train on a pre-expanded npz written by `ensemble-cnn augment` instead of --data."),
-        click.option("--members", "-k", type=click.IntRange(min=1), default=5, help="Ensemble members K."),
-        click.option("--arch", type=click.Choice(ARCHITECTURES), default="nielsen",
-                     help="Member architecture (default: most accuracy per CPU-minute, measured)."),
-        click.option("--epochs", "-e", type=click.IntRange(min=1), default=30, help="Epochs per member."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=128, help="Mini-batch size."),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
-                     help="Adam's initial learning rate (decays exponentially to 2% by the last epoch)."),
-        click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0,
+        click.option("--members", "-k", type=click.IntRange(min=1), default=d("members"),
+                     help="Ensemble members K. On a finished run, a larger K keeps its members and trains the rest."),
+        click.option("--arch", type=click.Choice(ARCHITECTURES), default=d("arch"),
+                     help="Member architecture (see the README's Models)."),
+        click.option("--recipe", type=click.Choice(list(RECIPES)), default=d("recipe"),
+                     help="How one member trains: " + "; ".join(f"{n}: {r.description}" for n, r in RECIPES.items())),
+        click.option("--epochs", "-e", type=click.IntRange(min=1), default=d("epochs"), help="Epochs per member."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=d("batch_size"), help="Mini-batch size."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=d("learning_rate"),
+                     help="Adam's initial learning rate."),
+        click.option("--final-lr-fraction", type=click.FloatRange(0, 1, min_open=True), default=d("final_lr_fraction"),
+                     help="The learning rate decays exponentially to this fraction of --lr by the last epoch."),
+        click.option("--width", type=click.FloatRange(min=0, min_open=True), default=d("width"),
                      help="Channel/unit multiplier."),
-        click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
-                     help="Dropout rate everywhere (default: the architecture's own)."),
-        click.option("--augment", "augmentation", type=click.Choice(AUGMENTATIONS), default="distort",
+        click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=d("dropout"),
+                     help="Dropout rate everywhere [default: the architecture's own]."),
+        click.option("--augment", "augmentation", type=click.Choice(AUGMENTATIONS), default=d("augmentation"),
                      help="On-the-fly augmentation: fresh random distortions every epoch, or none."),
-        click.option("--val-size", type=click.IntRange(min=1), default=5000,
+        click.option("--val-size", type=click.IntRange(min=1), default=d("val_size"),
                      help="Training digits held out per member to pick its best epoch (max a tenth)."),
         seed_option,
         limit_option,
-        click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+        click.option("--jobs", "-j", type=click.IntRange(min=1), default=d("jobs"),
                      help="Parallel worker processes [default: as the mode measured fastest: one per core on "
                           "CPUs, 1 on a GPU]."),
-        click.option("--mode", type=click.Choice(MODES), default=None,
-                     help="Member scheduling: one after another, in worker processes, or side by side in "
-                          "fused models [default: processes on CPUs, fused on a GPU: measured fastest]."),
-        click.option("--precision", type=click.Choice(("auto",) + PRECISIONS), default="auto",
-                     help="Compute precision; auto = mixed_bfloat16 on CPUs with AMX/AVX512-BF16 and on GPUs with bfloat16 tensor cores (compute capability >= 8.0), else float32."),
-        click.option("--backend", type=click.Choice(BACKENDS), default="loky",
+        click.option("--mode", type=click.Choice(MODES), default=d("mode"),
+                     help="Member scheduling: one after another, in worker processes, or side by side in fused "
+                          "models; auto = processes on CPUs, fused on a GPU (measured fastest)."),
+        click.option("--precision", type=click.Choice(PRECISIONS), default=d("precision"),
+                     help="Compute precision; auto = mixed_bfloat16 on CPUs with AMX/AVX512-BF16 and on GPUs with "
+                          "bfloat16 tensor cores (compute capability >= 8.0), else float32."),
+        click.option("--backend", type=click.Choice(BACKENDS), default=d("backend"),
                      help="Where worker tasks run: local loky processes, a dask cluster or a ray cluster "
                           "(the run folder and data must be on storage every worker sees)."),
         click.option("--scheduler", metavar="ADDRESS", default=None,
@@ -236,23 +255,15 @@ def _train_config(opts: dict):
                                  "--mode processes or fused", param_hint="--mode")
     distortion = _distortion(opts["transforms"], opts["max_shift"], opts["max_rotation"], opts["max_scale"],
                              opts["alpha"], opts["sigma"])
-    from ensemble_cnn import hardware
-
-    from ensemble_cnn.train import available_cores
-
-    mode = opts["mode"] or ("processes" if opts["backend"] != "loky" else hardware.default_mode())
-    jobs = opts["jobs"] or hardware.default_jobs(mode, members=opts["members"], cores=available_cores())
-    precision = hardware.default_precision() if opts["precision"] == "auto" else opts["precision"]
     try:
         return TrainConfig(
-            arch=opts["arch"], members=opts["members"], epochs=opts["epochs"], batch_size=opts["batch_size"],
-            learning_rate=opts["lr"], width=opts["width"], dropout=opts["dropout"],
-            augmentation=opts["augmentation"],
-            distortion=distortion.to_dict() if opts["augmentation"] == "distort" else {},
-            val_size=opts["val_size"], seed=opts["seed"], limit=opts["limit"],
+            arch=opts["arch"], members=opts["members"], recipe=opts["recipe"], epochs=opts["epochs"],
+            batch_size=opts["batch_size"], learning_rate=opts["lr"], final_lr_fraction=opts["final_lr_fraction"],
+            width=opts["width"], dropout=opts["dropout"], augmentation=opts["augmentation"],
+            distortion=distortion.to_dict(), val_size=opts["val_size"], seed=opts["seed"], limit=opts["limit"],
             data=None if opts["data"] is None else str(opts["data"]),
             expanded=None if opts["expanded"] is None else str(opts["expanded"]),
-            precision=precision, jobs=jobs, mode=mode,
+            precision=opts["precision"], jobs=opts["jobs"], mode=opts["mode"],
             backend=opts["backend"], scheduler=opts["scheduler"], deterministic=opts["deterministic"],
         )
     except ValueError as exc:
@@ -273,7 +284,7 @@ def _train_and_report(config, run_dir: Path, *, method: str = "majority") -> Non
     result = train_ensemble(config, run_dir, log=click.echo)
     click.echo(f"training took {result.seconds:.1f} s (trained {len(result.trained)}, kept {len(result.reused)})")
     if result.records:
-        evaluate_run(run_dir, method=method, reload=False, log=click.echo)
+        evaluate_run(run_dir, method=method, members=config.members, reload=False, log=click.echo)
         click.echo(f"report: {run_dir / 'report.md'}")
     if result.failures:
         for index, reason in sorted(result.failures.items()):
@@ -288,7 +299,7 @@ def _train_and_report(config, run_dir: Path, *, method: str = "majority") -> Non
 @training_options
 @_library_errors
 def train(**opts):
-    """Train K ConvNets (resuming a partial run) and report members vs their vote."""
+    """Train K ConvNets (resuming or growing a run) and report members vs their votes."""
     config = _train_config(opts)
     _train_and_report(config, _run_dir(config, opts["out"]))
 
@@ -298,16 +309,17 @@ def train(**opts):
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True,
               help="A run folder written by `ensemble-cnn train`.")
 @data_option
-@click.option("--vote", "method", type=click.Choice(["majority", "soft"]), default="majority",
-              help="Vote shown in the confusion matrix and error grid (both are scored).")
+@vote_option
+@click.option("--members", "-k", type=click.IntRange(min=1), default=None,
+              help="Score only the first K members [default: every member of the run].")
 @_library_errors
-def evaluate(run_dir, data, method):
+def evaluate(run_dir, data, method, members):
     """Reload a run's saved members, predict the test set, and report members vs the ensemble."""
     from ensemble_cnn.evaluate import evaluate_run
 
     if not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")
-    evaluate_run(run_dir, data=data, method=method, reload=True, log=click.echo)
+    evaluate_run(run_dir, data=data, method=method, members=members, reload=True, log=click.echo)
     click.echo(f"report: {run_dir / 'report.md'}")
 
 
@@ -318,20 +330,15 @@ def evaluate(run_dir, data, method):
 def run(**opts):
     """The one-shot job: train an augmented ensemble with good defaults, then evaluate it.
 
-    Same options as `train`; also draws the distortions used (preview.png) in the run folder.
+    Same options as `train`; also draws what member 00 trained on (preview.png in the
+    run folder: one digit of each class and its distortion in each of the first epochs).
     """
-    from ensemble_cnn.data import load_mnist
-    from ensemble_cnn.expanded import write_preview
+    from ensemble_cnn.preview import write_training_preview
     from ensemble_cnn.train import prepare_run
-    import augment
 
     config = _train_config(opts)
     run_dir = _run_dir(config, opts["out"])
-    if config.augmentation == "distort" and config.expanded is None:
-        prepare_run(config, run_dir)  # validate the data and claim the folder before writing into it
-        mnist = load_mnist(config.data)
-        sample = mnist.x_train[:10]
-        distortion = augment.Distortion.from_dict(config.distortion)
-        images, _ = augment.expand(sample, mnist.y_train[:10], copies=8, distortion=distortion, seed=config.seed)
-        write_preview(images, len(sample), run_dir / "preview.png")
+    if config.augmentation == "distort":
+        written = prepare_run(config, run_dir)  # validate the data and claim the folder before writing into it
+        write_training_preview(written, run_dir / "preview.png")
     _train_and_report(config, run_dir)

@@ -1,25 +1,30 @@
 """ensemble-cnn: an ensemble of ReLU + dropout ConvNets for MNIST, combined by majority vote.
 
-Importing this package does not start TensorFlow; training and evaluation do.
+Importing this package does not start TensorFlow; training and evaluation do (quietly,
+see :mod:`ensemble_cnn.runtime`).
 """
 from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.data import DataError, MnistData, load_mnist
-from ensemble_cnn.errors import BackendError
-from ensemble_cnn.evaluate import evaluate_run, load_member
+from ensemble_cnn.errors import BackendError, RunFolderError
+from ensemble_cnn.evaluate import evaluate_run
 from ensemble_cnn.expanded import write_expanded
 from ensemble_cnn.models import ARCHITECTURES, build_model
-from ensemble_cnn.train import RunFolderError, TrainResult, train_ensemble
-from ensemble_cnn.verify import verify_members
-from ensemble_cnn.vote import majority_vote, soft_vote, vote
+from ensemble_cnn.recipes import RECIPES
+from ensemble_cnn.run_folder import RunFolder, load_member
+from ensemble_cnn.train import TrainResult, train_ensemble
+from ensemble_cnn.vote import VOTES, majority_vote, soft_vote, vote
 
 __all__ = [
     "ARCHITECTURES",
     "BackendError",
     "DataError",
     "MnistData",
+    "RECIPES",
+    "RunFolder",
     "RunFolderError",
     "TrainConfig",
     "TrainResult",
+    "VOTES",
     "build_model",
     "evaluate_run",
     "load_member",
@@ -27,8 +32,7 @@ __all__ = [
     "majority_vote",
     "soft_vote",
     "train_ensemble",
-    "verify_members",
     "vote",
     "write_expanded",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
+import secrets
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,12 +37,9 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     """
     path = Path(path)
     suffix = path.suffix if suffix is None else suffix
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _create_temporary(path.parent, f".{path.name}.", f".tmp{suffix}")
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -71,10 +68,22 @@ def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _create_temporary(folder: Path, prefix: str, suffix: str) -> Path:
+    """Create a new, empty file ``<prefix><8 random characters><suffix>`` in ``folder``.
+
+    Unlike ``tempfile.mkstemp`` (mode 0600), the file is created with mode 0666 and
+    the process umask applied by the kernel, so the renamed artifact gets the usual
+    permissions without reading (and briefly changing) the process-wide umask.
+    """
+    for _ in range(100):
+        tmp = folder / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"{folder}: could not create a temporary file {prefix}XXXXXXXX{suffix}")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

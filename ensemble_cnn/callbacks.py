@@ -3,66 +3,101 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import keras
 
+from ensemble_cnn.recipes import Checkpoint
 
-def metric_keys(n_members: int, position: int) -> tuple[str, str, str, str]:
+
+def metric_keys(n_outputs: int, position: int) -> tuple[str, str, str, str]:
     """Log keys (loss, accuracy, val_loss, val_accuracy) of output ``position``.
 
     A single model logs ``accuracy``; a fused model of K outputs logs
     ``<output name>_accuracy`` for each.
     """
-    if n_members == 1:
+    if n_outputs == 1:
         return "loss", "accuracy", "val_loss", "val_accuracy"
     name = f"member_{position}"
     return f"{name}_loss", f"{name}_accuracy", f"val_{name}_loss", f"val_{name}_accuracy"
 
 
-class BestWeights(keras.callbacks.Callback):
-    """Keep a member's weights from its epoch of best validation accuracy (ties: lower val loss).
+class BestValidation(keras.callbacks.Callback):
+    """Checkpoint policy: keep a member's weights from its epoch of best validation accuracy (ties: lower loss).
 
     Parameters
     ----------
     member : keras.Model
         The member whose weights are tracked (the model itself, or one member of a
         fused model).
-    n_members, position : int
+    n_outputs, position : int
         Where the member's metrics are in the logs (see :func:`metric_keys`).
     """
 
-    def __init__(self, member, *, n_members: int = 1, position: int = 0) -> None:
+    policy = "best-validation"
+
+    def __init__(self, member, *, n_outputs: int = 1, position: int = 0) -> None:
         super().__init__()
         self.member = member
-        _, _, self.loss_key, self.accuracy_key = metric_keys(n_members, position)
-        self.best_key = (-1.0, math.inf)
-        self.best_epoch = -1
-        self.best_accuracy = float("nan")
-        self.weights = None
+        _, _, self.loss_key, self.accuracy_key = metric_keys(n_outputs, position)
+        self.best: Checkpoint | None = None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         accuracy, loss = float(logs[self.accuracy_key]), float(logs[self.loss_key])
-        if accuracy > self.best_key[0] or (accuracy == self.best_key[0] and loss < self.best_key[1]):
-            self.best_key = (accuracy, loss)
-            self.best_epoch, self.best_accuracy = epoch, accuracy
-            self.weights = self.member.get_weights()
+        if not (math.isfinite(accuracy) and math.isfinite(loss)):
+            return  # a diverged epoch is never a checkpoint
+        if self.best is None or (accuracy, -loss) > (self.best.val_accuracy, -self.best.val_loss):
+            self.best = Checkpoint(self.member.get_weights(), epoch + 1, accuracy, loss, self.policy)
 
-    def restore(self) -> None:
-        if self.weights is not None:
-            self.member.set_weights(self.weights)
+    def checkpoints(self) -> list[Checkpoint]:
+        """The best epoch's weights (empty when no epoch had finite validation figures)."""
+        return [] if self.best is None else [self.best]
+
+
+@dataclass(frozen=True)
+class FinishEstimate:
+    """What a member needs to estimate when the whole run will finish.
+
+    Attributes
+    ----------
+    started : float
+        ``time.time()`` when the run's training started (driver clock).
+    rounds : int
+        Rounds of training runs left when the run started: ``ceil(pending / concurrent)``.
+    round_index : int
+        Which of those rounds this member trains in (0-based).
+    """
+
+    started: float
+    rounds: int
+    round_index: int
+
+    def finish_time(self, epoch_seconds: float, epochs: int) -> float:
+        """Estimated wall-clock end of the run, from one epoch's duration."""
+        member_started = time.time() - epoch_seconds
+        return member_started + (self.rounds - self.round_index) * epochs * epoch_seconds
 
 
 class EpochLog(keras.callbacks.Callback):
     """One progress line per member per epoch: ``member 02  epoch  3/15  loss … val_acc … (12.3 s)``.
 
-    Also keeps each epoch's wall time (training and validation) in ``epoch_seconds``.
+    Keeps each epoch's wall time (training and validation) in ``epoch_seconds``;
+    after the first epoch of a run in the first round also prints the whole run's
+    estimated finish time (when given a :class:`FinishEstimate`).
     """
 
-    def __init__(self, indices: Sequence[int], epochs: int, log: Callable[[str], None] | None) -> None:
+    def __init__(
+        self,
+        indices: Sequence[int],
+        epochs: int,
+        log: Callable[[str], None] | None,
+        *,
+        estimate: FinishEstimate | None = None,
+    ) -> None:
         super().__init__()
-        self.indices, self.epochs, self.log = list(indices), epochs, log
+        self.indices, self.epochs, self.log, self.estimate = list(indices), epochs, log, estimate
         self.started = time.perf_counter()
         self.epoch_seconds: list[float] = []
 
@@ -81,3 +116,8 @@ class EpochLog(keras.callbacks.Callback):
                 f"member {index:02d}  epoch {epoch + 1:>3}/{self.epochs}  loss {logs.get(loss, math.nan):.4f}  "
                 f"acc {logs.get(acc, math.nan):.4f}  val_acc {logs.get(val_acc, math.nan):.4f}  ({seconds:.1f} s)"
             )
+        if epoch == 0 and self.estimate is not None and self.estimate.round_index == 0 and self.epochs > 1:
+            finish = self.estimate.finish_time(seconds, self.epochs)
+            minutes = max(0.0, (finish - time.time()) / 60)
+            clock = time.strftime("%H:%M", time.localtime(finish))
+            self.log(f"estimated finish {clock} (in about {minutes:.0f} min, from this first epoch)")

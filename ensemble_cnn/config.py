@@ -1,4 +1,16 @@
-"""The frozen settings of one training run, saved as ``config.json`` in the run folder."""
+"""The settings of one training run, saved as ``config.json`` in the run folder.
+
+``TrainConfig()`` is the command line's default recipe, on every machine: the
+execution settings that depend on the hardware (``mode``, ``jobs``, ``precision``)
+default to ``"auto"`` / ``None`` and are resolved when training starts
+(:func:`ensemble_cnn.runtime.resolve_execution`), never stored as a recipe.
+
+A run's *identity* is what changes a member's weights (architecture, recipe,
+distortion, seed, the data's fingerprint, ...): :meth:`TrainConfig.identity`. The
+member count, the data path and the execution settings are not part of it, so a run
+can grow (``--members 15`` on a finished 5-member run trains 10 more) and be resumed
+on another machine or engine.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -8,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from ensemble_cnn.models import ARCHITECTURES
+from ensemble_cnn.recipes import RECIPES
 
 AUGMENTATIONS = ("distort", "none")
-MODES = ("sequential", "processes", "fused")
-PRECISIONS = ("float32", "mixed_bfloat16")
+MODES = ("auto", "sequential", "processes", "fused")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 BACKENDS = ("loky", "dask", "ray")
 
 # On-the-fly training distortion: the smoother fields of Ciresan et al.'s MNIST
@@ -26,8 +39,19 @@ TRAIN_DISTORTION = {
 }
 
 # Settings that change how a run executes but not what it computes: they may differ
-# between a run and its resumption.
-EXECUTION_FIELDS = ("jobs", "mode", "backend", "scheduler", "deterministic")
+# between a run and its resumption. (Precision and thread count change the last bits
+# of the weights, not the recipe; each member's record says which precision it used.)
+EXECUTION_FIELDS = ("jobs", "mode", "backend", "scheduler", "deterministic", "precision", "jit_compile")
+# Neither recipe nor execution: how many members the folder holds, and where the data
+# was read from (its content is in ``data_fingerprint``).
+SIZE_AND_PATH_FIELDS = ("members", "data", "expanded")
+
+# The command-line option of each field, for messages.
+OPTION_NAMES = {
+    "learning_rate": "--lr",
+    "augmentation": "--augment",
+    "data_fingerprint": "the training data (its sha256)",
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +64,9 @@ class TrainConfig:
         Architecture name, one of :data:`ensemble_cnn.models.ARCHITECTURES`.
     members : int
         Number of ensemble members K (>= 1).
+    recipe : str
+        How one member is trained, one of :data:`ensemble_cnn.recipes.RECIPES`
+        (its learning-rate schedule and checkpoint policy).
     epochs : int
         Training epochs per member (>= 1).
     batch_size : int
@@ -55,12 +82,13 @@ class TrainConfig:
         On-the-fly augmentation: fresh random distortions (``distortion``) of every
         training image in every epoch, or none.
     distortion : dict
-        Parameters of :class:`augment.Distortion` used when ``augmentation="distort"``.
+        Parameters of :class:`augment.Distortion` used when ``augmentation="distort"``
+        (validated and stored in canonical form; empty when ``augmentation="none"``).
     val_size : int
         Training images held out per member for checkpoint selection (never the
         test set). Capped at a tenth of the training originals.
     seed : int
-        Root seed; member ``i`` derives its own seed from ``(seed, i)``.
+        Root seed (>= 0); member ``i`` derives its own seed from ``(seed, i)``.
     limit : int or None
         Use only the first ``limit`` original training images.
     data : str or None
@@ -69,15 +97,17 @@ class TrainConfig:
         A pre-expanded training set written by ``ensemble-cnn augment``.
     data_fingerprint : str
         sha256 of the training arrays actually used (filled in by the trainer).
-    precision : {"float32", "mixed_bfloat16"}
-        Keras dtype policy: float32, or bfloat16 compute with float32 weights (fast on
-        CPUs with AMX/AVX512-BF16 and on GPUs).
-    jobs : int
-        Parallel worker processes (execution only).
-    mode : {"sequential", "processes", "fused"}
+    precision : {"auto", "float32", "mixed_bfloat16"}
+        Keras dtype policy (execution only): ``auto`` picks bfloat16 compute on CPUs
+        with AMX/AVX512-BF16 and on GPUs with bfloat16 tensor cores, else float32.
+    jobs : int or None
+        Parallel worker processes (execution only); ``None``: one per core for
+        ``processes``, else 1.
+    mode : {"auto", "sequential", "processes", "fused"}
         How members are scheduled (execution only): one after another with all cores;
         in ``jobs`` worker processes; or side by side in one fused model (split over
-        ``jobs`` processes when ``jobs > 1``).
+        ``jobs`` processes when ``jobs > 1``). ``auto``: processes on CPUs, fused on a
+        GPU (measured fastest), processes on a cluster backend.
     backend : {"loky", "dask", "ray"}
         The joblib backend that runs the worker tasks (execution only): local loky
         processes, a dask.distributed cluster or a ray cluster. ``dask`` and ``ray``
@@ -89,12 +119,13 @@ class TrainConfig:
         Switch on TensorFlow's op determinism in the member workers, so the same
         config and thread count give bit-identical members (execution only).
     jit_compile : bool
-        XLA-compile the training step (measured several times slower on CPUs; see
-        ``benchmarks/bench_train.py``).
+        XLA-compile the training step (execution only; measured several times slower
+        on CPUs, see ``benchmarks/bench_train.py``).
     """
 
     arch: str = "nielsen"
     members: int = 5
+    recipe: str = "standard"
     epochs: int = 30
     batch_size: int = 128
     learning_rate: float = 1e-3
@@ -109,9 +140,9 @@ class TrainConfig:
     data: str | None = None
     expanded: str | None = None
     data_fingerprint: str = ""
-    precision: str = "float32"
-    jobs: int = 1
-    mode: str = "sequential"
+    precision: str = "auto"
+    jobs: int | None = None
+    mode: str = "auto"
     backend: str = "loky"
     scheduler: str | None = None
     deterministic: bool = False
@@ -119,30 +150,53 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.arch in ARCHITECTURES, "arch", f"one of {', '.join(ARCHITECTURES)}", self.arch)
-        _check(self.members >= 1, "members", ">= 1", self.members)
-        _check(self.epochs >= 1, "epochs", ">= 1", self.epochs)
-        _check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
-        _check(self.learning_rate > 0, "learning_rate", "> 0", self.learning_rate)
-        _check(0 < self.final_lr_fraction <= 1, "final_lr_fraction", "in (0, 1]", self.final_lr_fraction)
-        _check(self.width > 0, "width", "> 0", self.width)
-        _check(self.dropout is None or 0 <= self.dropout < 1, "dropout", "in [0, 1)", self.dropout)
-        _check(self.augmentation in AUGMENTATIONS, "augmentation", f"one of {', '.join(AUGMENTATIONS)}", self.augmentation)
-        _check(self.val_size >= 1, "val_size", ">= 1", self.val_size)
-        _check(self.limit is None or self.limit >= 20, "limit", ">= 20", self.limit)
+        _check(self.recipe in RECIPES, "recipe", f"one of {', '.join(RECIPES)}", self.recipe)
+        _check(_is_int(self.members) and self.members >= 1, "members", "an integer >= 1", self.members)
+        _check(_is_int(self.epochs) and self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
+        _check(_is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        _check(_finite(self.learning_rate) and self.learning_rate > 0, "learning_rate", "a finite number > 0",
+               self.learning_rate)
+        _check(_finite(self.final_lr_fraction) and 0 < self.final_lr_fraction <= 1, "final_lr_fraction",
+               "in (0, 1]", self.final_lr_fraction)
+        _check(_finite(self.width) and self.width > 0, "width", "a finite number > 0", self.width)
+        _check(self.dropout is None or (_finite(self.dropout) and 0 <= self.dropout < 1), "dropout", "in [0, 1)",
+               self.dropout)
+        _check(self.augmentation in AUGMENTATIONS, "augmentation", f"one of {', '.join(AUGMENTATIONS)}",
+               self.augmentation)
+        _check(_is_int(self.val_size) and self.val_size >= 1, "val_size", "an integer >= 1", self.val_size)
+        _check(_is_int(self.seed) and 0 <= self.seed < 2**63, "seed", "an integer >= 0", self.seed)
+        _check(self.limit is None or (_is_int(self.limit) and self.limit >= 20), "limit", "an integer >= 20",
+               self.limit)
         _check(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}", self.precision)
-        _check(self.jobs >= 1, "jobs", ">= 1", self.jobs)
+        _check(self.jobs is None or (_is_int(self.jobs) and self.jobs >= 1), "jobs", "an integer >= 1", self.jobs)
         _check(self.mode in MODES, "mode", f"one of {', '.join(MODES)}", self.mode)
         _check(self.backend in BACKENDS, "backend", f"one of {', '.join(BACKENDS)}", self.backend)
         _check(self.backend == "loky" or self.mode != "sequential", "mode",
                f"processes or fused with backend {self.backend}", self.mode)
         _check(self.scheduler is None or (self.backend != "loky" and bool(self.scheduler.strip())), "scheduler",
                "the address of a dask or ray cluster (with backend dask or ray)", self.scheduler)
+        object.__setattr__(self, "distortion", self._canonical_distortion())
+
+    def _canonical_distortion(self) -> dict:
+        """The distortion validated now (not inside a worker), in canonical form; ``{}`` without augmentation."""
+        if self.augmentation == "none":
+            return {}
+        from augment import Distortion
+
+        if not isinstance(self.distortion, dict):
+            raise ValueError(f"distortion must be a dict of augment.Distortion fields, got {self.distortion!r}")
+        try:
+            return Distortion.from_dict(self.distortion).to_dict()
+        except ValueError as exc:
+            raise ValueError(f"distortion: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        if not isinstance(data, dict):
+            raise ValueError(f"a run config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -155,11 +209,49 @@ class TrainConfig:
         try:
             return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError) as exc:
-            raise ValueError(f"{path}: not a valid run config ({exc})") from None
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{path}: not a valid run config ({reason})") from None
 
-    def computation(self) -> dict[str, Any]:
-        """The settings that determine the members' weights (everything but execution)."""
-        return {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
+    def identity(self) -> dict[str, Any]:
+        """The settings that determine the members' weights: everything but size, data path and execution."""
+        excluded = set(EXECUTION_FIELDS) | set(SIZE_AND_PATH_FIELDS)
+        return {k: v for k, v in self.to_dict().items() if k not in excluded}
+
+    def identity_differences(self, other: "TrainConfig") -> list[str]:
+        """Human-readable differences in identity, e.g. ``"epochs (30 in the folder, 3 asked)"``."""
+        mine, theirs = self.identity(), other.identity()
+        return [
+            f"{option_name(key)} ({_show(theirs.get(key))} in the folder, {_show(value)} asked)"
+            for key, value in mine.items()
+            if theirs.get(key) != value
+        ]
+
+
+def option_name(field_name: str) -> str:
+    """The command-line spelling of a config field (``learning_rate`` -> ``--lr``)."""
+    return OPTION_NAMES.get(field_name, "--" + field_name.replace("_", "-"))
+
+
+def field_default(name: str) -> Any:
+    """The default of a :class:`TrainConfig` field (the command line reads its defaults here)."""
+    spec = TrainConfig.__dataclass_fields__[name]
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return spec.default
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str) and len(value) == 64:
+        return value[:12] + "…"  # a sha256
+    return json.dumps(value) if isinstance(value, (dict, list)) else repr(value) if isinstance(value, str) else str(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
 
 
 def _check(ok: bool, name: str, expected: str, got: Any) -> None:

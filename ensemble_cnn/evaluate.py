@@ -10,12 +10,10 @@ import numpy as np
 from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.data import MnistData, load_mnist
 from ensemble_cnn.errors import RunFolderError
-from ensemble_cnn.member import member_files, member_path
-from ensemble_cnn.train import load_records
-from ensemble_cnn.verify import load_member
-from ensemble_cnn.vote import VOTE_METHODS, vote
+from ensemble_cnn.run_folder import RunFolder, load_member, member_stem
+from ensemble_cnn.vote import VOTES, vote
 
-__all__ = ["evaluate_run", "load_member", "member_path", "member_probabilities", "test_split"]
+__all__ = ["evaluate_run", "load_member", "member_probabilities", "test_split"]
 
 
 def test_split(config: TrainConfig, data: str | Path | None) -> MnistData:
@@ -26,25 +24,26 @@ def test_split(config: TrainConfig, data: str | Path | None) -> MnistData:
 
 
 def member_probabilities(
-    run_dir: Path, records: list[dict[str, Any]], test: MnistData, *, reload: bool
+    folder: RunFolder, records: list[dict[str, Any]], test: MnistData, *, reload: bool
 ) -> np.ndarray:
     """Test-set probabilities of every member, shape (K, N, 10).
 
-    ``reload=True`` loads each ``.keras`` file and predicts; ``False`` reads the
-    probabilities saved at training time (their sha256 is checked by the record).
+    ``reload=True`` loads each ``.keras`` file (Keras ``safe_mode``) and predicts;
+    ``False`` reads the probabilities saved at training time (their sha256 is
+    checked by the record).
     """
     stacks = []
     expected = (len(test.x_test), 10)
     for record in records:
         if reload:
-            path = member_path(run_dir, record["model"])
+            path = folder.resolve(record["model"])
             model = load_member(path)
             try:
                 probabilities = model.predict(test.x_test, batch_size=1000, verbose=0).astype(np.float32)
             except Exception as exc:  # noqa: BLE001 - a model of another shape must not end in a traceback
                 raise RunFolderError(f"{path}: cannot predict MNIST digits ({_first_line(exc)})") from None
         else:
-            path = member_path(run_dir, record["probabilities"])
+            path = folder.resolve(record["probabilities"])
             try:
                 probabilities = np.load(path, allow_pickle=False)
             except (OSError, ValueError, EOFError) as exc:
@@ -63,6 +62,7 @@ def evaluate_run(
     *,
     data: str | Path | None = None,
     method: str = "majority",
+    members: int | None = None,
     reload: bool = True,
     plots: bool = True,
     log: Callable[[str], None] | None = print,
@@ -75,9 +75,12 @@ def evaluate_run(
         A run folder written by :func:`ensemble_cnn.train.train_ensemble`.
     data : path-like, optional
         MNIST to take the test split from; default: the run's own source.
-    method : {"majority", "soft"}
-        The vote whose predictions the confusion matrix and error grid show
-        (both votes are always scored).
+    method : str, default "majority"
+        The vote (a name in :data:`ensemble_cnn.vote.VOTES`) whose predictions the
+        confusion matrix and error grid show (every vote is scored).
+    members : int, optional
+        Score only the first ``members`` members (default: every member the folder
+        holds).
     reload : bool, default True
         Load the saved ``.keras`` members and predict (``False``: use the
         probabilities saved at training time).
@@ -94,32 +97,37 @@ def evaluate_run(
     from ensemble_cnn.plots import write_plots
     from ensemble_cnn.report import build_report, format_table, write_report
 
-    if method not in VOTE_METHODS:
-        raise ValueError(f"method must be one of {', '.join(VOTE_METHODS)}, got {method!r}")
-    run_dir = Path(run_dir)
+    if method not in VOTES:
+        raise ValueError(f"method must be one of {', '.join(VOTES)}, got {method!r}")
+    if members is not None and members < 1:
+        raise ValueError(f"members must be >= 1, got {members}")
+    folder = RunFolder(run_dir)
     started = time.perf_counter()
-    config, records = load_records(run_dir)
+    config = folder.require_config()
+    count = config.members if members is None else members
+    records = folder.records(count)
     if not records:
-        raise RunFolderError(f"{run_dir}: no trained member found (run ensemble-cnn train first)")
+        raise RunFolderError(f"{folder.path}: no trained member found (run ensemble-cnn train first)")
     test = test_split(config, data)
-    probabilities = member_probabilities(run_dir, records, test, reload=reload)
-    names = [member_files(run_dir, r["index"])["model"].stem for r in records]
+    probabilities = member_probabilities(folder, records, test, reload=reload)
+    names = [member_stem(r["index"]) for r in records]
     report = build_report(probabilities, test.y_test, member_names=names)
-    for member, record in zip(report["members"], records):
-        member.update(
+    for scored, record in zip(report["members"], records):
+        scored.update(
             best_epoch=record["best_epoch"],
             val_accuracy=record["val_accuracy"],
             train_seconds=record["train_seconds"],
         )
     report["vote_shown"] = method
-    report["missing_members"] = sorted(set(range(config.members)) - {r["index"] for r in records})
+    report["members_asked"] = count
+    report["missing_members"] = sorted(set(range(count)) - {r["index"] for r in records})
     report["config"] = config.to_dict()
     report["test_source"] = test.source
     report["evaluate_seconds"] = round(time.perf_counter() - started, 2)
-    write_report(report, run_dir)
+    write_report(report, folder.path)
     if plots:
         predictions = vote(probabilities, method=method)
-        write_plots(report, test.x_test, test.y_test, predictions, run_dir)
+        write_plots(report, test.x_test, test.y_test, predictions, folder.path, vote=method)
     if log is not None:
         log(format_table(report))
     return report

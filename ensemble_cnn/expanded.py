@@ -12,9 +12,6 @@ from ensemble_cnn.data import MnistData
 from ensemble_cnn.hashing import sha256_arrays, sha256_file
 from ensemble_cnn.training_data import SOURCE_INDEX_KEY, VARIANT_KEY
 
-PREVIEW_ROWS = 10
-PREVIEW_VARIANTS = 8
-
 
 def manifest_path(npz_path: str | Path) -> Path:
     """The JSON manifest written beside an expanded npz."""
@@ -140,22 +137,12 @@ def write_expanded(
         "seconds": round(seconds, 2),
     }
     if preview is not None:
-        write_preview(images, len(mnist.x_train), preview)
+        from ensemble_cnn.preview import write_preview
+
+        write_preview(images, labels, len(mnist.x_train), preview)
         manifest["preview"] = str(preview)
     _atomic.write_json(manifest_path(out), manifest)
     return manifest
-
-
-def write_preview(images: np.ndarray, n_original: int, path: str | Path) -> Path:
-    """Draw a grid: one row per original digit (one of each class where possible), then its variants."""
-    from ensemble_cnn.plots import plot_preview
-
-    n_variants = len(images) // n_original - 1
-    rows = np.arange(min(PREVIEW_ROWS, n_original))
-    shown = min(PREVIEW_VARIANTS, n_variants)
-    originals = images[rows]
-    variants = np.stack([images[rows + k * n_original] for k in range(1, shown + 1)], axis=1)
-    return plot_preview(originals, variants, path)
 
 
 def _default_distortion() -> dict[str, Any]:

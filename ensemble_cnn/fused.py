@@ -13,24 +13,25 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.member import (
-    MemberPlan,
+    RunPlan,
+    WorkerSettings,
     build_member,
     compile_members,
-    configure_tensorflow,
-    finish_member,
+    estimate_for,
     load_checked_pool,
-    plan_member,
-    set_determinism,
-    set_precision,
+    plan_run,
+    save_checkpoints,
+    start_worker,
 )
+from ensemble_cnn.recipes import get_recipe
+from ensemble_cnn.run_folder import RunFolder
 
 
-def build_fused(cfg: TrainConfig, plans: Sequence[MemberPlan]):
+def build_fused(cfg: TrainConfig, plans: Sequence[RunPlan]):
     """Build the members (each seeded as if alone) and the fused model over them.
 
     Returns
@@ -54,48 +55,49 @@ def build_fused(cfg: TrainConfig, plans: Sequence[MemberPlan]):
     return fused, members
 
 
-def fused_stream(plans: Sequence[MemberPlan], cfg: TrainConfig) -> Iterator[tuple[tuple, tuple]]:
-    """Zip the members' own batch streams: ((x_0, …, x_K-1), (y_0, …, y_K-1)) per step."""
+def fused_stream(plans: Sequence[RunPlan], cfg: TrainConfig) -> Iterator[tuple[tuple, tuple]]:
+    """Zip the runs' own batch streams: ((x_0, …, x_K-1), (y_0, …, y_K-1)) per step."""
     for batches in zip(*(plan.stream(cfg) for plan in plans)):
         yield tuple(b[0] for b in batches), tuple(b[1] for b in batches)
 
 
 def train_fused(
     config: dict[str, Any],
-    indices: Sequence[int],
+    runs: Sequence[tuple[int, Sequence[int]]],
     run_dir: str,
     *,
-    threads: int,
+    settings: WorkerSettings,
     log: Callable[[str], None] | None = print,
+    round_index: int = 0,
 ) -> list[dict[str, Any]]:
-    """Train members ``indices`` together as one fused model, then save each alone.
+    """Train the given training runs together as one fused model, then save each member alone.
 
     Parameters
     ----------
     config : dict
         :meth:`TrainConfig.to_dict` of the run.
-    indices : sequence of int
-        The members to train (each with its own seed, split and stream).
+    runs : sequence of (int, sequence of int)
+        The training runs (each with its own seed, split and stream) and the member
+        indices to save from each.
     run_dir : str
         The run folder.
-    threads : int
-        TensorFlow intra-op threads.
+    settings : WorkerSettings
     log : callable, optional
         Receives a progress line per member per epoch.
+    round_index : int
+        The scheduling round of this group (finish estimate).
 
     Returns
     -------
     list of dict
-        The members' records, in the order of ``indices``.
+        The members' records, in the order of ``runs``.
     """
-    configure_tensorflow(threads, max(1, min(2, threads)))
-    from ensemble_cnn.callbacks import BestWeights, EpochLog
+    cfg = start_worker(config, settings)  # first: TensorFlow starts here, quietly, with its threads
+    from ensemble_cnn.callbacks import EpochLog
 
-    cfg = TrainConfig.from_dict(config)
-    set_determinism(cfg.deterministic)
-    set_precision(cfg.precision)
+    recipe = get_recipe(cfg.recipe)
     pool = load_checked_pool(cfg)
-    plans = [plan_member(cfg, index, pool) for index in indices]
+    plans = [plan_run(cfg, run, pool) for run, _ in runs]
     train_sizes = {len(plan.x_train) for plan in plans}
     val_sizes = {len(plan.x_val) for plan in plans}
     if len(train_sizes) != 1 or len(val_sizes) != 1:
@@ -103,8 +105,8 @@ def train_fused(
     steps_per_epoch = math.ceil(train_sizes.pop() / cfg.batch_size)
     fused, members = build_fused(cfg, plans)
     compile_members(fused, cfg, steps_per_epoch=steps_per_epoch)
-    bests = [BestWeights(m, n_members=len(members), position=p) for p, m in enumerate(members)]
-    progress = EpochLog(indices, cfg.epochs, log)
+    policies = [recipe.checkpoint_policy(m, n_outputs=len(members), position=p) for p, m in enumerate(members)]
+    progress = EpochLog([plan.run for plan in plans], cfg.epochs, log, estimate=estimate_for(settings, round_index))
     validation = (tuple(plan.x_val for plan in plans), tuple(plan.y_val for plan in plans))
     start = time.perf_counter()
     history = fused.fit(
@@ -113,19 +115,24 @@ def train_fused(
         epochs=cfg.epochs,
         validation_data=validation,
         validation_batch_size=1000,
-        callbacks=[*bests, progress],
+        callbacks=[*policies, progress],
         shuffle=False,
         verbose=0,
     )
-    seconds = time.perf_counter() - start
+    # Each member's own share of the group's time (they trained side by side).
+    share = len(plans)
+    timing = {
+        "train_seconds": round((time.perf_counter() - start) / share, 2),
+        "epoch_seconds": [round(s / share, 3) for s in progress.epoch_seconds],
+        "trained_fused_with": share,
+    }
+    folder = RunFolder(run_dir)
     records = []
-    for position, (plan, member, best) in enumerate(zip(plans, members, bests)):
+    for position, ((_, wanted), plan, member, policy) in enumerate(zip(runs, plans, members, policies)):
         own = _member_history(history.history, position, len(members))
-        records.append(
-            finish_member(
-                member, best, own, plan, cfg, pool, Path(run_dir),
-                seconds=seconds, epoch_seconds=progress.epoch_seconds,
-            )
+        records += save_checkpoints(
+            member, policy.checkpoints(), plan, wanted, cfg, pool, folder,
+            history=own, timing=timing, precision=settings.precision,
         )
     return records
 

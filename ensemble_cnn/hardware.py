@@ -29,15 +29,18 @@ def cpu_has_bf16() -> bool:
 
 
 def gpu_count() -> int:
-    """Number of GPUs TensorFlow sees (imports TensorFlow)."""
-    import tensorflow as tf
+    """Number of GPUs TensorFlow sees (imports TensorFlow, quietly)."""
+    from ensemble_cnn.runtime import import_tensorflow
 
+    tf = import_tensorflow()
     return len(tf.config.list_physical_devices("GPU"))
 
 
 def gpu_compute_capabilities() -> list[tuple[int, int] | None]:
     """The compute capability of each GPU TensorFlow sees (``None`` where it does not say)."""
-    import tensorflow as tf
+    from ensemble_cnn.runtime import import_tensorflow
+
+    tf = import_tensorflow()
 
     capabilities = []
     for device in tf.config.list_physical_devices("GPU"):

@@ -1,88 +1,60 @@
-"""Training one ensemble member: the function every worker process runs.
+"""Training ensemble members: what every worker process runs.
 
-:func:`train_member` is a module-level function that receives only plain data (the
-run config as a dict, the member index, the run folder), imports TensorFlow inside
-(TensorFlow is not fork-safe, and workers must set its thread pools before its first
-op), trains, writes the member's files atomically and returns a small record, never
-a live model.
+A *training run* ``r`` is one model trained from its own seed ``member_seed(root, r)``
+on its own validation split and its own stream of distorted batches; its recipe
+(:mod:`ensemble_cnn.recipes`) turns it into ``M = recipe.members_per_run`` members,
+indices ``r * M ... r * M + M - 1`` (``M = 1`` today: run ``r`` is member ``r``).
+
+:func:`train_runs` is a module-level function that receives only plain data (the
+run config as a dict, the runs, the run folder, the execution settings), imports
+TensorFlow inside (TensorFlow is not fork-safe, and workers must set its thread
+pools before its first op), trains, writes each member's files atomically through
+:class:`ensemble_cnn.run_folder.RunFolder` and returns small records, never live models.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ensemble_cnn import _atomic
 from ensemble_cnn.config import TrainConfig
-from ensemble_cnn.errors import RunFolderError
-from ensemble_cnn.hashing import sha256_file
+from ensemble_cnn.recipes import Checkpoint, Recipe, get_recipe
+from ensemble_cnn.run_folder import RunFolder
 from ensemble_cnn.seeding import member_seed
 from ensemble_cnn.training_data import TrainingPool, batch_stream, data_fingerprint, load_pool, split_for_member
 
 
-def member_stem(index: int) -> str:
-    return f"member_{index:02d}"
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Execution settings a worker needs besides the config (plain data, sent to the worker).
 
-
-def member_files(run_dir: Path, index: int) -> dict[str, Path]:
-    """The files one member owns in the run folder."""
-    stem = member_stem(index)
-    return {
-        "model": run_dir / f"{stem}.keras",
-        "probabilities": run_dir / f"{stem}_test_proba.npy",
-        "history": run_dir / f"{stem}_history.json",
-        "record": run_dir / f"{stem}.json",
-    }
-
-
-def member_path(run_dir: Path, name: str, *, source: str | Path | None = None) -> Path:
-    """Resolve a file name read from a run's JSON, refusing anything outside the run folder.
-
-    ``name`` must resolve (symbolic links followed) to a file directly in ``run_dir``;
-    ``source`` names the JSON file it came from, for the error message.
+    Attributes
+    ----------
+    precision : {"float32", "mixed_bfloat16"}
+        The resolved Keras dtype policy.
+    threads : int
+        TensorFlow intra-op threads.
+    started : float
+        ``time.time()`` when the driver started training (for the finish estimate).
+    rounds : int
+        Rounds of training runs the driver planned (for the finish estimate).
     """
-    root = Path(run_dir).resolve()
-    path = (root / name).resolve()
-    if path.parent != root:
-        where = source if source is not None else run_dir
-        raise RunFolderError(f"{where}: member file {name!r} points outside the run folder; refused")
-    return path
 
-
-def configure_tensorflow(intra_op: int, inter_op: int) -> None:
-    """Set TensorFlow's own thread pools (loky caps BLAS/OpenMP, not these) and GPU memory growth.
-
-    Must run before TensorFlow's first op; in a reused worker where TensorFlow is
-    already initialised the earlier (identical) setting stays.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
-        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
-    except RuntimeError:
-        pass  # already initialised in this (reused) process
-    for gpu in tf.config.list_physical_devices("GPU"):
-        # Several worker processes may share a GPU: each takes memory as it needs it
-        # instead of most of the card up front.
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:
-            pass  # already initialised in this (reused) process
+    precision: str
+    threads: int
+    started: float = 0.0
+    rounds: int = 0
 
 
 @dataclass
-class MemberPlan:
-    """One member's seed, data split and augmentation, before any TensorFlow work."""
+class RunPlan:
+    """One training run's seed, data split and augmentation, before any TensorFlow work."""
 
-    index: int
+    run: int
     seed: int
     x_train: np.ndarray
     y_train: np.ndarray
@@ -91,25 +63,36 @@ class MemberPlan:
     distortion: Any
 
     def stream(self, cfg: TrainConfig):
-        """The member's own shuffled, freshly distorted batches for every epoch."""
+        """The run's own shuffled, freshly distorted batches for every epoch."""
         return batch_stream(
             self.x_train, self.y_train, batch_size=cfg.batch_size, epochs=cfg.epochs,
             seed=self.seed, distortion=self.distortion,
         )
 
 
-def plan_member(cfg: TrainConfig, index: int, pool: TrainingPool) -> MemberPlan:
-    """Derive member ``index``'s seed, validation split and distortion from the config."""
-    seed = member_seed(cfg.seed, index)
+def run_of(index: int, recipe: Recipe) -> int:
+    """The training run that yields member ``index``."""
+    return index // recipe.members_per_run
+
+
+def members_of(run: int, recipe: Recipe) -> list[int]:
+    """The member indices training run ``run`` yields."""
+    per_run = recipe.members_per_run
+    return list(range(run * per_run, (run + 1) * per_run))
+
+
+def plan_run(cfg: TrainConfig, run: int, pool: TrainingPool) -> RunPlan:
+    """Derive training run ``run``'s seed, validation split and distortion from the config."""
+    seed = member_seed(cfg.seed, run)
     split = split_for_member(pool, val_size=cfg.val_size, seed=seed)
     x_pool, y_pool = pool.data.x_train, pool.data.y_train
     distortion = None
     if cfg.augmentation == "distort":
         from augment import Distortion
 
-        distortion = Distortion.from_dict(cfg.distortion) if cfg.distortion else Distortion()
-    return MemberPlan(
-        index=index,
+        distortion = Distortion.from_dict(cfg.distortion)
+    return RunPlan(
+        run=run,
         seed=seed,
         x_train=x_pool[split.train_rows],
         y_train=y_pool[split.train_rows],
@@ -117,18 +100,6 @@ def plan_member(cfg: TrainConfig, index: int, pool: TrainingPool) -> MemberPlan:
         y_val=y_pool[split.val_rows].astype(np.int32),
         distortion=distortion,
     )
-
-
-def set_determinism(enabled: bool) -> None:
-    """Switch on TensorFlow's op determinism in this process (``enabled=False`` leaves it as is).
-
-    With it, the same seeds and thread count give bit-identical training on CPU
-    (ops without a deterministic kernel raise instead of running).
-    """
-    if enabled:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
 
 
 def load_checked_pool(cfg: TrainConfig) -> TrainingPool:
@@ -144,117 +115,6 @@ def load_checked_pool(cfg: TrainConfig) -> TrainingPool:
     return pool
 
 
-def set_precision(policy: str) -> None:
-    """Set Keras' global dtype policy (``float32`` or ``mixed_bfloat16``) in this process."""
-    import keras
-
-    keras.mixed_precision.set_global_policy(policy)
-
-
-def train_member(
-    config: dict[str, Any],
-    index: int,
-    run_dir: str,
-    *,
-    threads: int,
-    log: Callable[[str], None] | None = print,
-) -> dict[str, Any]:
-    """Train member ``index`` of the run described by ``config`` alone and save it.
-
-    Parameters
-    ----------
-    config : dict
-        :meth:`TrainConfig.to_dict` of the run.
-    index : int
-        Member index; its seed is derived from ``(config["seed"], index)``.
-    run_dir : str
-        The run folder; the member's files are written there atomically, the record
-        (``member_XX.json``) last, so its presence means the member is complete.
-    threads : int
-        TensorFlow intra-op threads for this worker.
-    log : callable, optional
-        Receives one progress line per epoch.
-
-    Returns
-    -------
-    dict
-        The member record (also saved as ``member_XX.json``).
-    """
-    configure_tensorflow(threads, max(1, min(2, threads)))
-    import keras
-
-    from ensemble_cnn.callbacks import BestWeights, EpochLog
-
-    cfg = TrainConfig.from_dict(config)
-    set_determinism(cfg.deterministic)
-    set_precision(cfg.precision)
-    pool = load_checked_pool(cfg)
-    plan = plan_member(cfg, index, pool)
-    steps_per_epoch = math.ceil(len(plan.x_train) / cfg.batch_size)
-    keras.utils.set_random_seed(plan.seed)
-    model = build_member(cfg)
-    compile_members(model, cfg, steps_per_epoch=steps_per_epoch)
-    best = BestWeights(model)
-    progress = EpochLog([index], cfg.epochs, log)
-    start = time.perf_counter()
-    history = model.fit(
-        plan.stream(cfg),
-        steps_per_epoch=steps_per_epoch,
-        epochs=cfg.epochs,
-        validation_data=(plan.x_val, plan.y_val),
-        validation_batch_size=1000,
-        callbacks=[best, progress],
-        shuffle=False,  # the stream is already shuffled, per member and epoch
-        verbose=0,
-    )
-    seconds = time.perf_counter() - start
-    return finish_member(
-        model, best, history.history, plan, cfg, pool, Path(run_dir), seconds=seconds, epoch_seconds=progress.epoch_seconds
-    )
-
-
-def finish_member(
-    model, best, history: dict, plan: MemberPlan, cfg: TrainConfig, pool: TrainingPool, run_dir: Path, *,
-    seconds: float, epoch_seconds: list[float],
-) -> dict[str, Any]:
-    """Restore the best-validation weights, score the test set, write the member's files and record."""
-    files = member_files(run_dir, plan.index)
-    best.restore()
-    probabilities = model.predict(pool.data.x_test, batch_size=1000, verbose=0).astype(np.float32)
-    test_accuracy = float(np.mean(probabilities.argmax(axis=1) == pool.data.y_test))
-    save_member(model, cfg, files["model"])
-    with _atomic.atomic_path(files["probabilities"], suffix=".npy") as tmp:
-        np.save(tmp, probabilities)
-    _atomic.write_json(files["history"], {key: [float(v) for v in values] for key, values in history.items()})
-    record = {
-        "index": plan.index,
-        "seed": plan.seed,
-        "model": files["model"].name,
-        "model_sha256": sha256_file(files["model"]),
-        "probabilities": files["probabilities"].name,
-        "probabilities_sha256": sha256_file(files["probabilities"]),
-        "history": files["history"].name,
-        "best_epoch": best.best_epoch + 1,
-        "val_accuracy": best.best_accuracy,
-        "val_size": int(len(plan.x_val)),
-        "train_size": int(len(plan.x_train)),
-        "test_accuracy": test_accuracy,
-        "train_seconds": round(seconds, 2),
-        "epoch_seconds": epoch_seconds,
-        "precision": cfg.precision,
-    }
-    _atomic.write_json(files["record"], record)
-    return record
-
-
-def save_member(model, cfg: TrainConfig, path: Path) -> None:
-    """Save the weights in a fresh, uncompiled copy (no optimizer state: a third of the size)."""
-    plain = build_member(cfg)
-    plain.set_weights(model.get_weights())
-    with _atomic.atomic_path(path, suffix=".keras") as tmp:
-        plain.save(tmp)
-
-
 def build_member(cfg: TrainConfig, *, name: str | None = None):
     """A fresh member model of the run's architecture (call after seeding Keras)."""
     from ensemble_cnn.models import build_model
@@ -263,56 +123,169 @@ def build_member(cfg: TrainConfig, *, name: str | None = None):
 
 
 def compile_members(model, cfg: TrainConfig, *, steps_per_epoch: int) -> None:
-    """Compile with Adam and per-epoch exponential learning-rate decay.
+    """Compile with the recipe's optimizer and learning-rate schedule.
 
     ``model`` is one member, or a fused model whose outputs are several members;
     Keras sums the members' losses, so each member's gradient is its own.
     """
-    import keras
-
-    decay_rate = cfg.final_lr_fraction ** (1.0 / max(1, cfg.epochs - 1))
-    schedule = keras.optimizers.schedules.ExponentialDecay(
-        cfg.learning_rate, decay_steps=steps_per_epoch, decay_rate=decay_rate, staircase=True
-    )
+    recipe = get_recipe(cfg.recipe)
     n_outputs = len(model.outputs)
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
+        optimizer=recipe.optimizer(cfg, steps_per_epoch=steps_per_epoch),
         loss=["sparse_categorical_crossentropy"] * n_outputs if n_outputs > 1 else "sparse_categorical_crossentropy",
         metrics=[["accuracy"]] * n_outputs if n_outputs > 1 else ["accuracy"],
         jit_compile=cfg.jit_compile,
     )
 
 
-def read_record(run_dir: Path, index: int) -> dict[str, Any] | None:
-    """The member's record if it is complete and its files match their sha256, else ``None``.
+def start_worker(config: dict[str, Any], settings: WorkerSettings) -> TrainConfig:
+    """Start TensorFlow in this worker (quietly, with its threads, determinism and precision); return the config."""
+    from ensemble_cnn import runtime
 
-    A record is complete when it is a JSON object for member ``index`` naming the
-    member's own files (``member_XX.keras``, ``member_XX_test_proba.npy``) and their
-    sha256. Stray temporary files of a killed writer are never looked at.
+    runtime.configure_tensorflow(settings.threads, max(1, min(2, settings.threads)))
+    cfg = TrainConfig.from_dict(config)
+    runtime.set_determinism(cfg.deterministic)
+    runtime.set_precision(settings.precision)
+    return cfg
+
+
+def estimate_for(settings: WorkerSettings, round_index: int):
+    """The finish-time estimate of a run trained in round ``round_index`` (``None`` without a plan)."""
+    from ensemble_cnn.callbacks import FinishEstimate
+
+    if not settings.rounds:
+        return None
+    return FinishEstimate(started=settings.started, rounds=settings.rounds, round_index=round_index)
+
+
+def train_runs(
+    config: dict[str, Any],
+    runs: Sequence[tuple[int, Sequence[int]]],
+    run_dir: str,
+    *,
+    settings: WorkerSettings,
+    log: Callable[[str], None] | None = print,
+    round_index: int = 0,
+) -> list[dict[str, Any]]:
+    """Train the given training runs one after another and save the members they yield.
+
+    Parameters
+    ----------
+    config : dict
+        :meth:`TrainConfig.to_dict` of the run.
+    runs : sequence of (int, sequence of int)
+        Each training run with the member indices to save from it (the others it
+        would yield are already complete in the folder).
+    run_dir : str
+        The run folder; each member's files are written there atomically, its record
+        last, so its presence means the member is complete.
+    settings : WorkerSettings
+    log : callable, optional
+        Receives one progress line per epoch.
+    round_index : int
+        Which scheduling round the first run belongs to (finish estimate).
+
+    Returns
+    -------
+    list of dict
+        The records of the saved members.
+    """
+    cfg = start_worker(config, settings)  # first: TensorFlow starts here, quietly, with its threads
+    import keras
+
+    from ensemble_cnn.callbacks import EpochLog
+
+    recipe = get_recipe(cfg.recipe)
+    pool = load_checked_pool(cfg)
+    records = []
+    for position, (run, wanted) in enumerate(runs):
+        plan = plan_run(cfg, run, pool)
+        steps_per_epoch = math.ceil(len(plan.x_train) / cfg.batch_size)
+        keras.utils.set_random_seed(plan.seed)
+        model = build_member(cfg)
+        compile_members(model, cfg, steps_per_epoch=steps_per_epoch)
+        policy = recipe.checkpoint_policy(model)
+        progress = EpochLog(wanted, cfg.epochs, log, estimate=estimate_for(settings, round_index + position))
+        start = time.perf_counter()
+        history = model.fit(
+            plan.stream(cfg),
+            steps_per_epoch=steps_per_epoch,
+            epochs=cfg.epochs,
+            validation_data=(plan.x_val, plan.y_val),
+            validation_batch_size=1000,
+            callbacks=[policy, progress],
+            shuffle=False,  # the stream is already shuffled, per run and epoch
+            verbose=0,
+        )
+        timing = {"train_seconds": round(time.perf_counter() - start, 2), "epoch_seconds": progress.epoch_seconds}
+        records += save_checkpoints(
+            model, policy.checkpoints(), plan, wanted, cfg, pool, RunFolder(run_dir),
+            history=history.history, timing=timing, precision=settings.precision,
+        )
+    return records
+
+
+def save_checkpoints(
+    model,
+    checkpoints: list[Checkpoint],
+    plan: RunPlan,
+    wanted: Sequence[int],
+    cfg: TrainConfig,
+    pool: TrainingPool,
+    folder: RunFolder,
+    *,
+    history: dict[str, list],
+    timing: dict[str, Any],
+    precision: str,
+) -> list[dict[str, Any]]:
+    """Turn a run's checkpoints into members: score each on the test set and write it.
 
     Raises
     ------
-    RunFolderError
-        The record names a file outside the run folder (a tampered run folder).
+    ValueError
+        The run gave no checkpoint with finite validation figures, or a member's
+        weights or predictions are not finite (the training diverged).
     """
-    run_dir = Path(run_dir)
-    files = member_files(run_dir, index)
-    try:
-        record = json.loads(files["record"].read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or record.get("index") != index:
-        return None
-    for key in ("model", "probabilities"):
-        name, digest = record.get(key), record.get(f"{key}_sha256")
-        if not isinstance(name, str) or not isinstance(digest, str):
-            return None
-        path = member_path(run_dir, name, source=files["record"])
-        if path != files[key].resolve():
-            return None
-        try:
-            if sha256_file(path) != digest:
-                return None
-        except OSError:
-            return None
-    return record
+    recipe = get_recipe(cfg.recipe)
+    indices = members_of(plan.run, recipe)
+    if len(checkpoints) != len(indices):
+        raise ValueError(
+            f"training run {plan.run} diverged (no epoch with finite validation loss); try a lower --lr"
+            if not checkpoints else
+            f"recipe {recipe.name} gave {len(checkpoints)} checkpoints, expected {len(indices)}"
+        )
+    records = []
+    for index, checkpoint in zip(indices, checkpoints):
+        if index not in wanted:
+            continue
+        model.set_weights(checkpoint.weights)
+        if not all(np.isfinite(w).all() for w in checkpoint.weights):
+            raise ValueError(f"member {index:02d} diverged (non-finite weights); try a lower --lr")
+        probabilities = model.predict(pool.data.x_test, batch_size=1000, verbose=0).astype(np.float32)
+        if not np.isfinite(probabilities).all():
+            raise ValueError(f"member {index:02d} diverged (non-finite predictions); try a lower --lr")
+        details = {
+            "run": plan.run,
+            "seed": plan.seed,
+            "recipe": recipe.name,
+            "checkpoint": checkpoint.policy,
+            "best_epoch": checkpoint.epoch,
+            "val_accuracy": checkpoint.val_accuracy,
+            "val_size": int(len(plan.x_val)),
+            "train_size": int(len(plan.x_train)),
+            "test_accuracy": float(np.mean(probabilities.argmax(axis=1) == pool.data.y_test)),
+            **timing,
+            "precision": precision,
+        }
+        records.append(folder.write_member(
+            index, save_model=lambda path: save_model(model, cfg, path), probabilities=probabilities,
+            history=history, details=details,
+        ))
+    return records
+
+
+def save_model(model, cfg: TrainConfig, path: Path) -> None:
+    """Save the weights in a fresh, uncompiled copy (no optimizer state: a third of the size)."""
+    plain = build_member(cfg)
+    plain.set_weights(model.get_weights())
+    plain.save(path)

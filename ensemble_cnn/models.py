@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-ARCHITECTURES = ("nielsen", "keras", "deotte")
 INPUT_SHAPE = (28, 28)
 N_CLASSES = 10
 
@@ -51,9 +50,10 @@ def build_model(arch: str, *, width: float = 1.0, dropout: float | None = None, 
     keras.Model
         Input (N, 28, 28) uint8, output (N, 10) softmax probabilities.
     """
-    import keras
-    from keras import layers
+    from ensemble_cnn.runtime import import_keras
 
+    keras = import_keras()
+    layers = keras.layers
     if arch not in _BUILDERS:
         raise ValueError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
     if not width > 0:
@@ -114,3 +114,6 @@ def _deotte(x, layers, units, drop):
 
 
 _BUILDERS = {"nielsen": _nielsen, "keras": _keras, "deotte": _deotte}
+
+ARCHITECTURES: tuple[str, ...] = tuple(_BUILDERS)
+"""Every architecture by name (derived from the builders: adding one is a function plus an entry)."""

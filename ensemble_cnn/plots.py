@@ -1,9 +1,8 @@
 """PNG figures of an ensemble report: accuracies, confusion matrix, errors, previews.
 
-Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot, no
-global state, safe to call from worker threads) and rendered by the Agg backend.
-Every PNG is written atomically: rendered to a temporary file beside the target,
-then renamed onto it.
+Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot and
+its global figure registry) and rendered by the Agg backend. Every PNG is written
+atomically: rendered to a temporary file beside the target, then renamed onto it.
 """
 from __future__ import annotations
 
@@ -28,8 +27,7 @@ __all__ = [
 ]
 
 _MEMBER_COLOR = "#8da0cb"
-_MAJORITY_COLOR = "#fc8d62"
-_SOFT_COLOR = "#66c2a5"
+_VOTE_COLORS = ("#fc8d62", "#66c2a5", "#e78ac3", "#a6d854", "#ffd92f")  # one per rule in VOTES, in order
 _DIGIT_CMAP = "gray_r"
 
 
@@ -87,52 +85,62 @@ def _accuracy_ylim(values: np.ndarray) -> tuple[float, float]:
 
 
 def plot_member_accuracy(report: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Bar chart of every member's test accuracy beside the ensemble votes.
+    """Save :func:`accuracy_figure` to ``path`` (PNG); return the path."""
+    return _save(accuracy_figure(report), path)
 
-    The y axis is zoomed onto the range of the accuracies; every bar carries
-    its accuracy in %; a dashed line marks the oracle accuracy.
+
+def accuracy_figure(report: dict[str, Any]) -> Figure:
+    """Horizontal bars: every member's test accuracy, then each vote's, one row each.
+
+    One row per bar keeps every name and value readable at any ensemble size (names
+    on the left, the accuracy at the end of its bar); the accuracy axis is zoomed onto
+    the range of the values; dotted and dashed lines mark the members' mean and the
+    oracle accuracy.
 
     Parameters
     ----------
     report : dict
         As returned by :func:`ensemble_cnn.report.build_report`.
-    path : path-like
-        Destination PNG file.
 
     Returns
     -------
-    path : Path
+    Figure
     """
-    names = [m["name"] for m in report["members"]] + ["majority", "soft"]
+    votes = list(report["ensemble"])
+    names = [m["name"] for m in report["members"]] + [f"{vote} vote" for vote in votes]
     values = 100.0 * np.array(
-        [m["test_accuracy"] for m in report["members"]]
-        + [report["ensemble"]["majority"]["test_accuracy"], report["ensemble"]["soft"]["test_accuracy"]]
+        [m["test_accuracy"] for m in report["members"]] + [report["ensemble"][v]["test_accuracy"] for v in votes]
     )
-    colors = [_MEMBER_COLOR] * len(report["members"]) + [_MAJORITY_COLOR, _SOFT_COLOR]
+    colors = [_MEMBER_COLOR] * len(report["members"]) + [_VOTE_COLORS[i % len(_VOTE_COLORS)] for i in range(len(votes))]
 
-    fig = Figure(figsize=(max(6.0, 0.6 * len(names) + 2.0), 4.5))
+    fig = Figure(figsize=(7.5, 0.32 * len(names) + 1.6))
     ax = fig.add_subplot()
-    x = np.arange(len(names))
-    bars = ax.bar(x, values, color=colors, edgecolor="black", linewidth=0.5)
-    ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=8, padding=2)
-    ax.axhline(
-        100.0 * report["members_summary"]["mean"], color=_MEMBER_COLOR, linestyle=":", linewidth=1,
-        label=f"members mean {100.0 * report['members_summary']['mean']:.2f} %",
-    )
+    y = np.arange(len(names))[::-1]  # first member on top, votes at the bottom
+    bars = ax.barh(y, values, color=colors, edgecolor="black", linewidth=0.5, height=0.7)
+    ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=8, padding=3)
+    mean = 100.0 * report["members_summary"]["mean"]
+    ax.axvline(mean, color="#4a5a8a", linestyle=":", linewidth=1, label=f"members mean {mean:.2f} %")
     oracle = 100.0 * report["oracle_accuracy"]
-    ax.axhline(oracle, color="grey", linestyle="--", linewidth=1, label=f"oracle {oracle:.2f} %")
-    ax.set_xticks(x, names, rotation=45 if len(names) > 8 else 0, ha="right" if len(names) > 8 else "center")
-    ax.set_ylim(*_accuracy_ylim(np.append(values, oracle)))
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Test accuracy: {report['n_members']} members vs. ensemble ({report['n_test']} samples)")
+    ax.axvline(oracle, color="grey", linestyle="--", linewidth=1, label=f"oracle {oracle:.2f} %")
+    ax.set_yticks(y, names)
+    low, high = _accuracy_ylim(np.append(values, oracle))
+    ax.set_xlim(low, high + 0.12 * (high - low))  # room for the value labels
+    ax.set_xlabel("test accuracy (%)")
+    ax.set_title(f"Test accuracy: {report['n_members']} members vs. ensemble ({report['n_test']} samples)",
+                 fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    ax.grid(axis="y", alpha=0.3)
+    ax.grid(axis="x", alpha=0.3)
     ax.set_axisbelow(True)
-    return _save(fig, path)
+    return fig
 
 
-def plot_confusion(report: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Heat map of the majority vote's confusion matrix, each cell labelled with its count.
+def plot_confusion(report: dict[str, Any], path: str | os.PathLike, *, vote: str = "majority") -> Path:
+    """Save :func:`confusion_figure` of ``vote`` to ``path`` (PNG); return the path."""
+    return _save(confusion_figure(report, vote=vote), path)
+
+
+def confusion_figure(report: dict[str, Any], *, vote: str = "majority") -> Figure:
+    """Heat map of a vote's confusion matrix, each cell labelled with its count.
 
     Colours use a square-root scale so that the few off-diagonal errors stay
     visible beside the large diagonal.
@@ -141,14 +149,14 @@ def plot_confusion(report: dict[str, Any], path: str | os.PathLike) -> Path:
     ----------
     report : dict
         As returned by :func:`ensemble_cnn.report.build_report`.
-    path : path-like
-        Destination PNG file.
+    vote : str, default "majority"
+        Whose confusion matrix (a key of ``report["ensemble"]``); named in the title.
 
     Returns
     -------
-    path : Path
+    Figure
     """
-    cm = np.asarray(report["confusion_matrix"], dtype=np.int64)
+    cm = np.asarray(report["ensemble"][vote]["confusion_matrix"], dtype=np.int64)
     n_classes = cm.shape[0]
     vmax = max(int(cm.max()), 1)
 
@@ -167,12 +175,12 @@ def plot_confusion(report: dict[str, Any], path: str | os.PathLike) -> Path:
     ax.set_yticks(ticks, [str(t) for t in ticks])
     ax.set_xlabel("predicted label")
     ax.set_ylabel("true label")
-    majority = report["ensemble"]["majority"]
+    scored = report["ensemble"][vote]
     ax.set_title(
-        f"Majority vote: {100.0 * majority['test_accuracy']:.2f} % "
-        f"({majority['errors']} errors / {report['n_test']})"
+        f"{vote.capitalize()} vote: {100.0 * scored['test_accuracy']:.2f} % "
+        f"({scored['errors']} errors / {report['n_test']})"
     )
-    return _save(fig, path)
+    return fig
 
 
 def plot_errors(
@@ -182,6 +190,7 @@ def plot_errors(
     path: str | os.PathLike,
     *,
     max_images: int = 100,
+    title: str = "",
 ) -> Path:
     """Grid of the misclassified test digits, each titled ``"true→pred"``.
 
@@ -195,6 +204,8 @@ def plot_errors(
         Destination PNG file.
     max_images : int, default=100
         Show at most this many errors (the first ones, in test-set order).
+    title : str, optional
+        Who made the predictions (e.g. ``"soft vote"``), put in the figure's title.
 
     Returns
     -------
@@ -214,7 +225,8 @@ def plot_errors(
     wrong = np.flatnonzero(y_true != y_pred)
     if wrong.size == 0:
         fig = Figure(figsize=(5.0, 2.0))
-        fig.text(0.5, 0.5, f"No misclassified digits\n(0 of {imgs.shape[0]})", ha="center", va="center", fontsize=14)
+        who = f"{title}: no" if title else "No"
+        fig.text(0.5, 0.5, f"{who} misclassified digits\n(0 of {imgs.shape[0]})", ha="center", va="center", fontsize=14)
         return _save(fig, path, tight=False)
 
     shown = wrong[:max_images]
@@ -229,15 +241,18 @@ def plot_errors(
         ax.set_axis_on()
         _show_digit(ax, imgs[idx], vrange, f"{y_true[idx]}→{y_pred[idx]}")
     extra = f" (first {shown.size} shown)" if shown.size < wrong.size else ""
-    fig.suptitle(f"{wrong.size} misclassified of {imgs.shape[0]}{extra}: true→predicted")
+    who = f"{title}: " if title else ""
+    fig.suptitle(f"{who}{wrong.size} misclassified of {imgs.shape[0]}{extra}: true→predicted")
     return _save(fig, path)
 
 
-def plot_preview(originals: ArrayLike, variants: ArrayLike, path: str | os.PathLike) -> Path:
+def plot_preview(
+    originals: ArrayLike, variants: ArrayLike, path: str | os.PathLike, *, titles: list[str] | None = None
+) -> Path:
     """Grid of digits and their distorted variants, one row per original.
 
-    Column 0 holds the original (titled ``"original"`` on the first row), the
-    next ``V`` columns its variants (titled ``"variant 1"`` ... on the first row).
+    Column 0 holds the original, the next ``V`` columns its variants; the first row
+    carries the column titles (default ``"original"``, ``"variant 1"``, ...).
 
     Parameters
     ----------
@@ -245,6 +260,8 @@ def plot_preview(originals: ArrayLike, variants: ArrayLike, path: str | os.PathL
     variants : array-like of shape (R, V, H, W) (or (R, V, H, W, 1))
     path : path-like
         Destination PNG file.
+    titles : list of str, optional
+        ``V + 1`` column titles.
 
     Returns
     -------
@@ -261,13 +278,16 @@ def plot_preview(originals: ArrayLike, variants: ArrayLike, path: str | os.PathL
         raise ValueError("`originals` must hold at least one image; got 0")
 
     n_rows, n_cols = orig.shape[0], var.shape[1] + 1
+    titles = titles or ["original"] + [f"variant {v + 1}" for v in range(var.shape[1])]
+    if len(titles) != n_cols:
+        raise ValueError(f"`titles` must hold {n_cols} column titles; got {len(titles)}")
     fig = Figure(figsize=(1.1 * n_cols, 1.1 * n_rows + 0.3), layout="constrained")
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
     vrange = _pixel_range(orig, var)
     for r in range(n_rows):
-        _show_digit(axes[r, 0], orig[r], vrange, "original" if r == 0 else None)
+        _show_digit(axes[r, 0], orig[r], vrange, titles[0] if r == 0 else None)
         for v in range(var.shape[1]):
-            _show_digit(axes[r, v + 1], var[r, v], vrange, f"variant {v + 1}" if r == 0 else None)
+            _show_digit(axes[r, v + 1], var[r, v], vrange, titles[v + 1] if r == 0 else None)
     return _save(fig, path)
 
 
@@ -277,6 +297,8 @@ def write_plots(
     y_true: ArrayLike,
     y_pred: ArrayLike,
     out_dir: str | os.PathLike,
+    *,
+    vote: str = "majority",
 ) -> dict[str, Path]:
     """Write ``accuracy.png``, ``confusion.png`` and ``errors.png`` into ``out_dir``.
 
@@ -287,9 +309,11 @@ def write_plots(
     images : array-like of shape (N, H, W)
         Test images.
     y_true, y_pred : array-like of shape (N,)
-        True labels and the ensemble's predictions (e.g. the majority vote).
+        True labels and the predictions of the vote ``vote``.
     out_dir : path-like
         Destination folder; created if missing.
+    vote : str, default "majority"
+        The vote shown by the confusion matrix and the error grid (and named in them).
 
     Returns
     -------
@@ -300,6 +324,6 @@ def write_plots(
     out.mkdir(parents=True, exist_ok=True)
     return {
         "accuracy": plot_member_accuracy(report, out / "accuracy.png"),
-        "confusion": plot_confusion(report, out / "confusion.png"),
-        "errors": plot_errors(images, y_true, y_pred, out / "errors.png"),
+        "confusion": plot_confusion(report, out / "confusion.png", vote=vote),
+        "errors": plot_errors(images, y_true, y_pred, out / "errors.png", title=f"{vote} vote"),
     }

@@ -21,7 +21,7 @@ from numpy.typing import ArrayLike
 from sklearn.metrics import accuracy_score, confusion_matrix
 
 from ensemble_cnn._atomic import write_json, write_text
-from ensemble_cnn.vote import _check_probabilities, _check_weights, majority_vote, soft_vote
+from ensemble_cnn.vote import VOTES, _check_probabilities, _check_weights
 
 __all__ = ["build_report", "format_table", "format_markdown", "write_report"]
 
@@ -157,15 +157,15 @@ def build_report(
         - ``members_summary``: ``mean``, ``std`` (population standard deviation,
           ``ddof=0``), ``best``, ``worst`` member accuracy, plus
           ``best_member`` / ``worst_member`` names (first one on ties);
-        - ``ensemble``: ``{"majority": {...}, "soft": {...}}``, each with
-          ``test_accuracy`` and ``errors``;
+        - ``ensemble``: one entry per rule in :data:`ensemble_cnn.vote.VOTES`
+          (``{"majority": {...}, "soft": {...}}``), each with ``test_accuracy``,
+          ``errors`` and ``confusion_matrix`` (C x C counts, rows true labels,
+          columns predicted labels ``0 .. C-1``);
         - ``oracle_accuracy``: fraction of samples at least one member gets right,
           ``oracle_errors``: number of samples every member gets wrong;
         - ``disagreement``: ``pairwise`` (K x K fractions) and ``mean`` over i < j;
-        - ``gain``: ``majority_over_mean``, ``majority_over_best``,
-          ``soft_over_mean``, ``soft_over_best`` (accuracy differences);
-        - ``confusion_matrix``: C x C counts of the majority vote, rows true
-          labels, columns predicted labels ``0 .. C-1``.
+        - ``gain``: ``<rule>_over_mean`` and ``<rule>_over_best`` for every rule
+          (accuracy differences).
 
         Accuracies are fractions in [0, 1].
 
@@ -185,14 +185,16 @@ def build_report(
     accuracies = np.array([m["test_accuracy"] for m in members])
     summary = _members_summary(accuracies, names)
 
-    majority = majority_vote(proba, weights=w)
-    ensemble = {"majority": _score(y, majority), "soft": _score(y, soft_vote(proba, weights=w))}
+    ensemble = {}
+    for name, rule in VOTES.items():
+        predicted = rule.labels(proba, weights=w)
+        cm = confusion_matrix(y, predicted, labels=np.arange(n_classes))
+        ensemble[name] = {**_score(y, predicted), "confusion_matrix": cm.astype(int).tolist()}
     gain = {
         f"{method}_over_{ref}": ensemble[method]["test_accuracy"] - summary[ref]
-        for method in ("majority", "soft")
+        for method in VOTES
         for ref in ("mean", "best")
     }
-    cm = confusion_matrix(y, majority, labels=np.arange(n_classes))
     oracle_right = np.any(member_preds == y, axis=0)  # (N,)
 
     return {
@@ -207,7 +209,6 @@ def build_report(
         "oracle_errors": int(np.count_nonzero(~oracle_right)),
         "disagreement": _disagreement(member_preds),
         "gain": gain,
-        "confusion_matrix": cm.astype(int).tolist(),
     }
 
 
@@ -228,19 +229,22 @@ def _summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(label, value, errors) rows shared by the text and Markdown renderers."""
     s, ens, gain = report["members_summary"], report["ensemble"], report["gain"]
     errors = {m["name"]: m["errors"] for m in report["members"]}
-    return [
+    rows = [
         ("members mean ± std", f"{100.0 * s['mean']:.2f} ± {100.0 * s['std']:.2f} %", ""),
         (f"best member ({s['best_member']})", _pct(s["best"]), str(errors[s["best_member"]])),
         (f"worst member ({s['worst_member']})", _pct(s["worst"]), str(errors[s["worst_member"]])),
-        ("majority vote", _pct(ens["majority"]["test_accuracy"]), str(ens["majority"]["errors"])),
-        ("soft vote", _pct(ens["soft"]["test_accuracy"]), str(ens["soft"]["errors"])),
+    ]
+    rows += [(f"{name} vote", _pct(ens[name]["test_accuracy"]), str(ens[name]["errors"])) for name in ens]
+    rows += [
         ("oracle (any member right)", _pct(report["oracle_accuracy"]), str(report["oracle_errors"])),
         ("mean pairwise disagreement", _pct(report["disagreement"]["mean"]), ""),
-        ("gain: majority − members mean", _pp(gain["majority_over_mean"]), ""),
-        ("gain: majority − best member", _pp(gain["majority_over_best"]), ""),
-        ("gain: soft − members mean", _pp(gain["soft_over_mean"]), ""),
-        ("gain: soft − best member", _pp(gain["soft_over_best"]), ""),
     ]
+    rows += [
+        (f"gain: {name} − {label}", _pp(gain[f"{name}_over_{ref}"]), "")
+        for name in ens
+        for ref, label in (("mean", "members mean"), ("best", "best member"))
+    ]
+    return rows
 
 
 def _member_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -293,8 +297,9 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: Seque
 def format_markdown(report: dict[str, Any], *, title: str | None = None) -> str:
     """Render a report from :func:`build_report` as a Markdown document.
 
-    Sections: summary, members, pairwise disagreement (K x K) and the majority
-    vote's confusion matrix (C x C), all as Markdown tables.
+    Sections: summary, members, pairwise disagreement (K x K) and the confusion
+    matrix (C x C) of the vote named by ``report["vote_shown"]`` (default: the
+    first rule), all as Markdown tables.
 
     Parameters
     ----------
@@ -308,7 +313,9 @@ def format_markdown(report: dict[str, Any], *, title: str | None = None) -> str:
     markdown : str
     """
     names = [m["name"] for m in report["members"]]
-    n_classes = len(report["confusion_matrix"])
+    shown = report.get("vote_shown", next(iter(report["ensemble"])))
+    confusion = report["ensemble"][shown]["confusion_matrix"]
+    n_classes = len(confusion)
     weights = report.get("weights")
     lines = [
         f"# {title or 'Ensemble report'}",
@@ -337,13 +344,13 @@ def format_markdown(report: dict[str, Any], *, title: str | None = None) -> str:
             "l" + "r" * len(names),
         ),
         "",
-        "## Confusion matrix (majority vote)",
+        f"## Confusion matrix ({shown} vote)",
         "",
         "Rows: true label; columns: predicted label.",
         "",
         *_md_table(
             ("true \\ pred", *map(str, range(n_classes))),
-            [(str(c), *map(str, row)) for c, row in enumerate(report["confusion_matrix"])],
+            [(str(c), *map(str, row)) for c, row in enumerate(confusion)],
             "l" + "r" * n_classes,
         ),
     ]

@@ -22,3 +22,4 @@ def rng_for(seed: int, *keys: int) -> np.random.Generator:
 # Stream identifiers: separate purposes never share random numbers.
 VALIDATION_STREAM = 0
 EPOCH_STREAM = 1
+DISTORTION_STREAM = 2

@@ -1,4 +1,4 @@
-"""Training an ensemble: K members, in turn or in parallel workers (local or a cluster), resumable."""
+"""Training an ensemble: K members, in turn or in parallel workers (local or a cluster), resumable and growable."""
 from __future__ import annotations
 
 import time
@@ -9,19 +9,19 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ensemble_cnn import _atomic
+from ensemble_cnn import member
 from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.errors import RunFolderError
-from ensemble_cnn import member
-from ensemble_cnn.member import member_files, read_record
+from ensemble_cnn.member import WorkerSettings, run_of
+from ensemble_cnn.recipes import get_recipe
+from ensemble_cnn.run_folder import RunFolder
+from ensemble_cnn.runtime import Execution, resolve_execution
 from ensemble_cnn.training_data import data_fingerprint, load_pool
 
-CONFIG_NAME = "config.json"
+__all__ = ["RunFolderError", "TrainResult", "check_run", "plan_groups", "prepare_run", "train_ensemble"]
 
-__all__ = [
-    "CONFIG_NAME", "RunFolderError", "TrainResult", "available_cores", "data_fingerprint", "load_records",
-    "plan_groups", "prepare_run", "train_ensemble",
-]
+# One unit of work for a worker: training runs, each with the member indices to save from it.
+Group = list[tuple[int, list[int]]]
 
 
 @dataclass
@@ -32,7 +32,7 @@ class TrainResult:
     ----------
     run_dir : Path
     records : list of dict
-        One record per finished, verified member, by index.
+        One record per finished, verified member among the first ``config.members``, by index.
     reused : list of int
         Members found complete in the run folder and kept.
     trained : list of int
@@ -40,6 +40,8 @@ class TrainResult:
     failures : dict of int to str
         Members whose training raised, whose worker was lost, or whose files failed
         verification, with the one-line reason.
+    execution : Execution or None
+        How the members were scheduled (``None`` when nothing was trained).
     seconds : float
         Wall time of this call.
     verify_seconds : float
@@ -51,6 +53,7 @@ class TrainResult:
     reused: list[int] = field(default_factory=list)
     trained: list[int] = field(default_factory=list)
     failures: dict[int, str] = field(default_factory=dict)
+    execution: Execution | None = None
     seconds: float = 0.0
     verify_seconds: float = 0.0
 
@@ -59,57 +62,24 @@ class TrainResult:
         return not self.failures and len(self.records) > 0
 
 
-def available_cores() -> int:
-    import joblib
-
-    return max(1, joblib.cpu_count(only_physical_cores=False))
-
-
 def check_run(config: TrainConfig, run_dir: str | Path) -> TrainConfig:
     """Validate the data, fingerprint it, and check ``run_dir`` may hold this run; write nothing.
 
     Returns the config with ``data_fingerprint`` filled in. Raises
-    :class:`RunFolderError` when ``run_dir`` is not a folder or holds a different
-    run's config, and :class:`ensemble_cnn.data.DataError` for bad data.
+    :class:`RunFolderError` when ``run_dir`` is not a folder or holds a run whose
+    identity differs (naming the fields), and :class:`ensemble_cnn.data.DataError`
+    for bad data.
     """
-    run_dir = Path(run_dir)
     pool = load_pool(data=config.data, expanded=config.expanded, limit=config.limit)
     config = replace(config, data_fingerprint=data_fingerprint(pool))
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunFolderError(f"{run_dir}: exists and is not a folder")
-    config_path = run_dir / CONFIG_NAME
-    if config_path.exists():
-        existing = _load_config(config_path)
-        differing = sorted(
-            key for key, value in config.computation().items() if existing.computation().get(key) != value
-        )
-        if differing:
-            raise RunFolderError(
-                f"{run_dir}: holds a different run (config differs in {', '.join(differing)}); "
-                "choose another --out or delete the folder"
-            )
+    RunFolder(run_dir).check_compatible(config)
     return config
-
-
-def claim_run(config: TrainConfig, run_dir: str | Path) -> None:
-    """Create ``run_dir``, write the config, and remove temporary files killed writers left there."""
-    run_dir = Path(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _atomic.remove_temporaries(run_dir)
-        _atomic.write_json(run_dir / CONFIG_NAME, config.to_dict())
-    except OSError as exc:
-        raise RunFolderError(f"{run_dir}: cannot write the run folder ({exc.strerror or exc})") from None
 
 
 def prepare_run(config: TrainConfig, run_dir: str | Path) -> TrainConfig:
-    """:func:`check_run`, then :func:`claim_run`: validate and claim (or re-open) the run folder.
-
-    Returns the config with ``data_fingerprint`` filled in.
-    """
+    """:func:`check_run`, then claim (or re-open) the run folder; returns the config written."""
     config = check_run(config, run_dir)
-    claim_run(config, run_dir)
-    return config
+    return RunFolder(run_dir).claim(config)
 
 
 def train_ensemble(
@@ -118,18 +88,20 @@ def train_ensemble(
     *,
     log: Callable[[str], None] | None = print,
 ) -> TrainResult:
-    """Train (or resume) the ensemble described by ``config`` into ``run_dir``.
+    """Train (or resume, or grow) the ensemble described by ``config`` into ``run_dir``.
 
-    Members already complete in ``run_dir`` (record present, files matching their
-    sha256) are kept; the others are trained, in turn (``mode="sequential"``, all
-    cores for each) or as ``config.jobs`` parallel worker tasks on the joblib
-    backend ``config.backend`` (local loky processes, or a dask or ray cluster,
-    which must see ``run_dir`` and the data at the same paths). A member that
+    Members ``0 .. config.members - 1`` already complete in ``run_dir`` (record
+    present, files matching their sha256, each hashed once) are kept; the others are
+    trained, in turn (``mode="sequential"``, all cores for each) or as parallel worker
+    tasks on the joblib backend ``config.backend`` (local loky processes, or a dask
+    or ray cluster, which must see ``run_dir`` and the data at the same paths). A run
+    grows: the same command with a larger ``members`` keeps the members it has and
+    trains the rest (member ``i`` never depends on the member count). A member that
     raises, or whose worker is lost, does not stop the others; its reason is in
     :attr:`TrainResult.failures`. Finally every member is verified in this process
-    (:func:`ensemble_cnn.verify.verify_members`: sha256 against its record, a Keras
-    ``safe_mode`` load); one that fails is reported and its record removed, so
-    the next call trains it again.
+    (new ones: sha256 against what the worker returned; all: a Keras ``safe_mode``
+    load); one that fails is reported and its record removed, so the next call
+    trains it again.
 
     Parameters
     ----------
@@ -149,86 +121,121 @@ def train_ensemble(
         Bad data, an unusable run folder, an engine that is missing or unreachable.
     """
     from ensemble_cnn import backends
-    from ensemble_cnn.verify import verify_members
 
     started = time.perf_counter()
-    run_dir = Path(run_dir)
-    config = check_run(config, run_dir)
-    result = TrainResult(run_dir=run_dir)
+    folder = RunFolder(run_dir)
+    config = check_run(config, folder.path)
+    result = TrainResult(run_dir=folder.path)
     say = log or (lambda line: None)
+    recipe = get_recipe(config.recipe)
 
     records: dict[int, dict[str, Any]] = {}
-    pending = []
-    for index in range(config.members):
-        record = read_record(run_dir, index)
-        if record is None:
-            pending.append(index)
-        else:
-            records[index] = record
+    pending: dict[int, list[int]] = {}
+    for index, status in folder.scan(range(config.members)).items():
+        if status.complete:
+            records[index] = status.record
             result.reused.append(index)
+        else:
+            pending.setdefault(run_of(index, recipe), []).append(index)
+    runs = sorted(pending.items())
 
-    remote, local = plan_groups(config, pending)
-    jobs = max(1, min(config.jobs, len(remote)))
+    execution = None
+    remote: list[Group] = []
+    local: list[Group] = []
+    if runs:
+        execution = resolve_execution(config.mode, config.jobs, config.precision, backend=config.backend,
+                                      members=len(runs))
+        remote, local = plan_groups(runs, mode=execution.mode, jobs=execution.jobs, backend=config.backend)
+        result.execution = execution
+    jobs = max(1, min(execution.jobs if execution else 1, len(remote)))
     if remote:
         backends.check_installed(config.backend)
         engine = backends.workers(config.backend, scheduler=config.scheduler, jobs=jobs)
     else:
         engine = nullcontext("this process")
     with engine as where:
-        claim_run(config, run_dir)
+        folder.claim(config)
         if result.reused:
             say(f"resuming: members {', '.join(f'{i:02d}' for i in result.reused)} already trained, kept")
-        cores = available_cores()
-        outcomes = _in_workers(config, remote, run_dir, jobs, cores, log, where) if remote else iter(())
-        for outcome in _chain(outcomes, _in_process(config, local, run_dir, cores, log)):
-            _collect(outcome, records, result)
-            say(_overall(len(records) + len(result.failures), config.members))
+        if runs:
+            say(f"training {sum(len(m) for _, m in runs)} member(s) on {where}: {execution.describe()}")
+            rounds = _rounds(remote, local, jobs, execution.mode)
+            settings = WorkerSettings(precision=execution.precision, threads=execution.threads,
+                                      started=time.time(), rounds=rounds)
+            mode = execution.mode
+            outcomes = _in_workers(config, remote, folder.path, jobs, settings, log, mode=mode) if remote else iter(())
+            here = _in_process(config, local, folder.path, replace(settings, threads=execution.cores), log,
+                               mode=mode, first_round=_first_local_round(remote, jobs, mode))
+            for outcome in _chain(outcomes, here):
+                _collect(outcome, records, result)
+                say(_overall(len(records) + len(result.failures), config.members))
 
     verify_started = time.perf_counter()
-    for index, reason in verify_members(run_dir, [records[i] for i in sorted(records)]).items():
+    failed = folder.verify_all([records[i] for i in sorted(records)], hashed=result.reused)
+    for index, reason in failed.items():
         result.failures[index] = f"failed verification: {reason}"
         records.pop(index, None)
         for kept in (result.reused, result.trained):
             if index in kept:
                 kept.remove(index)
-        member_files(run_dir, index)["record"].unlink(missing_ok=True)  # the next call trains it again
+        folder.forget(index)  # the next call trains it again
     result.verify_seconds = time.perf_counter() - verify_started
-    result.records = [records[i] for i in sorted(records)]
+    result.records = [records[i] for i in sorted(records) if i < config.members]
+    result.trained.sort()
     result.seconds = time.perf_counter() - started
     return result
 
 
-def plan_groups(config: TrainConfig, pending: list[int]) -> tuple[list[list[int]], list[list[int]]]:
-    """Split the pending members into worker tasks and work for this process.
+def plan_groups(
+    runs: list[tuple[int, list[int]]], *, mode: str, jobs: int, backend: str = "loky"
+) -> tuple[list[Group], list[Group]]:
+    """Split the pending training runs into worker tasks and work for this process.
 
-    ``sequential`` (or one job with loky): everything here, one member after another
+    ``sequential`` (or one job with loky): everything here, one run after another
     with all cores (``fused``: one fused model). ``processes`` with loky: one task per
-    member in ``jobs`` worker processes; a single member left over after full rounds
-    trains here with all cores instead of leaving cores idle. ``fused`` with ``jobs >
-    1``: ``jobs`` groups, each one fused model in a worker. With ``dask`` or ``ray``
-    every member goes to the cluster (one task per member, or ``jobs`` fused groups).
+    run in ``jobs`` worker processes; a single run left over after full rounds trains
+    here with all cores instead of leaving cores idle. ``fused`` with ``jobs > 1``:
+    ``jobs`` groups, each one fused model in a worker. With ``dask`` or ``ray`` every
+    run goes to the cluster (one task per run, or ``jobs`` fused groups).
+
+    Parameters
+    ----------
+    runs : list of (int, list of int)
+        Pending training runs and the member indices each must save.
+    mode, jobs, backend : resolved execution settings
 
     Returns
     -------
-    remote : list of list of int
-        Member groups to run as worker tasks.
-    local : list of list of int
-        Member groups to train in this process, in order.
+    remote : list of Group
+        Groups to run as worker tasks.
+    local : list of Group
+        Groups to train in this process, in order.
     """
-    if not pending:
+    if not runs:
         return [], []
-    jobs = min(config.jobs, len(pending))
-    fused = config.mode == "fused"
-    if config.backend == "loky" and (config.mode == "sequential" or jobs == 1):
-        return [], ([list(pending)] if fused else [[index] for index in pending])
+    jobs = min(jobs, len(runs))
+    fused = mode == "fused"
+    if backend == "loky" and (mode == "sequential" or jobs == 1):
+        return [], ([list(runs)] if fused else [[run] for run in runs])
     if fused:
-        return [[int(i) for i in group] for group in np.array_split(pending, jobs)], []
-    if config.backend != "loky":
-        return [[index] for index in pending], []
-    leftover = len(pending) % jobs if len(pending) > jobs else 0
+        return [[runs[int(i)] for i in part] for part in np.array_split(np.arange(len(runs)), jobs)], []
+    if backend != "loky":
+        return [[run] for run in runs], []
+    leftover = len(runs) % jobs if len(runs) > jobs else 0
     if leftover == 1:
-        return [[index] for index in pending[:-1]], [pending[-1:]]
-    return [[index] for index in pending], []
+        return [[run] for run in runs[:-1]], [runs[-1:]]
+    return [[run] for run in runs], []
+
+
+def _rounds(remote: list[Group], local: list[Group], jobs: int, mode: str) -> int:
+    """Rounds of training the plan takes (for the finish estimate)."""
+    if mode == "fused":
+        return max(1, len(local)) if not remote else 1
+    return -(-len(remote) // jobs) + len(local) if remote else len(local)
+
+
+def _first_local_round(remote: list[Group], jobs: int, mode: str) -> int:
+    return 0 if mode == "fused" or not remote else -(-len(remote) // jobs)
 
 
 def _chain(*iterators: Iterator) -> Iterator:
@@ -236,18 +243,19 @@ def _chain(*iterators: Iterator) -> Iterator:
         yield from iterator
 
 
-def _task(config: TrainConfig):
-    return _guarded_train_fused if config.mode == "fused" else _guarded_train
+def _task(mode: str):
+    return _guarded_train_fused if mode == "fused" else _guarded_train
 
 
-def _in_process(config: TrainConfig, groups: list[list[int]], run_dir: Path, cores: int, log):
+def _in_process(config: TrainConfig, groups: list[Group], run_dir: Path, settings: WorkerSettings, log, *,
+                mode: str, first_round: int):
     """Train the groups in this process, all cores each; yield outcomes as members finish."""
-    settings = config.to_dict()
-    for group in groups:
-        yield from _task(config)(settings, group, str(run_dir), cores, log)
+    plain, task = config.to_dict(), _task(mode)
+    for position, group in enumerate(groups):
+        yield from task(plain, group, str(run_dir), settings, log, first_round + position)
 
 
-def worker_settings(config: TrainConfig) -> dict[str, Any]:
+def worker_config(config: TrainConfig) -> dict[str, Any]:
     """The config as plain data for a worker, with data paths made absolute (a worker's cwd may differ)."""
     settings = config.to_dict()
     for key in ("data", "expanded"):
@@ -256,7 +264,8 @@ def worker_settings(config: TrainConfig) -> dict[str, Any]:
     return settings
 
 
-def _in_workers(config: TrainConfig, groups: list[list[int]], run_dir: Path, jobs: int, cores: int, log, where: str):
+def _in_workers(config: TrainConfig, groups: list[Group], run_dir: Path, jobs: int, settings: WorkerSettings, log,
+                *, mode: str):
     """Run one worker task per group on the current joblib backend; yield outcomes as they finish.
 
     (ray's joblib backend returns all results at the end.) A lost worker (killed
@@ -265,50 +274,49 @@ def _in_workers(config: TrainConfig, groups: list[list[int]], run_dir: Path, job
     """
     from joblib import Parallel, delayed
 
-    threads = max(1, cores // jobs)
-    n_members = sum(len(g) for g in groups)
-    if log is not None:
-        log(f"training {n_members} members on {where}, {jobs} at a time x {threads} TensorFlow threads "
-            f"({config.mode})")
     worker_log = print if log is not None else None  # a worker cannot call back into this process
-    task, settings, folder = _task(config), worker_settings(config), str(run_dir.resolve())
-    calls = (delayed(task)(settings, group, folder, threads, worker_log) for group in groups)
+    task, plain, folder = _task(mode), worker_config(config), str(run_dir.resolve())
+    calls = (delayed(task)(plain, group, folder, settings, worker_log, position // jobs)
+             for position, group in enumerate(groups))
     return_as = "list" if config.backend == "ray" else "generator_unordered"
-    waiting = {index for group in groups for index in group}
+    waiting = {index for group in groups for _, indices in group for index in indices}
     try:
         for outcomes in Parallel(n_jobs=jobs, batch_size=1, return_as=return_as)(calls):
             for outcome in outcomes:
                 waiting.discard(outcome["index"])
                 yield outcome
     except Exception as exc:  # noqa: BLE001 - a lost worker must not lose the finished members
-        for index in sorted(waiting):
-            record = read_record(run_dir, index)
-            if record is not None:
-                yield {"index": index, "record": record}
+        rescued = RunFolder(run_dir).scan(sorted(waiting))
+        for index, status in rescued.items():
+            if status.complete:
+                yield {"index": index, "record": status.record}
             else:
                 yield {"index": index, "error": f"worker lost: {_reason(exc)}"}
 
 
-def _guarded_train_fused(config: dict, indices: list[int], run_dir: str, threads: int, log) -> list[dict[str, Any]]:
-    """Run :func:`train_fused` on a group, turning an exception into failure records."""
+def _guarded_train_fused(config: dict, group: Group, run_dir: str, settings: WorkerSettings, log,
+                         round_index: int = 0) -> list[dict[str, Any]]:
+    """Run :func:`ensemble_cnn.fused.train_fused` on a group, turning an exception into failure records."""
     from ensemble_cnn.fused import train_fused
 
     try:
-        records = train_fused(config, indices, run_dir, threads=threads, log=log)
+        records = train_fused(config, group, run_dir, settings=settings, log=log, round_index=round_index)
         return [{"index": r["index"], "record": r} for r in records]
     except Exception as exc:  # noqa: BLE001 - one group's failure must not lose the others
-        return [{"index": i, "error": _reason(exc)} for i in indices]
+        return [{"index": i, "error": _reason(exc)} for _, indices in group for i in indices]
 
 
-def _guarded_train(config: dict, indices: list[int], run_dir: str, threads: int, log) -> list[dict[str, Any]]:
-    """Run :func:`train_member` on each member, turning an exception into a failure record."""
+def _guarded_train(config: dict, group: Group, run_dir: str, settings: WorkerSettings, log,
+                   round_index: int = 0) -> list[dict[str, Any]]:
+    """Run :func:`ensemble_cnn.member.train_runs` on each run, turning an exception into failure records."""
     outcomes = []
-    for index in indices:
+    for position, run in enumerate(group):
         try:
-            record = member.train_member(config, index, run_dir, threads=threads, log=log)
-            outcomes.append({"index": index, "record": record})
-        except Exception as exc:  # noqa: BLE001 - one member's failure must not lose the others
-            outcomes.append({"index": index, "error": _reason(exc)})
+            records = member.train_runs(config, [run], run_dir, settings=settings, log=log,
+                                        round_index=round_index + position)
+            outcomes += [{"index": r["index"], "record": r} for r in records]
+        except Exception as exc:  # noqa: BLE001 - one run's failure must not lose the others
+            outcomes += [{"index": i, "error": _reason(exc)} for i in run[1]]
     return outcomes
 
 
@@ -328,25 +336,6 @@ def _collect(outcome: dict[str, Any], records: dict[int, dict], result: TrainRes
 
 def _overall(done: int, total: int) -> str:
     width = 30
-    filled = int(round(width * done / total))
+    filled = int(round(width * min(done, total) / total))
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} members done"
-
-
-def load_records(run_dir: str | Path) -> tuple[TrainConfig, list[dict[str, Any]]]:
-    """The run's config and the records of its complete, verified members."""
-    run_dir = Path(run_dir)
-    config_path = run_dir / CONFIG_NAME
-    if not config_path.is_file():
-        raise RunFolderError(f"{run_dir}: no {CONFIG_NAME} (not a run folder written by ensemble-cnn train)")
-    config = _load_config(config_path)
-    records = [r for r in (read_record(run_dir, i) for i in range(config.members)) if r is not None]
-    return config, records
-
-
-def _load_config(path: Path) -> TrainConfig:
-    try:
-        return TrainConfig.load(path)
-    except ValueError as exc:
-        raise RunFolderError(str(exc).splitlines()[0]) from None
-
 

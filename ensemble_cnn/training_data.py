@@ -12,7 +12,7 @@ import augment
 
 from ensemble_cnn.data import DataError, MnistData, load_mnist
 from ensemble_cnn.hashing import sha256_arrays
-from ensemble_cnn.seeding import EPOCH_STREAM, VALIDATION_STREAM, rng_for
+from ensemble_cnn.seeding import DISTORTION_STREAM, EPOCH_STREAM, VALIDATION_STREAM, rng_for
 
 # Extra arrays stored by ``ensemble-cnn augment`` next to the Keras layout.
 SOURCE_INDEX_KEY = "train_source_index"  # int32 (M,): which original each row comes from
@@ -122,8 +122,10 @@ def batch_stream(
     labels : ndarray, shape (N,)
     batch_size, epochs : int
     seed : int
-        The member's seed; epoch ``e`` draws its order and distortions from
-        ``(seed, EPOCH_STREAM, e)``, so the stream is reproducible.
+        The training run's seed. Epoch ``e`` draws its order from
+        ``(seed, EPOCH_STREAM, e)`` and batch ``b`` of it its distortions from
+        ``(seed, DISTORTION_STREAM, e, b)``, so the stream is reproducible and any
+        batch can be rebuilt alone (:func:`distorted_views`).
     distortion : augment.Distortion, optional
         Applied to every batch with fresh random draws.
 
@@ -133,11 +135,57 @@ def batch_stream(
     """
     labels = labels.astype(np.int32)
     for epoch in range(epochs):
-        rng = rng_for(seed, EPOCH_STREAM, epoch)
-        order = rng.permutation(len(images))
-        for start in range(0, len(order), batch_size):
+        order = epoch_order(len(images), seed=seed, epoch=epoch)
+        for batch_index, start in enumerate(range(0, len(order), batch_size)):
             rows = np.sort(order[start : start + batch_size])
             batch = images[rows]
             if distortion is not None:
-                batch = augment.distort(batch, distortion, rng)
+                batch = augment.distort(batch, distortion, rng_for(seed, DISTORTION_STREAM, epoch, batch_index))
             yield batch, labels[rows]
+
+
+def epoch_order(n: int, *, seed: int, epoch: int) -> np.ndarray:
+    """The order in which epoch ``epoch`` visits the ``n`` training rows."""
+    return rng_for(seed, EPOCH_STREAM, epoch).permutation(n)
+
+
+def distorted_views(
+    images: np.ndarray,
+    rows: np.ndarray,
+    *,
+    batch_size: int,
+    epochs: int,
+    seed: int,
+    distortion,
+) -> np.ndarray:
+    """The very distorted versions of some training rows that :func:`batch_stream` yields in each epoch.
+
+    Parameters
+    ----------
+    images : ndarray of uint8, shape (N, 28, 28)
+        The run's training images (as given to :func:`batch_stream`).
+    rows : ndarray of int, shape (R,)
+        Rows of ``images`` to follow.
+    batch_size, seed, distortion : as for :func:`batch_stream`
+    epochs : int
+        How many epochs to show (the first ones).
+
+    Returns
+    -------
+    ndarray of uint8, shape (R, epochs, 28, 28)
+        ``[r, e]``: row ``rows[r]`` as the run trained on it in epoch ``e``.
+    """
+    views = np.empty((len(rows), epochs, *images.shape[1:]), dtype=images.dtype)
+    for epoch in range(epochs):
+        order = epoch_order(len(images), seed=seed, epoch=epoch)
+        where = np.empty(len(images), dtype=np.int64)
+        where[order] = np.arange(len(order))
+        for r, row in enumerate(rows):
+            batch_index = where[row] // batch_size
+            start = batch_index * batch_size
+            batch_rows = np.sort(order[start : start + batch_size])
+            batch = images[batch_rows]
+            if distortion is not None:
+                batch = augment.distort(batch, distortion, rng_for(seed, DISTORTION_STREAM, epoch, batch_index))
+            views[r, epoch] = batch[np.searchsorted(batch_rows, row)]
+    return views

@@ -6,7 +6,11 @@ Two rules are provided, both pure numpy and vectorised over samples:
   class with the most (weighted) votes wins (plurality vote, "hard" voting);
 * :func:`soft_vote` -- the class with the largest (weighted) mean probability wins.
 
-:func:`vote` dispatches on a method name (one of :data:`VOTE_METHODS`).
+:data:`VOTES` is the registry every other part reads (the command line's choices,
+the report, the plots, the Python API): a :class:`VoteRule` per name, holding the
+rule's label function and its per-class *shares* (what the rule's "probabilities"
+are: vote fractions for majority, mean probabilities for soft). Adding a rule is one
+function plus one entry. :func:`vote` dispatches on a name.
 
 All functions take ``probabilities`` of shape ``(K, N, C)``: ``K`` members,
 ``N`` samples, ``C`` classes (e.g. the softmax outputs of ``K`` ConvNets on the
@@ -14,15 +18,16 @@ same ``N`` test images), and return labels of shape ``(N,)`` and dtype int64.
 """
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["VOTE_METHODS", "majority_vote", "soft_vote", "vote"]
-
-VOTE_METHODS: tuple[str, ...] = ("majority", "soft")
-"""Names accepted by :func:`vote`'s ``method``."""
+__all__ = [
+    "VOTES", "VOTE_METHODS", "VoteRule", "majority_shares", "majority_ties", "majority_vote", "soft_shares",
+    "soft_vote", "vote",
+]
 
 # Relative tolerance used to detect ties between floating-point (weighted) vote
 # counts and summed probabilities, so that e.g. 0.1 + 0.2 ties with 0.3.
@@ -237,10 +242,85 @@ def soft_vote(probabilities: ArrayLike, *, weights: ArrayLike | None = None) -> 
     return np.argmax(mean, axis=1).astype(np.int64)
 
 
+def majority_shares(probabilities: ArrayLike, *, weights: ArrayLike | None = None) -> np.ndarray:
+    """Each class's (weighted) fraction of the members' votes, shape (N, C), rows summing to 1.
+
+    Its argmax is the majority vote up to ties (:func:`majority_vote` breaks those
+    by summed probability, then by the lower label).
+    """
+    proba = _check_probabilities(probabilities)
+    w = _check_weights(weights, proba.shape[0])
+    counts = _vote_counts(np.argmax(proba, axis=2), w, proba.shape[2])
+    return counts / w.sum()
+
+
+def soft_shares(probabilities: ArrayLike, *, weights: ArrayLike | None = None) -> np.ndarray:
+    """The members' (weighted) mean probability, shape (N, C)."""
+    proba = _check_probabilities(probabilities)
+    w = _check_weights(weights, proba.shape[0])
+    return np.tensordot(w / w.sum(), proba, axes=1)
+
+
+def majority_ties(probabilities: ArrayLike, *, weights: ArrayLike | None = None) -> dict[str, int]:
+    """How often the majority vote was tied and how each tie was broken.
+
+    Returns
+    -------
+    dict
+        ``ties``: samples whose most-voted classes tie; ``by_probability``: of those,
+        decided by the larger summed probability; ``by_label``: still tied there,
+        decided by the lower label.
+    """
+    proba = _check_probabilities(probabilities)
+    w = _check_weights(weights, proba.shape[0])
+    counts = _vote_counts(np.argmax(proba, axis=2), w, proba.shape[2])
+    most_voted = _is_max(counts, np.ones_like(counts, dtype=bool))
+    tied = most_voted.sum(axis=1) > 1
+    finalists = _is_max(np.tensordot(w, proba, axes=1), most_voted)
+    by_label = tied & (finalists.sum(axis=1) > 1)
+    return {"ties": int(tied.sum()), "by_probability": int((tied & ~by_label).sum()), "by_label": int(by_label.sum())}
+
+
+@dataclass(frozen=True)
+class VoteRule:
+    """A way to combine members: its name, its label function and its per-class shares.
+
+    Attributes
+    ----------
+    name : str
+    labels : callable
+        ``labels(probabilities (K, N, C), *, weights=None) -> (N,) int64``.
+    shares : callable
+        ``shares(probabilities, *, weights=None) -> (N, C)`` float, rows summing to 1:
+        the rule's support for each class (its "probabilities").
+    description : str
+        One line for help texts and reports.
+    """
+
+    name: str
+    labels: Callable[..., np.ndarray]
+    shares: Callable[..., np.ndarray]
+    description: str
+
+
+VOTES: dict[str, VoteRule] = {
+    rule.name: rule
+    for rule in (
+        VoteRule("majority", majority_vote, majority_shares,
+                 "plurality of the members' labels; ties to the larger summed probability, then the lower label"),
+        VoteRule("soft", soft_vote, soft_shares, "argmax of the members' mean probability"),
+    )
+}
+"""Every vote rule by name (the command line's ``--vote`` choices, the report's rows, the API)."""
+
+VOTE_METHODS: tuple[str, ...] = tuple(VOTES)
+"""Names accepted by :func:`vote`'s ``method``."""
+
+
 def vote(
     probabilities: ArrayLike,
     *,
-    method: Literal["majority", "soft"] = "majority",
+    method: str = "majority",
     weights: ArrayLike | None = None,
 ) -> np.ndarray:
     """Combine member probabilities with the rule named by ``method``.
@@ -249,8 +329,9 @@ def vote(
     ----------
     probabilities : array-like of shape (K, N, C)
         Class probabilities of ``K`` members for ``N`` samples over ``C`` classes.
-    method : {"majority", "soft"}, default="majority"
-        ``"majority"`` for :func:`majority_vote`, ``"soft"`` for :func:`soft_vote`.
+    method : str, default="majority"
+        A name in :data:`VOTES` (``"majority"``: :func:`majority_vote`, ``"soft"``:
+        :func:`soft_vote`).
     weights : array-like of shape (K,), optional
         Non-negative per-member weights, not all zero.
 
@@ -263,8 +344,6 @@ def vote(
     ValueError
         If ``method`` is not in :data:`VOTE_METHODS`, or the inputs are malformed.
     """
-    if method == "majority":
-        return majority_vote(probabilities, weights=weights)
-    if method == "soft":
-        return soft_vote(probabilities, weights=weights)
-    raise ValueError(f"`method` must be one of {VOTE_METHODS}; got {method!r}")
+    if method not in VOTES:
+        raise ValueError(f"`method` must be one of {VOTE_METHODS}; got {method!r}")
+    return VOTES[method].labels(probabilities, weights=weights)

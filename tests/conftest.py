@@ -1,4 +1,5 @@
-"""Shared fixtures: the real MNIST file (../shared/data/mnist.npz from the repo root)."""
+"""Shared fixtures: the real MNIST file (../shared/data/mnist.npz from the repo root), a small slice of it,
+synthetic digits for the pure-NumPy tests, and ONE tiny training config for every training test."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,14 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MNIST_PATH = REPO_ROOT.parent / "shared" / "data" / "mnist.npz"
+
+# The tiny recipe every training test uses (seconds per member on 2 cores). ``TINY_ARGS`` is
+# the same recipe as command-line options; tests add --members, --out, ... as they need.
+TINY = dict(arch="nielsen", width=0.25, members=1, epochs=1, limit=500, val_size=50, batch_size=32,
+            augmentation="none", precision="float32", mode="sequential", jobs=1)
+TINY_ARGS = ["--arch", "nielsen", "--width", "0.25", "--members", "1", "--epochs", "1", "--limit", "500",
+             "--val-size", "50", "--batch-size", "32", "--augment", "none", "--precision", "float32",
+             "--mode", "sequential", "--jobs", "1"]
 
 
 @pytest.fixture(scope="session")
@@ -40,31 +49,53 @@ def small_mnist_npz(tmp_path_factory, mnist) -> Path:
     return path
 
 
-TINY_CONFIG = dict(arch="nielsen", width=0.25, members=1, epochs=1, limit=500, val_size=50, batch_size=32,
-                   augmentation="none", distortion={}, precision="float32", mode="sequential", jobs=1)
+@pytest.fixture(scope="session")
+def tiny_config(small_mnist_npz):
+    """Factory of the tiny training config on ``small_mnist_npz``: ``tiny_config(members=2, epochs=2, ...)``."""
+    from ensemble_cnn.config import TrainConfig
+
+    def make(**overrides) -> TrainConfig:
+        return TrainConfig(**{**TINY, "data": str(small_mnist_npz), **overrides})
+
+    return make
+
+
+def draw_synthetic_digits(n: int, *, seed: int = 0) -> np.ndarray:
+    """``n`` digit-like uint8 images (28, 28): 2-3 thick, blurred random strokes inside the central 20x20 box.
+
+    Pure NumPy (no MNIST file): the augment tests run anywhere. Stroke pixels reach 255,
+    the background is 0, and the ink's mass is well inside the frame, like MNIST.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:28, 0:28].astype(np.float64)
+    images = np.zeros((n, 28, 28), dtype=np.float64)
+    for image in images:
+        for _ in range(rng.integers(2, 4)):
+            (y0, x0), (y1, x1) = rng.uniform(6, 22, size=(2, 2))
+            t = np.linspace(0.0, 1.0, 24)[:, None, None]
+            distance = np.hypot(yy - (y0 + t * (y1 - y0)), xx - (x0 + t * (x1 - x0))).min(axis=0)
+            np.maximum(image, np.clip(2.0 - distance, 0.0, 1.0), out=image)
+    return np.round(images * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def synthetic_digits() -> np.ndarray:
+    """300 synthetic digit-like images, uint8 (300, 28, 28) (see :func:`draw_synthetic_digits`)."""
+    return draw_synthetic_digits(300, seed=2026)
 
 
 def write_fake_member(run_dir: Path, index: int, model, *, n_test: int) -> dict:
     """Save ``model`` as member ``index`` with random probabilities and a record that matches its files."""
-    import json
+    from ensemble_cnn.run_folder import RunFolder
 
-    from ensemble_cnn import _atomic
-    from ensemble_cnn.hashing import sha256_file
-    from ensemble_cnn.member import member_files
-
-    files = member_files(run_dir, index)
-    model.save(files["model"])
     probabilities = np.random.default_rng(index).dirichlet(np.ones(10), size=n_test).astype(np.float32)
-    np.save(files["probabilities"], probabilities)
-    files["history"].write_text(json.dumps({"accuracy": [0.5], "val_accuracy": [0.5]}))
-    record = {
-        "index": index, "seed": index, "model": files["model"].name, "model_sha256": sha256_file(files["model"]),
-        "probabilities": files["probabilities"].name, "probabilities_sha256": sha256_file(files["probabilities"]),
-        "history": files["history"].name, "best_epoch": 1, "val_accuracy": 0.5, "val_size": 50, "train_size": 450,
-        "test_accuracy": 0.1, "train_seconds": 0.0, "epoch_seconds": [0.0], "precision": "float32",
-    }
-    _atomic.write_json(files["record"], record)
-    return record
+    details = {"run": index, "seed": index, "recipe": "standard", "checkpoint": "best-validation", "best_epoch": 1,
+               "val_accuracy": 0.5, "val_size": 50, "train_size": 450, "test_accuracy": 0.1, "train_seconds": 0.0,
+               "epoch_seconds": [0.0], "precision": "float32"}
+    return RunFolder(run_dir).write_member(
+        index, save_model=model.save, probabilities=probabilities,
+        history={"accuracy": [0.5], "val_accuracy": [0.5]}, details=details,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -74,20 +105,18 @@ def fake_member():
 
 
 @pytest.fixture(scope="session")
-def make_run(small_mnist_npz):
-    """Factory: a run folder (tiny nielsen config on ``small_mnist_npz``) with untrained members.
+def make_run(tiny_config):
+    """Factory: a run folder (the tiny config) with untrained members.
 
-    ``make_run(run_dir, members=1, model=None)`` claims ``run_dir`` like ``ensemble-cnn
-    train`` and saves ``model`` (default: a fresh member of the run's architecture)
-    as every member, each with a record matching its files. Returns the config.
+    ``make_run(run_dir, members=1, model=None, **overrides)`` claims ``run_dir`` like
+    ``ensemble-cnn train`` and saves ``model`` (default: a fresh member of the run's
+    architecture) as every member, each with a record matching its files. Returns the config.
     """
-    from ensemble_cnn.config import TrainConfig
     from ensemble_cnn.member import build_member
     from ensemble_cnn.train import prepare_run
 
-    def make(run_dir: Path, *, members: int = 1, model=None, **overrides) -> "TrainConfig":
-        settings = {**TINY_CONFIG, "members": members, "data": str(small_mnist_npz), **overrides}
-        config = prepare_run(TrainConfig(**settings), run_dir)
+    def make(run_dir: Path, *, members: int = 1, model=None, **overrides):
+        config = prepare_run(tiny_config(members=members, **overrides), run_dir)
         for index in range(members):
             write_fake_member(run_dir, index, model if model is not None else build_member(config), n_test=1000)
         return config

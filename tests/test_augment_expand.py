@@ -9,8 +9,8 @@ from augment import BLOCK_SIZE, Distortion, apply, block_generator, draw, expand
 
 
 @pytest.fixture(scope="module")
-def digits(mnist):
-    return mnist["x_train"][:300], mnist["y_train"][:300]
+def digits(synthetic_digits):
+    return synthetic_digits, np.arange(len(synthetic_digits), dtype=np.uint8) % 10
 
 
 def test_layout_labels_and_originals(digits) -> None:

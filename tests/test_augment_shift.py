@@ -75,8 +75,8 @@ def test_nielsen_expand_layout_and_content() -> None:
     assert not out[3:6, 0].any() and np.array_equal(out[3:6, 1:], imgs[:, :-1])
 
 
-def test_nielsen_expand_real_mnist(mnist) -> None:
-    x, y = mnist["x_train"][:200], mnist["y_train"][:200]
+def test_nielsen_expand_digits(synthetic_digits) -> None:
+    x, y = synthetic_digits[:200], np.arange(200, dtype=np.uint8) % 10
     out, lab = nielsen_expand(x, y)
     assert out.shape == (1000, 28, 28) and lab.shape == (1000,)
     assert np.array_equal(lab, np.tile(y, 5))

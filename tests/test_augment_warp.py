@@ -49,8 +49,8 @@ def test_rotate_90_is_counter_clockwise_like_rot90() -> None:
     assert np.array_equal(rotate_images(img, [-90.0])[0], np.rot90(img[0], -1))
 
 
-def test_rotation_direction_and_values_match_scipy(mnist) -> None:
-    imgs = mnist["x_train"][:6].astype(np.float64)
+def test_rotation_direction_and_values_match_scipy(synthetic_digits) -> None:
+    imgs = synthetic_digits[:6].astype(np.float64)
     angles = np.array([15.0, -15.0, 30.0, -7.5, 45.0, 100.0])
     ours = rotate_images(imgs, angles)
     for img, angle, got in zip(imgs, angles, ours):
@@ -60,8 +60,8 @@ def test_rotation_direction_and_values_match_scipy(mnist) -> None:
         assert np.abs(got - ref).max() < 1e-6 < np.abs(got - flipped).max()
 
 
-def test_rotation_uint8_rounds_and_keeps_range(mnist) -> None:
-    imgs = mnist["x_train"][:32]
+def test_rotation_uint8_rounds_and_keeps_range(synthetic_digits) -> None:
+    imgs = synthetic_digits[:32]
     angles = np.linspace(-15, 15, 32)
     ours = rotate_images(imgs, angles)
     ref = rotate_images(imgs.astype(np.float64), angles)
@@ -111,8 +111,8 @@ def test_displacement_rms_matches_per_image_scipy() -> None:
 # ----------------------------------------------------------------------------- elastic
 
 
-def test_elastic_alpha_zero_is_exact_identity(mnist) -> None:
-    imgs = mnist["x_train"][:40]
+def test_elastic_alpha_zero_is_exact_identity(synthetic_digits) -> None:
+    imgs = synthetic_digits[:40]
     noise = draw_noise(np.random.default_rng(0), 40, (28, 28))
     assert np.array_equal(elastic_distort(imgs, noise, alpha=0.0), imgs)
     floats = np.random.default_rng(1).normal(size=(7, 28, 28))
@@ -121,8 +121,8 @@ def test_elastic_alpha_zero_is_exact_identity(mnist) -> None:
     assert np.array_equal(elastic_distort(f32, noise[:7], alpha=0.0), f32)
 
 
-def test_elastic_matches_map_coordinates_reference(mnist) -> None:
-    imgs = mnist["x_train"][:70].astype(np.float64)  # 70: two sub-batches
+def test_elastic_matches_map_coordinates_reference(synthetic_digits) -> None:
+    imgs = synthetic_digits[:70].astype(np.float64)  # 70: two sub-batches
     noise = draw_noise(np.random.default_rng(5), 70, (28, 28))
     ours = elastic_distort(imgs, noise, alpha=34.0, sigma=4.0)
     disp = displacement_fields(noise.astype(np.float64), alpha=34.0, sigma=4.0)
@@ -131,8 +131,8 @@ def test_elastic_matches_map_coordinates_reference(mnist) -> None:
         np.testing.assert_allclose(ours[n], _reference_warp(imgs[n], ident[n], disp[n]), atol=1e-9)
 
 
-def test_elastic_on_uint8_and_float32(mnist) -> None:
-    imgs = mnist["x_train"][:16]
+def test_elastic_on_uint8_and_float32(synthetic_digits) -> None:
+    imgs = synthetic_digits[:16]
     noise = draw_noise(np.random.default_rng(6), 16, (28, 28))
     ref = elastic_distort(imgs.astype(np.float64), noise)
     u8 = elastic_distort(imgs, noise)
@@ -154,10 +154,10 @@ def test_elastic_validation() -> None:
 # ----------------------------------------------------------------------------- affine + elastic
 
 
-def test_affine_elastic_is_one_composed_resampling(mnist) -> None:
+def test_affine_elastic_is_one_composed_resampling(synthetic_digits) -> None:
     rng = np.random.default_rng(8)
     n = 20
-    imgs = mnist["x_train"][100 : 100 + n].astype(np.float64)
+    imgs = synthetic_digits[100 : 100 + n].astype(np.float64)
     angles = rng.uniform(-15, 15, n)
     scales = rng.uniform(0.9, 1.1, n)
     shifts = rng.integers(-2, 3, (n, 2))

@@ -18,10 +18,10 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
+from conftest import TINY_ARGS
 
-TINY_ANY_MODE = ["--arch", "nielsen", "--width", "0.25", "--members", "2", "--epochs", "1", "--limit", "500",
-                 "--val-size", "50", "--batch-size", "32", "--jobs", "1", "--precision", "float32"]
-TINY = [*TINY_ANY_MODE, "--mode", "sequential"]
+TINY = TINY_ARGS
+TINY_ANY_MODE = [arg for arg in TINY_ARGS if arg not in ("--mode", "sequential")]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -324,7 +324,9 @@ def test_run_folder_of_a_different_run_is_left_alone(command, tmp_path, small_mn
     args = [command, "--data", str(small_mnist_npz), *TINY, "--members", "1", "--augment", "distort",
             "--out", str(other)]
     result = invoke(args, tmp_path)  # invoke checks the other run's files are untouched (no preview.png either)
-    assert_one_line_error(result, 1, "holds a different run (config differs in augmentation, distortion, seed)")
+    assert_one_line_error(result, 1, "holds a different run (it differs in --augment ('none' in the folder, "
+                                     "'distort' asked); --distortion ({} in the folder, ")
+    assert "--seed (11 in the folder, 0 asked)" in result.output
 
 
 @pytest.mark.parametrize("command", ["train", "run", "evaluate"])

@@ -8,11 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
+from conftest import TINY_ARGS
 
-TINY_TRAIN = [
-    "--arch", "nielsen", "--width", "0.5", "--members", "2", "--epochs", "1", "--limit", "1000",
-    "--val-size", "100", "--batch-size", "32",
-]
+TINY_TRAIN = [*TINY_ARGS, "--members", "2"]
 
 
 @pytest.fixture()
@@ -83,24 +81,32 @@ def test_bad_input_gives_one_line_error_and_exit_code(runner, args, code, text, 
     assert len(error_lines) == 1
 
 
-def test_train_then_evaluate(runner, mnist_npz_path, tmp_path):
+def test_train_grow_then_evaluate(runner, small_mnist_npz, tmp_path):
     run_dir = tmp_path / "run"
-    result = runner.invoke(main, ["train", "--data", str(mnist_npz_path), *TINY_TRAIN, "--jobs", "1",
-                                  "--out", str(run_dir)])
+    train = ["train", "--data", str(small_mnist_npz), *TINY_TRAIN, "--out", str(run_dir)]
+    result = runner.invoke(main, train)
     assert result.exit_code == 0, result.output
     assert "majority vote" in result.output and "member_01" in result.output
     report = json.loads((run_dir / "report.json").read_text())
     assert len(report["members"]) == 2
-    assert set(report["ensemble"]) >= {"majority", "soft"}
-    again = runner.invoke(main, ["train", "--data", str(mnist_npz_path), *TINY_TRAIN, "--jobs", "1",
-                                 "--out", str(run_dir)])
-    assert again.exit_code == 0 and "already trained, kept" in again.output
-    evaluated = runner.invoke(main, ["evaluate", "--run", str(run_dir), "--vote", "soft"])
+    assert set(report["ensemble"]) == {"majority", "soft"}
+    kept = (run_dir / "member_01.keras").read_bytes()
+
+    grown = runner.invoke(main, [*train, "--members", "3"])
+    assert grown.exit_code == 0, grown.output
+    assert "members 00, 01 already trained, kept" in grown.output and "(trained 1, kept 2)" in grown.output
+    assert (run_dir / "member_01.keras").read_bytes() == kept
+    assert len(json.loads((run_dir / "report.json").read_text())["members"]) == 3
+
+    evaluated = runner.invoke(main, ["evaluate", "--run", str(run_dir), "--vote", "soft", "--members", "2"])
     assert evaluated.exit_code == 0, evaluated.output
-    assert json.loads((run_dir / "report.json").read_text())["vote_shown"] == "soft"
-    other = runner.invoke(main, ["train", "--data", str(mnist_npz_path), *TINY_TRAIN, "--seed", "3",
-                                 "--out", str(run_dir)])
-    assert other.exit_code == 1 and "holds a different run" in other.output
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["vote_shown"] == "soft" and [m["name"] for m in report["members"]] == ["member_00", "member_01"]
+    assert "## Confusion matrix (soft vote)" in (run_dir / "report.md").read_text()
+
+    other = runner.invoke(main, [*train, "--seed", "3"])
+    assert other.exit_code == 1 and "holds a different run (it differs in --seed (0 in the folder, 3 asked))" \
+        in other.output
 
 
 def test_train_on_expanded_set(runner, mnist_npz_path, tmp_path):
@@ -109,17 +115,37 @@ def test_train_on_expanded_set(runner, mnist_npz_path, tmp_path):
                                 "--out", str(expanded)]).exit_code == 0
     run_dir = tmp_path / "run"
     result = runner.invoke(main, ["train", "--expanded", str(expanded), *TINY_TRAIN, "--members", "1",
-                                  "--augment", "none", "--out", str(run_dir)])
+                                  "--limit", "1000", "--val-size", "100", "--out", str(run_dir)])
     assert result.exit_code == 0, result.output
     record = json.loads((run_dir / "member_00.json").read_text())
     # 100 held-out originals: their variants are excluded from training too
     assert record["val_size"] == 100 and record["train_size"] == 1800
 
 
-def test_run_one_shot(runner, mnist_npz_path, tmp_path):
+def test_run_one_shot(runner, small_mnist_npz, tmp_path):
     run_dir = tmp_path / "oneshot"
-    result = runner.invoke(main, ["run", "--data", str(mnist_npz_path), *TINY_TRAIN, "--members", "1",
-                                  "--out", str(run_dir)])
+    result = runner.invoke(main, ["run", "--data", str(small_mnist_npz), *TINY_TRAIN, "--members", "1",
+                                  "--augment", "distort", "--out", str(run_dir)])
     assert result.exit_code == 0, result.output
     for name in ("config.json", "member_00.keras", "report.json", "report.md", "preview.png", "errors.png"):
         assert (run_dir / name).is_file(), name
+
+
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_defaults_come_from_train_config(runner, command):
+    """The CLI's defaults are TrainConfig's, so TrainConfig() is the command line's default recipe."""
+    from ensemble_cnn.config import TrainConfig
+
+    config = TrainConfig()
+    defaults = {param.name: param.default for param in main.commands[command].params}
+    fields = {"members": "members", "arch": "arch", "recipe": "recipe", "epochs": "epochs",
+              "batch_size": "batch_size", "lr": "learning_rate", "final_lr_fraction": "final_lr_fraction",
+              "width": "width", "dropout": "dropout", "augmentation": "augmentation", "val_size": "val_size",
+              "seed": "seed", "jobs": "jobs", "mode": "mode", "precision": "precision", "backend": "backend"}
+    for option, field in fields.items():
+        assert defaults[option] == getattr(config, field), option
+    for key in ("max_shift", "max_rotation", "max_scale", "alpha", "sigma"):
+        assert defaults[key] == config.distortion[key], key
+    assert defaults["transforms"] == ",".join(config.distortion["transforms"])
+    help_text = runner.invoke(main, [command, "--help"]).output
+    assert "[default: 30; x>=1]" in help_text and "[default: auto]" in help_text

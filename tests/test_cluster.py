@@ -10,36 +10,30 @@ from pathlib import Path
 
 import pytest
 
-from ensemble_cnn.config import TrainConfig
+from conftest import TINY_ARGS
 from ensemble_cnn.evaluate import evaluate_run
-from ensemble_cnn.train import load_records, train_ensemble
-from ensemble_cnn.verify import verify_members
+from ensemble_cnn.run_folder import RunFolder
+from ensemble_cnn.train import train_ensemble
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def tiny(data, **overrides) -> TrainConfig:
-    settings = dict(arch="nielsen", width=0.25, members=2, epochs=1, limit=500, val_size=50, batch_size=32,
-                    augmentation="none", distortion={}, precision="float32", mode="processes", jobs=2,
-                    data=str(data))
-    return TrainConfig(**{**settings, **overrides})
+ON_A_CLUSTER = dict(members=2, mode="processes", jobs=2)
 
 
 def assert_run_complete(run_dir: Path, members: int = 2) -> None:
     """Every member present, its files matching its record, loadable with safe_mode; the vote scores."""
-    _, records = load_records(run_dir)
+    records = RunFolder(run_dir).records(members)
     assert [r["index"] for r in records] == list(range(members))
-    assert verify_members(run_dir, records) == {}
+    assert RunFolder(run_dir).verify_all(records) == {}
     report = evaluate_run(run_dir, reload=True, plots=False, log=None)
     assert len(report["members"]) == members
     assert report["ensemble"]["majority"]["test_accuracy"] > 0.3, "the members learned something"
     assert not [p.name for p in run_dir.iterdir() if ".tmp" in p.name]
 
 
-def test_dask_local_cluster_started_for_the_run(tmp_path, small_mnist_npz):
+def test_dask_local_cluster_started_for_the_run(tmp_path, tiny_config):
     pytest.importorskip("distributed")
     lines = []
-    result = train_ensemble(tiny(small_mnist_npz, backend="dask"), tmp_path / "run", log=lines.append)
+    result = train_ensemble(tiny_config(**ON_A_CLUSTER, backend="dask"), tmp_path / "run", log=lines.append)
     assert result.complete and sorted(result.trained) == [0, 1], result.failures
     assert any("a local dask cluster of 2 worker processes" in line for line in lines), lines
     assert_run_complete(tmp_path / "run")
@@ -56,16 +50,16 @@ def test_dask_scheduler_address_survives_a_killed_worker(tmp_path, small_mnist_n
     run_dir = tmp_path / "run"
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   memory_limit=0) as cluster, distributed.Client(cluster) as client:
-        command = [sys.executable, "-m", "cli", "train", "--data", str(small_mnist_npz), "--arch", "nielsen",
-                   "--width", "0.25", "--members", "2", "--epochs", "2", "--limit", "500", "--val-size", "50",
-                   "--batch-size", "32", "--augment", "none", "--precision", "float32", "--jobs", "2",
-                   "--backend", "dask", "--scheduler", cluster.scheduler_address, "--out", str(run_dir)]
+        tiny = [arg for arg in TINY_ARGS if arg not in ("--mode", "sequential")]
+        command = [sys.executable, "-m", "cli", "train", "--data", str(small_mnist_npz), *tiny, "--members", "2",
+                   "--epochs", "2", "--jobs", "2", "--backend", "dask", "--scheduler", cluster.scheduler_address,
+                   "--out", str(run_dir)]
         with open(tmp_path / "train.log", "wb") as log:
             process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, start_new_session=True)
             try:
                 victim = _busy_worker(client, process, seconds=120)
-                time.sleep(1.0)  # let it get into TensorFlow
+                _wait_until_training(client, victim, process, seconds=120)
                 assert client.processing()[victim], "the victim must still be training"
                 pid = client.run(os.getpid, workers=[victim])[victim]
                 os.kill(pid, signal.SIGKILL)
@@ -82,6 +76,19 @@ def test_dask_scheduler_address_survives_a_killed_worker(tmp_path, small_mnist_n
     assert_run_complete(run_dir)
 
 
+def _tensorflow_started() -> bool:
+    return "keras" in sys.modules
+
+
+def _wait_until_training(client, worker: str, process, *, seconds: float) -> None:
+    """Wait until ``worker`` has started TensorFlow and Keras for its task (it is training, not unpickling)."""
+    deadline = time.monotonic() + seconds
+    while not client.run(_tensorflow_started, workers=[worker]).get(worker):
+        assert process.poll() is None, "the run ended before a worker could be killed"
+        assert time.monotonic() < deadline, "the worker never started TensorFlow"
+        time.sleep(0.05)
+
+
 def _busy_worker(client, process, *, seconds: float) -> str:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -93,14 +100,14 @@ def _busy_worker(client, process, *, seconds: float) -> str:
     raise AssertionError("no worker ever got a task")
 
 
-def test_ray_local_session(tmp_path, small_mnist_npz, monkeypatch):
+def test_ray_local_session(tmp_path, tiny_config, monkeypatch):
     """`--backend ray` without an address: the library's own local ray.init(num_cpus=jobs), shut down after."""
     ray = pytest.importorskip("ray")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert not ray.is_initialized()
     lines = []
     try:
-        result = train_ensemble(tiny(small_mnist_npz, backend="ray"), tmp_path / "run", log=lines.append)
+        result = train_ensemble(tiny_config(**ON_A_CLUSTER, backend="ray"), tmp_path / "run", log=lines.append)
     finally:
         if ray.is_initialized():
             ray.shutdown()
@@ -116,6 +123,7 @@ def test_ray_local_session(tmp_path, small_mnist_npz, monkeypatch):
         ("sequential", "loky", 2, [], [[0], [1], [2]]),
         ("processes", "loky", 1, [], [[0], [1], [2]]),
         ("processes", "loky", 2, [[0], [1]], [[2]]),  # the one left over trains here with all cores
+        ("processes", "loky", 3, [[0], [1], [2]], []),
         ("fused", "loky", 1, [], [[0, 1, 2]]),
         ("fused", "loky", 2, [[0, 1], [2]], []),
         ("processes", "dask", 1, [[0], [1], [2]], []),  # a cluster gets every member, whatever --jobs
@@ -126,6 +134,10 @@ def test_ray_local_session(tmp_path, small_mnist_npz, monkeypatch):
 def test_plan_groups_sends_every_member_to_a_cluster(mode, backend, jobs, remote, local):
     from ensemble_cnn.train import plan_groups
 
-    config = TrainConfig(members=3, mode=mode, backend=backend, jobs=jobs)
-    assert plan_groups(config, [0, 1, 2]) == (remote, local)
-    assert plan_groups(config, []) == ([], [])
+    runs = [(run, [run]) for run in range(3)]
+
+    def of(groups):
+        return [[runs[r] for r in group] for group in groups]
+
+    assert plan_groups(runs, mode=mode, jobs=jobs, backend=backend) == (of(remote), of(local))
+    assert plan_groups([], mode=mode, jobs=jobs, backend=backend) == ([], [])

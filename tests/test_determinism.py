@@ -11,9 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
+from conftest import TINY_ARGS
 
-TINY = ["--arch", "nielsen", "--width", "0.25", "--members", "2", "--epochs", "2", "--limit", "500",
-        "--val-size", "50", "--batch-size", "32", "--mode", "sequential", "--jobs", "1", "--precision", "float32"]
+# fresh random distortions every epoch and dropout: all must come from the seeds
+TINY = [*TINY_ARGS, "--members", "2", "--epochs", "2", "--augment", "distort"]
 
 
 @pytest.fixture()
@@ -31,7 +32,6 @@ def test_deterministic_runs_are_bit_identical(tmp_path, small_mnist_npz, op_dete
 
     runs = [tmp_path / "a", tmp_path / "b"]
     for run_dir in runs:
-        # fresh random distortions every epoch and dropout: all must come from the seeds
         args = ["train", "--data", str(small_mnist_npz), *TINY, "--deterministic", "--out", str(run_dir)]
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, result.output

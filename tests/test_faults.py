@@ -14,12 +14,10 @@ from click.testing import CliRunner
 
 import ensemble_cnn.member
 from cli.main import main
-from ensemble_cnn.train import load_records
-from ensemble_cnn.verify import verify_members
+from conftest import TINY_ARGS as TINY
+from ensemble_cnn.run_folder import RunFolder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--arch", "nielsen", "--width", "0.25", "--epochs", "1", "--limit", "500", "--val-size", "50",
-        "--batch-size", "32", "--mode", "sequential", "--jobs", "1", "--precision", "float32"]
 STRAY = ".member_00.keras.k1lled00.tmp.keras"  # what a writer killed inside _atomic.atomic_path leaves
 
 
@@ -78,14 +76,14 @@ def test_sigkill_mid_run_then_resume(tmp_path, small_mnist_npz):
 
 
 def test_failing_member_does_not_lose_the_others(tmp_path, small_mnist_npz, monkeypatch):
-    real = ensemble_cnn.member.train_member
+    real = ensemble_cnn.member.train_runs
 
-    def member_1_fails(config, index, run_dir, **kwargs):
-        if index == 1:
+    def member_1_fails(config, runs, run_dir, **kwargs):
+        if any(run == 1 for run, _ in runs):
             raise RuntimeError("simulated failure of member 1\nwith a second line nobody should see")
-        return real(config, index, run_dir, **kwargs)
+        return real(config, runs, run_dir, **kwargs)
 
-    monkeypatch.setattr(ensemble_cnn.member, "train_member", member_1_fails)
+    monkeypatch.setattr(ensemble_cnn.member, "train_runs", member_1_fails)
     run_dir = tmp_path / "run"
     args = ["train", "--data", str(small_mnist_npz), *TINY, "--members", "3", "--out", str(run_dir)]
     result = CliRunner().invoke(main, args)
@@ -96,13 +94,13 @@ def test_failing_member_does_not_lose_the_others(tmp_path, small_mnist_npz, monk
     errors = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert errors == [f"Error: 1 of 3 members failed; the others are saved in {run_dir} "
                       "(run the same command again to retry)"]
-    _, records = load_records(run_dir)
+    records = RunFolder(run_dir).records(3)
     assert [r["index"] for r in records] == [0, 2]
-    assert verify_members(run_dir, records) == {}
+    assert RunFolder(run_dir).verify_all(records) == {}
     report = json.loads((run_dir / "report.json").read_text())
     assert len(report["members"]) == 2 and report["missing_members"] == [1]
 
-    monkeypatch.setattr(ensemble_cnn.member, "train_member", real)
+    monkeypatch.setattr(ensemble_cnn.member, "train_runs", real)
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0, again.output
     assert "members 00, 02 already trained, kept" in again.output and "(trained 1, kept 2)" in again.output
@@ -127,7 +125,7 @@ def test_stray_temporaries_do_not_break_resume(tmp_path, make_run):
     assert (run_dir / "notes.tmp.txt").exists()
 
 
-def _member_1_worker_dies(settings, group, folder, threads, log):
+def _member_1_worker_dies(config, group, folder, settings, log, round_index=0):
     """Worker task: member 0 trains for real; member 1's worker process dies (no exception, no retry).
 
     Member 1 waits for member 0's record first, so the pool breaks only after member 0
@@ -136,24 +134,23 @@ def _member_1_worker_dies(settings, group, folder, threads, log):
     """
     from ensemble_cnn import train
 
-    if 1 in group:
+    if any(run == 1 for run, _ in group):
         deadline = time.monotonic() + 300
         while not (Path(folder) / "member_00.json").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         os._exit(3)  # as a worker killed by the OS: loky sees a terminated worker
-    return train._guarded_train(settings, group, folder, threads, log)
+    return train._guarded_train(config, group, folder, settings, log, round_index)
 
 
-def test_lost_worker_without_retry_keeps_finished_members(tmp_path, small_mnist_npz, monkeypatch):
+def test_lost_worker_without_retry_keeps_finished_members(tmp_path, tiny_config, monkeypatch):
     """A loky worker that dies mid-run: the finished member is kept, the lost one fails with the reason."""
     from ensemble_cnn import train
-    from ensemble_cnn.config import TrainConfig
 
-    monkeypatch.setattr(train, "_task", lambda config: _member_1_worker_dies)
-    config = TrainConfig(arch="nielsen", width=0.25, members=2, epochs=1, limit=500, val_size=50, batch_size=32,
-                         augmentation="none", distortion={}, precision="float32", mode="processes", jobs=2,
-                         data=str(small_mnist_npz))
-    assert train.plan_groups(config, [0, 1]) == ([[0], [1]], []), "both members go to worker processes"
+    monkeypatch.setattr(train, "_task", lambda mode: _member_1_worker_dies)
+    config = tiny_config(members=2, mode="processes", jobs=2)
+    runs = [(0, [0]), (1, [1])]
+    assert train.plan_groups(runs, mode="processes", jobs=2) == ([[(0, [0])], [(1, [1])]], []), \
+        "both members go to worker processes"
     run_dir = tmp_path / "run"
     result = train.train_ensemble(config, run_dir, log=None)
 
@@ -162,7 +159,6 @@ def test_lost_worker_without_retry_keeps_finished_members(tmp_path, small_mnist_
     assert result.failures[1].startswith("worker lost: TerminatedWorkerError"), result.failures[1]
     assert "\n" not in result.failures[1]
     assert not result.complete
-    assert verify_members(run_dir, result.records) == {}
+    assert RunFolder(run_dir).verify_all(result.records) == {}
     assert not (run_dir / "member_01.json").exists()
-    _, on_disk = load_records(run_dir)
-    assert [r["index"] for r in on_disk] == [0]
+    assert [r["index"] for r in RunFolder(run_dir).records(2)] == [0]

@@ -63,8 +63,9 @@ def test_build_report_members_summary(report: dict) -> None:
 
 
 def test_build_report_ensemble_oracle_disagreement_gain(report: dict) -> None:
-    assert report["ensemble"]["majority"] == {"test_accuracy": pytest.approx(4 / 6), "errors": 2}
-    assert report["ensemble"]["soft"] == {"test_accuracy": pytest.approx(3 / 6), "errors": 3}
+    majority, soft = report["ensemble"]["majority"], report["ensemble"]["soft"]
+    assert (majority["test_accuracy"], majority["errors"]) == (pytest.approx(4 / 6), 2)
+    assert (soft["test_accuracy"], soft["errors"]) == (pytest.approx(3 / 6), 3)
     assert report["oracle_accuracy"] == pytest.approx(1.0)
     assert report["oracle_errors"] == 0
 
@@ -81,9 +82,27 @@ def test_build_report_ensemble_oracle_disagreement_gain(report: dict) -> None:
     }
 
 
-def test_build_report_confusion_matrix(report: dict) -> None:
+def test_build_report_confusion_matrix_of_every_vote(report: dict) -> None:
     # rows true labels; majority predicts [0, 1, 2, 1, 1, 1] for [0, 1, 2, 0, 1, 2]
-    assert report["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [0, 1, 1]]
+    assert report["ensemble"]["majority"]["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [0, 1, 1]]
+    # soft predicts [0, 2, 2, 0, 2, 1]
+    assert report["ensemble"]["soft"]["confusion_matrix"] == [[2, 0, 0], [0, 0, 2], [0, 1, 1]]
+
+
+def test_markdown_and_figures_show_the_chosen_vote(report: dict) -> None:
+    """`evaluate --vote soft`: the confusion matrix (table and picture) is the soft vote's, and says so."""
+    from ensemble_cnn.plots import confusion_figure
+
+    soft_md = format_markdown({**report, "vote_shown": "soft"})
+    assert "## Confusion matrix (soft vote)" in soft_md
+    assert "| 1 | 0 | 0 | 2 |" in soft_md  # true 1: soft says 2 twice
+    assert "## Confusion matrix (majority vote)" in format_markdown({**report, "vote_shown": "majority"})
+    for vote, counts in (("soft", report["ensemble"]["soft"]["confusion_matrix"]),
+                         ("majority", report["ensemble"]["majority"]["confusion_matrix"])):
+        ax = confusion_figure(report, vote=vote).axes[0]
+        assert ax.get_title().startswith(f"{vote.capitalize()} vote: ")
+        cells = {(round(t.get_position()[1]), round(t.get_position()[0])): int(t.get_text()) for t in ax.texts}
+        assert all(cells.get((i, j), 0) == counts[i][j] for i in range(3) for j in range(3))
 
 
 def test_build_report_oracle_below_one_and_weights() -> None:
@@ -217,6 +236,29 @@ def _digits(n: int, seed: int = 0) -> np.ndarray:
         ring = np.abs(np.hypot(yy - cy, xx - cx) - rng.uniform(4, 8)) < 1.5
         imgs[i][ring] = 255
     return imgs
+
+
+@pytest.mark.parametrize("k", [3, 5, 8, 15])
+def test_accuracy_figure_labels_do_not_overlap(k: int) -> None:
+    """The member names under the bars and the accuracy labels over them never overlap, at any ensemble size."""
+    from ensemble_cnn.plots import accuracy_figure
+
+    rng = np.random.default_rng(k)
+    proba = rng.dirichlet(np.ones(10), size=(k, 200))
+    y = rng.integers(0, 10, 200)
+    rep = build_report(proba, y, member_names=[f"member_{i:02d}" for i in range(k)])
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = accuracy_figure(rep)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    ax = fig.axes[0]
+    for texts in (list(ax.get_yticklabels()), [t for t in ax.texts if t.get_text()]):
+        boxes = [t.get_window_extent(renderer) for t in texts]
+        assert len(boxes) == k + len(rep["ensemble"])
+        for a, b in zip(boxes, boxes[1:]):
+            assert not a.overlaps(b), f"{k} members: labels overlap"
 
 
 def test_write_plots(report: dict, tmp_path: Path) -> None:

@@ -10,9 +10,13 @@ from click.testing import CliRunner
 from cli.main import main
 from ensemble_cnn import _atomic
 from ensemble_cnn.errors import RunFolderError
-from ensemble_cnn.member import read_record
+from conftest import TINY_ARGS
+from ensemble_cnn.run_folder import RunFolder
 from ensemble_cnn.train import train_ensemble
-from ensemble_cnn.verify import verify_members
+
+
+def read_record(run_dir, index):
+    return RunFolder(run_dir).status(index).record
 
 
 def lambda_model():
@@ -76,13 +80,11 @@ def test_record_paths_never_leave_the_run_folder(key, name, tmp_path, make_run, 
         read_record(run_dir, 0)
     with pytest.raises(RunFolderError, match="points outside the run folder"):
         train_ensemble(config, run_dir, log=None)
-    assert verify_members(run_dir, [{**record, key: name}], load=False)[0].count("outside the run folder") == 1
+    assert RunFolder(run_dir).verify_all([{**record, key: name}], load=False)[0].count("outside the run folder") == 1
 
     result = CliRunner().invoke(main, ["evaluate", "--run", str(run_dir)])
     assert_one_line_error(result, f"member file {name!r} points outside the run folder")
-    args = ["train", "--data", str(small_mnist_npz), "--arch", "nielsen", "--width", "0.25", "--members", "1",
-            "--epochs", "1", "--limit", "500", "--val-size", "50", "--batch-size", "32", "--augment", "none",
-            "--mode", "sequential", "--jobs", "1", "--precision", "float32", "--out", str(run_dir)]
+    args = ["train", "--data", str(small_mnist_npz), *TINY_ARGS, "--out", str(run_dir)]
     assert_one_line_error(CliRunner().invoke(main, args), "points outside the run folder")
 
 

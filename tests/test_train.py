@@ -1,83 +1,122 @@
-"""Training an ensemble for real on a slice of MNIST: members, resume, parallel = sequential, report."""
+"""Training an ensemble for real on a slice of MNIST: members, resume, grow/shrink, parallel = sequential."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
-from ensemble_cnn.config import TrainConfig
-from ensemble_cnn.evaluate import evaluate_run, load_member
-from ensemble_cnn.member import member_files
+from ensemble_cnn.evaluate import evaluate_run
+from ensemble_cnn.run_folder import RunFolder, load_member
 from ensemble_cnn.train import RunFolderError, train_ensemble
 
-
-def tiny_config(data, **overrides) -> TrainConfig:
-    settings = dict(
-        arch="nielsen", width=0.5, members=2, epochs=2, limit=2000, val_size=200, batch_size=32,
-        final_lr_fraction=0.3,
-        augmentation="distort", data=str(data), seed=7, jobs=2, mode="processes",
-    )
-    settings.update(overrides)
-    return TrainConfig(**settings)
+PARALLEL = dict(width=0.5, members=2, epochs=2, limit=2000, val_size=200, final_lr_fraction=0.3,
+                augmentation="distort", seed=7, jobs=2, mode="processes")
 
 
 @pytest.fixture(scope="module")
-def parallel_run(tmp_path_factory, small_mnist_npz):
+def parallel_run(tmp_path_factory, tiny_config):
     run_dir = tmp_path_factory.mktemp("runs") / "parallel"
-    result = train_ensemble(tiny_config(small_mnist_npz), run_dir, log=None)
+    result = train_ensemble(tiny_config(**PARALLEL), run_dir, log=None)
     return run_dir, result
 
 
 def test_parallel_run_writes_loadable_members_that_learned(parallel_run, small_mnist_npz):
     run_dir, result = parallel_run
-    assert result.complete and sorted(result.trained) == [0, 1] and not result.reused
-    x_test = np.load(small_mnist_npz)["x_test"]
-    y_test = np.load(small_mnist_npz)["y_test"]
+    assert result.complete and result.trained == [0, 1] and not result.reused
+    assert result.execution.mode == "processes" and result.execution.jobs == 2
+    with np.load(small_mnist_npz) as npz:
+        x_test, y_test = npz["x_test"], npz["y_test"]
     import keras
 
+    folder = RunFolder(run_dir)
     for index in range(2):
-        files = member_files(run_dir, index)
-        model = keras.saving.load_model(files["model"])  # plain Keras, no custom objects
+        files = folder.files(index)
+        model = keras.saving.load_model(files.model)  # plain Keras, no custom objects
         probabilities = model.predict(x_test, verbose=0)
-        saved = np.load(files["probabilities"])
-        np.testing.assert_allclose(probabilities, saved, atol=1e-5)
+        np.testing.assert_allclose(probabilities, np.load(files.probabilities), atol=1e-5)
         accuracy = np.mean(probabilities.argmax(1) == y_test)
         assert accuracy > 0.7, f"member {index} learned too little: {accuracy:.3f}"
-        record = json.loads(files["record"].read_text())
+        record = json.loads(files.record.read_text())
         assert record["test_accuracy"] == pytest.approx(accuracy, abs=1e-6)
         assert record["train_size"] == 1800 and record["val_size"] == 200
-    members = [json.loads(member_files(run_dir, i)["record"].read_text())["seed"] for i in range(2)]
-    assert members[0] != members[1], "members must draw different seeds"
+        assert record["recipe"] == "standard" and record["checkpoint"] == "best-validation"
+        assert record["precision"] == "float32" and record["run"] == index
+    seeds = [json.loads(folder.files(i).record.read_text())["seed"] for i in range(2)]
+    assert seeds[0] != seeds[1], "members must draw different seeds"
 
 
-def test_report_has_members_and_both_votes(parallel_run):
+def test_report_has_members_and_every_vote(parallel_run):
+    from ensemble_cnn.vote import VOTES
+
     run_dir, _ = parallel_run
     report = evaluate_run(run_dir, reload=True, log=None)
     saved = json.loads((run_dir / "report.json").read_text())
     assert [m["test_accuracy"] for m in saved["members"]] == [m["test_accuracy"] for m in report["members"]]
-    for method in ("majority", "soft"):
+    assert set(saved["ensemble"]) == set(VOTES)
+    for method in VOTES:
         assert 0.7 < saved["ensemble"][method]["test_accuracy"] <= 1.0
+        assert np.sum(saved["ensemble"][method]["confusion_matrix"]) == 1000
     for name in ("report.md", "accuracy.png", "confusion.png", "errors.png"):
         assert (run_dir / name).stat().st_size > 0
     assert not list(run_dir.glob("*.tmp*")), "temporary files left behind"
 
 
-def test_resume_keeps_finished_members_and_retrains_deleted_one(parallel_run, small_mnist_npz, tmp_path):
-    source_dir, _ = parallel_run
-    run_dir = tmp_path / "resume"
-    run_dir.mkdir()
-    for path in source_dir.iterdir():
-        (run_dir / path.name).write_bytes(path.read_bytes())
-    kept = member_files(run_dir, 0)["model"].read_bytes()
-    member_files(run_dir, 1)["model"].unlink()
-    result = train_ensemble(tiny_config(small_mnist_npz), run_dir, log=None)
+def copy_run(source, target):
+    shutil.copytree(source, target)
+    return target
+
+
+def test_resume_keeps_finished_members_and_retrains_deleted_one(parallel_run, tiny_config, tmp_path):
+    run_dir = copy_run(parallel_run[0], tmp_path / "resume")
+    folder = RunFolder(run_dir)
+    kept = folder.files(0).model.read_bytes()
+    folder.files(1).model.unlink()
+    result = train_ensemble(tiny_config(**PARALLEL), run_dir, log=None)
     assert result.reused == [0] and result.trained == [1] and result.complete
-    assert member_files(run_dir, 0)["model"].read_bytes() == kept
-    load_member(member_files(run_dir, 1)["model"])
+    assert folder.files(0).model.read_bytes() == kept
+    load_member(folder.files(1).model)
 
 
-def test_sequential_matches_parallel(parallel_run, small_mnist_npz, tmp_path):
+def test_grow_keeps_members_byte_for_byte_and_trains_the_rest(parallel_run, tiny_config, tmp_path):
+    """--members 3 on a finished 2-member run: the 2 are kept unchanged, member 02 is trained."""
+    run_dir = copy_run(parallel_run[0], tmp_path / "grow")
+    folder = RunFolder(run_dir)
+    before = {i: (folder.files(i).model.read_bytes(), folder.files(i).record.read_bytes()) for i in range(2)}
+    lines = []
+    result = train_ensemble(tiny_config(**{**PARALLEL, "members": 3}), run_dir, log=lines.append)
+    assert result.reused == [0, 1] and result.trained == [2] and result.complete
+    assert {i: (folder.files(i).model.read_bytes(), folder.files(i).record.read_bytes()) for i in range(2)} == before
+    assert json.loads(folder.config_path.read_text())["members"] == 3
+    assert any("members 00, 01 already trained, kept" in line for line in lines)
+    seeds = {json.loads(folder.files(i).record.read_text())["seed"] for i in range(3)}
+    assert len(seeds) == 3
+
+    # shrink: evaluating the first 2 of the 3 scores exactly the first 2; the folder keeps 3
+    report = evaluate_run(run_dir, members=2, reload=False, plots=False, log=None)
+    assert [m["name"] for m in report["members"]] == ["member_00", "member_01"]
+    assert report["missing_members"] == []
+    assert len(evaluate_run(run_dir, reload=False, plots=False, log=None)["members"]) == 3
+    # a smaller --members trains nothing and keeps the folder's count
+    again = train_ensemble(tiny_config(**{**PARALLEL, "members": 2}), run_dir, log=None)
+    assert again.reused == [0, 1] and not again.trained and [r["index"] for r in again.records] == [0, 1]
+    assert json.loads(folder.config_path.read_text())["members"] == 3
+
+
+def test_member_does_not_depend_on_the_ensemble_size(parallel_run, tiny_config, tmp_path):
+    """Member 01 trained as part of a 1..2 run equals member 01 trained in a fresh 2-member run (same seed/data)."""
+    source = parallel_run[0]
+    grown = tmp_path / "grown"
+    train_ensemble(tiny_config(**{**PARALLEL, "members": 1, "mode": "sequential", "jobs": 1}), grown, log=None)
+    train_ensemble(tiny_config(**{**PARALLEL, "members": 2, "mode": "sequential", "jobs": 1}), grown, log=None)
+    for index in range(2):
+        a = json.loads(RunFolder(grown).files(index).record.read_text())
+        b = json.loads(RunFolder(source).files(index).record.read_text())
+        assert a["seed"] == b["seed"] and a["train_size"] == b["train_size"]
+
+
+def test_sequential_matches_parallel(parallel_run, tiny_config, tmp_path):
     """Same seeds, one process with 2 threads vs 2 processes with 1 thread: same predictions.
 
     Thread count changes TensorFlow's float summation order, so a barely trained
@@ -86,16 +125,40 @@ def test_sequential_matches_parallel(parallel_run, small_mnist_npz, tmp_path):
     predictions, mean absolute probability difference < 0.01.
     """
     parallel_dir, _ = parallel_run
-    result = train_ensemble(tiny_config(small_mnist_npz, jobs=1, mode="sequential"), tmp_path / "seq", log=None)
-    assert result.complete
+    result = train_ensemble(tiny_config(**{**PARALLEL, "jobs": 1, "mode": "sequential"}), tmp_path / "seq", log=None)
+    assert result.complete and result.execution.mode == "sequential"
     for index in range(2):
-        a = np.load(member_files(parallel_dir, index)["probabilities"])
-        b = np.load(member_files(tmp_path / "seq", index)["probabilities"])
+        a = np.load(RunFolder(parallel_dir).files(index).probabilities)
+        b = np.load(RunFolder(tmp_path / "seq").files(index).probabilities)
         assert np.mean(a.argmax(1) == b.argmax(1)) >= 0.97
         assert np.mean(np.abs(a - b)) < 0.01
 
 
-def test_run_folder_of_another_run_is_refused(parallel_run, small_mnist_npz):
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"epochs": 3}, "--epochs (2 in the folder, 3 asked)"),
+        ({"learning_rate": 0.002}, "--lr (0.001 in the folder, 0.002 asked)"),
+        ({"distortion": {"max_rotation": 5.0}}, "--distortion"),
+        ({"seed": 8}, "--seed (7 in the folder, 8 asked)"),
+        ({"limit": 1500}, "--limit"),
+    ],
+)
+def test_a_different_run_in_the_folder_is_refused_naming_the_field(parallel_run, tiny_config, change, named):
     run_dir, _ = parallel_run
-    with pytest.raises(RunFolderError, match="holds a different run .*epochs"):
-        train_ensemble(tiny_config(small_mnist_npz, epochs=3), run_dir, log=None)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in run_dir.iterdir())
+    with pytest.raises(RunFolderError, match="holds a different run") as caught:
+        train_ensemble(tiny_config(**{**PARALLEL, **change}), run_dir, log=None)
+    message = str(caught.value)
+    assert named in message and "\n" not in message
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in run_dir.iterdir()) == before
+
+
+def test_data_path_and_execution_are_not_identity(parallel_run, tiny_config, small_mnist_npz, tmp_path):
+    """The same data under another path, another mode/precision setting: the run is the same run."""
+    run_dir = copy_run(parallel_run[0], tmp_path / "moved")
+    moved_data = tmp_path / "elsewhere.npz"
+    shutil.copy(small_mnist_npz, moved_data)
+    config = tiny_config(**{**PARALLEL, "data": str(moved_data), "mode": "fused", "jobs": 1, "precision": "auto"})
+    result = train_ensemble(config, run_dir, log=None)
+    assert result.reused == [0, 1] and not result.trained and result.execution is None

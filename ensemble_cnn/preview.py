@@ -1,0 +1,70 @@
+"""Preview pictures of distortions: an expanded set's variants, and what a run's members trained on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+PREVIEW_VARIANTS = 8
+
+
+def one_per_class(labels: np.ndarray, *, n_classes: int = 10) -> np.ndarray:
+    """Row of the first digit of each class present in ``labels``, by class."""
+    labels = np.asarray(labels)
+    return np.array([int(np.argmax(labels == c)) for c in range(n_classes) if np.any(labels == c)], dtype=np.int64)
+
+
+def write_preview(images: np.ndarray, labels: np.ndarray, n_original: int, path: str | Path) -> Path:
+    """Draw an expanded set: one original of each class (a row each), then its first variants.
+
+    Parameters
+    ----------
+    images : ndarray of uint8, shape ((V + 1) * n_original, 28, 28)
+        Block layout of :func:`ensemble_cnn.expanded.expand_mnist`: the originals, then
+        variant 1 of every digit, and so on.
+    labels : ndarray, shape (len(images),)
+    n_original : int
+    path : path-like
+        Destination PNG.
+    """
+    from ensemble_cnn.plots import plot_preview
+
+    n_variants = len(images) // n_original - 1
+    rows = one_per_class(labels[:n_original])
+    shown = min(PREVIEW_VARIANTS, n_variants)
+    variants = np.stack([images[rows + k * n_original] for k in range(1, shown + 1)], axis=1)
+    return plot_preview(images[rows], variants, path)
+
+
+def write_training_preview(config, path: str | Path, *, member: int = 0, epochs: int = PREVIEW_VARIANTS) -> Path:
+    """Draw what a run's member trained on: one digit of each class, then its distortion in each epoch.
+
+    The digits and distortions are the member's own (its training split, its seed, its
+    batch stream), rebuilt without training (:func:`ensemble_cnn.training_data.distorted_views`).
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run's config (``augmentation="distort"``).
+    path : path-like
+        Destination PNG.
+    member : int
+        Which member's stream to show.
+    epochs : int
+        How many epochs (columns) to show.
+    """
+    from augment import Distortion
+
+    from ensemble_cnn.plots import plot_preview
+    from ensemble_cnn.recipes import get_recipe
+    from ensemble_cnn.member import plan_run, run_of
+    from ensemble_cnn.training_data import distorted_views, load_pool
+
+    pool = load_pool(data=config.data, expanded=config.expanded, limit=config.limit)
+    plan = plan_run(config, run_of(member, get_recipe(config.recipe)), pool)
+    rows = one_per_class(plan.y_train)
+    shown = min(epochs, config.epochs)
+    views = distorted_views(plan.x_train, rows, batch_size=config.batch_size, epochs=shown, seed=plan.seed,
+                            distortion=Distortion.from_dict(config.distortion))
+    titles = ["original"] + [f"epoch {e + 1}" for e in range(shown)]
+    return plot_preview(plan.x_train[rows], views, path, titles=titles)

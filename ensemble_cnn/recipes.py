@@ -1,0 +1,107 @@
+"""Training recipes: how one training run of a member goes, and which weights become members.
+
+A recipe owns the optimizer with its learning-rate schedule and the checkpoint
+policy: a Keras callback that watches the run and, at its end, hands back one or
+more :class:`Checkpoint` (a snapshot, SWA or FGE recipe yields several members
+from one run; :attr:`Recipe.members_per_run` says how many). Every member of the
+ensemble is a checkpoint of some training run; run ``r`` of a folder yields members
+``r * M ... r * M + M - 1`` and draws its seed from ``(root seed, r)``, so a member
+never depends on the ensemble's size.
+
+:data:`RECIPES` is the registry the config, the command line and the trainer read;
+adding a recipe is one class plus one entry. Importing this module does not start
+TensorFlow (methods import Keras when called, inside the worker).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ensemble_cnn.config import TrainConfig
+
+__all__ = ["RECIPES", "Checkpoint", "Recipe", "StandardRecipe", "get_recipe"]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Weights a recipe hands back as one member.
+
+    Attributes
+    ----------
+    weights : list of ndarray
+        ``model.get_weights()`` of the member.
+    epoch : int
+        1-based epoch the weights come from.
+    val_accuracy, val_loss : float
+        The member's validation figures at that epoch.
+    policy : str
+        How it was chosen (e.g. ``"best-validation"``).
+    """
+
+    weights: list[np.ndarray]
+    epoch: int
+    val_accuracy: float
+    val_loss: float
+    policy: str
+
+
+class Recipe:
+    """Base class: a learning-rate schedule, an optimizer and a checkpoint policy."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    members_per_run: ClassVar[int] = 1
+
+    def learning_rate(self, cfg: "TrainConfig", *, steps_per_epoch: int) -> Any:
+        """A ``keras.optimizers.schedules.LearningRateSchedule`` (or a float)."""
+        raise NotImplementedError
+
+    def optimizer(self, cfg: "TrainConfig", *, steps_per_epoch: int) -> Any:
+        """The Keras optimizer of one training run (fused members share it: Adam's state is per variable)."""
+        import keras
+
+        return keras.optimizers.Adam(self.learning_rate(cfg, steps_per_epoch=steps_per_epoch))
+
+    def checkpoint_policy(self, model: Any, *, n_outputs: int = 1, position: int = 0) -> Any:
+        """A Keras callback with a ``checkpoints() -> list[Checkpoint]`` method, for one member model.
+
+        ``n_outputs`` and ``position`` locate the member's metrics in the logs of a
+        fused model (see :func:`ensemble_cnn.callbacks.metric_keys`).
+        """
+        raise NotImplementedError
+
+
+class StandardRecipe(Recipe):
+    """Adam with the learning rate decayed exponentially per epoch; the member is its best-validation epoch."""
+
+    name = "standard"
+    description = ("Adam; learning rate decayed exponentially per epoch to final_lr_fraction by the last epoch; "
+                   "the member keeps its best-validation epoch")
+
+    def learning_rate(self, cfg: "TrainConfig", *, steps_per_epoch: int) -> Any:
+        import keras
+
+        decay_rate = cfg.final_lr_fraction ** (1.0 / max(1, cfg.epochs - 1))
+        return keras.optimizers.schedules.ExponentialDecay(
+            cfg.learning_rate, decay_steps=steps_per_epoch, decay_rate=decay_rate, staircase=True
+        )
+
+    def checkpoint_policy(self, model: Any, *, n_outputs: int = 1, position: int = 0) -> Any:
+        from ensemble_cnn.callbacks import BestValidation
+
+        return BestValidation(model, n_outputs=n_outputs, position=position)
+
+
+RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (StandardRecipe(),)}
+"""Every recipe by name: what ``--recipe`` accepts and ``config.json`` stores."""
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called ``name``; ``ValueError`` naming the choices otherwise."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, got {name!r}") from None

@@ -1,0 +1,84 @@
+"""A quiet, fast start: no TensorFlow/absl/CUDA start-up lines unless asked for, in the workers too; oneDNN on."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_ARGS
+from ensemble_cnn import runtime
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# What TensorFlow prints at start-up on a CPU-only machine when nobody hides it.
+START_UP_LINES = ("absl::InitializeLog", "cudart_stub", "cuInit", "oneDNN custom operations", "cpu_feature_guard")
+
+
+def run_cli(args: list[str], *, env_extra: dict[str, str], drop: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items()
+           if k not in (runtime.VERBOSE_ENV, runtime.LOG_LEVEL_ENV, runtime.ONEDNN_ENV, *drop)}
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env={**env, **env_extra}, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def quiet_and_verbose_runs(small_mnist_npz, tmp_path_factory):
+    """The same 2-member run in 2 worker processes, quiet (default) and --verbose."""
+    root = tmp_path_factory.mktemp("runtime")
+    parallel = [arg for arg in TINY_ARGS if arg not in ("--mode", "sequential", "--jobs", "1")]
+    common = ["--data", str(small_mnist_npz), *parallel, "--members", "2", "--mode", "processes", "--jobs", "2"]
+    quiet = run_cli(["train", *common, "--out", str(root / "quiet")], env_extra={})
+    verbose = run_cli(["--verbose", "train", *common, "--out", str(root / "verbose")], env_extra={})
+    return quiet, verbose
+
+
+def test_default_start_is_quiet_in_driver_and_workers(quiet_and_verbose_runs):
+    quiet, _ = quiet_and_verbose_runs
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "2 worker processes x 1 TensorFlow threads" in quiet.stdout, "the members did train in workers"
+    output = quiet.stdout + quiet.stderr
+    for line in START_UP_LINES:
+        assert line not in output, f"start-up line {line!r} shown:\n{output[:3000]}"
+
+
+def test_verbose_shows_tensorflow_start_up_lines(quiet_and_verbose_runs):
+    _, verbose = quiet_and_verbose_runs
+    assert verbose.returncode == 0, verbose.stderr[-2000:]
+    output = verbose.stdout + verbose.stderr
+    assert "oneDNN custom operations are on" in output, "oneDNN is switched on, and said so when verbose"
+    assert output.count("oneDNN custom operations are on") >= 2, "the workers are verbose too"
+
+
+def test_quiet_import_still_shows_python_errors(tmp_path):
+    """Hiding TensorFlow's start-up lines must not hide a real error of the command."""
+    result = run_cli(["evaluate", "--run", str(tmp_path)], env_extra={})
+    assert result.returncode == 1 and "no config.json" in result.stderr
+
+
+def test_prepare_environment_never_overrides_the_user(monkeypatch):
+    monkeypatch.setenv(runtime.ONEDNN_ENV, "0")
+    monkeypatch.setenv(runtime.LOG_LEVEL_ENV, "1")
+    monkeypatch.delenv(runtime.VERBOSE_ENV, raising=False)
+    runtime.prepare_environment()
+    assert os.environ[runtime.ONEDNN_ENV] == "0" and os.environ[runtime.LOG_LEVEL_ENV] == "1"
+
+
+def test_prepare_environment_defaults(monkeypatch):
+    for name in (runtime.ONEDNN_ENV, runtime.LOG_LEVEL_ENV, runtime.VERBOSE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    runtime.prepare_environment()
+    assert os.environ[runtime.ONEDNN_ENV] == "1" and os.environ[runtime.LOG_LEVEL_ENV] == "3"
+    monkeypatch.delenv(runtime.LOG_LEVEL_ENV)
+    runtime.prepare_environment(verbose=True)
+    assert runtime.LOG_LEVEL_ENV not in os.environ and os.environ[runtime.VERBOSE_ENV] == "1"
+    assert runtime.is_verbose()
+
+
+@pytest.mark.parametrize("mode, jobs, members, concurrent, rounds",
+                         [("processes", 2, 5, 2, 3), ("processes", 2, 1, 1, 1), ("sequential", 1, 3, 1, 3),
+                          ("fused", 1, 5, 5, 1)])
+def test_execution_rounds(mode, jobs, members, concurrent, rounds):
+    execution = runtime.Execution(mode=mode, jobs=jobs, precision="float32", cores=2)
+    assert execution.concurrent(members) == concurrent and execution.rounds(members) == rounds
