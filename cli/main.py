@@ -16,7 +16,7 @@ import click
 
 from augment import TRANSFORMS as TRANSFORM_NAMES
 from augment import Distortion
-from ensemble_cnn.config import AUGMENTATIONS, BACKENDS, MODES, PRECISIONS, field_default
+from ensemble_cnn.config import AUGMENTATIONS, BACKENDS, CHECKPOINTS, MODES, PRECISIONS, SCHEDULES, field_default
 from ensemble_cnn.models import ARCHITECTURES
 from ensemble_cnn.recipes import RECIPES
 from ensemble_cnn.vote import VOTES
@@ -205,15 +205,27 @@ def training_options(func):
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=d("learning_rate"),
                      help="Adam's initial learning rate."),
         click.option("--final-lr-fraction", type=click.FloatRange(0, 1, min_open=True), default=d("final_lr_fraction"),
-                     help="The learning rate decays exponentially to this fraction of --lr by the last epoch."),
+                     help="The learning rate ends at this fraction of --lr."),
+        click.option("--schedule", type=click.Choice(SCHEDULES), default=d("schedule"),
+                     help="Learning-rate schedule: exponential decay per epoch, cosine decay, or one cycle "
+                          "(linear warm-up over 30% of the steps from --lr/25, then cosine)."),
+        click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=d("ema"),
+                     help="Moving average of the weights with this momentum per step (e.g. 0.999; 0 = off); "
+                          "validation, checkpoints and the saved member use the averaged weights."),
+        click.option("--label-smoothing", type=click.FloatRange(0, 0.5, max_open=True), default=d("label_smoothing"),
+                     help="Smooth the training labels by this amount (0 = off)."),
+        click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default=d("checkpoint"),
+                     help="The member is its best-validation epoch, or its last epoch (with --val-size 0: "
+                          "trained on every digit)."),
         click.option("--width", type=click.FloatRange(min=0, min_open=True), default=d("width"),
                      help="Channel/unit multiplier."),
         click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=d("dropout"),
                      help="Dropout rate everywhere [default: the architecture's own]."),
         click.option("--augment", "augmentation", type=click.Choice(AUGMENTATIONS), default=d("augmentation"),
                      help="On-the-fly augmentation: fresh random distortions every epoch, or none."),
-        click.option("--val-size", type=click.IntRange(min=1), default=d("val_size"),
-                     help="Training digits held out per member to pick its best epoch (max a tenth)."),
+        click.option("--val-size", type=click.IntRange(min=0), default=d("val_size"),
+                     help="Training digits held out per member to pick its best epoch (max a tenth; 0 needs "
+                          "--checkpoint last)."),
         seed_option,
         limit_option,
         click.option("--jobs", "-j", type=click.IntRange(min=1), default=d("jobs"),
@@ -259,6 +271,8 @@ def _train_config(opts: dict):
         return TrainConfig(
             arch=opts["arch"], members=opts["members"], recipe=opts["recipe"], epochs=opts["epochs"],
             batch_size=opts["batch_size"], learning_rate=opts["lr"], final_lr_fraction=opts["final_lr_fraction"],
+            schedule=opts["schedule"], ema=opts["ema"], label_smoothing=opts["label_smoothing"],
+            checkpoint=opts["checkpoint"],
             width=opts["width"], dropout=opts["dropout"], augmentation=opts["augmentation"],
             distortion=distortion.to_dict(), val_size=opts["val_size"], seed=opts["seed"], limit=opts["limit"],
             data=None if opts["data"] is None else str(opts["data"]),

@@ -56,6 +56,51 @@ class BestValidation(keras.callbacks.Callback):
         return [] if self.best is None else [self.best]
 
 
+class LastEpoch(keras.callbacks.Callback):
+    """Checkpoint policy: the member is its weights at the end of training (with EMA: the averaged weights).
+
+    Its validation figures are the last epoch's (``nan`` without a validation split).
+    """
+
+    policy = "last-epoch"
+
+    def __init__(self, member, *, n_outputs: int = 1, position: int = 0) -> None:
+        super().__init__()
+        self.member = member
+        _, _, self.loss_key, self.accuracy_key = metric_keys(n_outputs, position)
+        self.epoch, self.logs = 0, {}
+        self.weights: list | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch, self.logs = epoch + 1, dict(logs or {})
+
+    def on_train_end(self, logs=None):
+        self.weights = self.member.get_weights()  # after fit's end, EMA weights are the model's
+
+    def checkpoints(self) -> list[Checkpoint]:
+        if self.weights is None:
+            return []
+        accuracy = float(self.logs.get(self.accuracy_key, math.nan))
+        loss = float(self.logs.get(self.loss_key, math.nan))
+        return [Checkpoint(self.weights, self.epoch, accuracy, loss, self.policy)]
+
+
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy of integer labels smoothed by ``smoothing`` (Keras' sparse loss has no smoothing)."""
+
+    def __init__(self, smoothing: float, *, n_classes: int = 10, name: str = "smoothed_crossentropy") -> None:
+        super().__init__(name=name)
+        self.smoothing, self.n_classes = float(smoothing), int(n_classes)
+
+    def call(self, y_true, y_pred):
+        ops = keras.ops
+        target = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), self.n_classes)
+        return keras.losses.categorical_crossentropy(target, y_pred, label_smoothing=self.smoothing)
+
+    def get_config(self):
+        return {"smoothing": self.smoothing, "n_classes": self.n_classes, "name": self.name}
+
+
 @dataclass(frozen=True)
 class FinishEstimate:
     """What a member needs to estimate when the whole run will finish.

@@ -23,6 +23,8 @@ from ensemble_cnn.models import ARCHITECTURES
 from ensemble_cnn.recipes import RECIPES
 
 AUGMENTATIONS = ("distort", "none")
+SCHEDULES = ("exponential", "cosine", "onecycle")
+CHECKPOINTS = ("best", "last")
 MODES = ("auto", "sequential", "processes", "fused")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 BACKENDS = ("loky", "dask", "ray")
@@ -74,8 +76,20 @@ class TrainConfig:
     learning_rate : float
         Adam's initial learning rate.
     final_lr_fraction : float
-        The learning rate decays exponentially per epoch down to
-        ``learning_rate * final_lr_fraction`` in the last epoch.
+        The learning rate ends at ``learning_rate * final_lr_fraction``.
+    schedule : {"exponential", "cosine", "onecycle"}
+        Learning-rate schedule: decayed exponentially once per epoch; cosine decay per
+        step; or one cycle (per step: a linear warm-up from ``learning_rate / 25``
+        over the first 30% of the steps, then cosine decay).
+    ema : float
+        Keep an exponential moving average of the weights with this momentum per
+        step (e.g. 0.999; 0 = off). Validation scores, checkpoints and the saved
+        member use the averaged weights.
+    label_smoothing : float
+        Cross-entropy against labels smoothed by this amount (0 = off).
+    checkpoint : {"best", "last"}
+        Which weights become the member: its best-validation epoch, or its last
+        epoch (then ``val_size=0`` trains on every training digit).
     width, dropout : float, float or None
         Model width multiplier and dropout override (see :func:`build_model`).
     augmentation : {"distort", "none"}
@@ -86,7 +100,8 @@ class TrainConfig:
         (validated and stored in canonical form; empty when ``augmentation="none"``).
     val_size : int
         Training images held out per member for checkpoint selection (never the
-        test set). Capped at a tenth of the training originals.
+        test set). Capped at a tenth of the training originals. 0 (only with
+        ``checkpoint="last"``): no hold-out.
     seed : int
         Root seed (>= 0); member ``i`` derives its own seed from ``(seed, i)``.
     limit : int or None
@@ -130,6 +145,10 @@ class TrainConfig:
     batch_size: int = 128
     learning_rate: float = 1e-3
     final_lr_fraction: float = 0.02
+    schedule: str = "exponential"
+    ema: float = 0.0
+    label_smoothing: float = 0.0
+    checkpoint: str = "best"
     width: float = 1.0
     dropout: float | None = None
     augmentation: str = "distort"
@@ -163,7 +182,13 @@ class TrainConfig:
                self.dropout)
         _check(self.augmentation in AUGMENTATIONS, "augmentation", f"one of {', '.join(AUGMENTATIONS)}",
                self.augmentation)
-        _check(_is_int(self.val_size) and self.val_size >= 1, "val_size", "an integer >= 1", self.val_size)
+        _check(self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}", self.schedule)
+        _check(_finite(self.ema) and 0 <= self.ema < 1, "ema", "in [0, 1)", self.ema)
+        _check(_finite(self.label_smoothing) and 0 <= self.label_smoothing < 0.5, "label_smoothing", "in [0, 0.5)",
+               self.label_smoothing)
+        _check(self.checkpoint in CHECKPOINTS, "checkpoint", f"one of {', '.join(CHECKPOINTS)}", self.checkpoint)
+        _check(_is_int(self.val_size) and self.val_size >= (0 if self.checkpoint == "last" else 1), "val_size",
+               "an integer >= 1 (0 only with checkpoint last)", self.val_size)
         _check(_is_int(self.seed) and 0 <= self.seed < 2**63, "seed", "an integer >= 0", self.seed)
         _check(self.limit is None or (_is_int(self.limit) and self.limit >= 20), "limit", "an integer >= 20",
                self.limit)

@@ -105,9 +105,9 @@ def train_fused(
     steps_per_epoch = math.ceil(train_sizes.pop() / cfg.batch_size)
     fused, members = build_fused(cfg, plans)
     compile_members(fused, cfg, steps_per_epoch=steps_per_epoch)
-    policies = [recipe.checkpoint_policy(m, n_outputs=len(members), position=p) for p, m in enumerate(members)]
+    policies = [recipe.checkpoint_policy(cfg, m, n_outputs=len(members), position=p) for p, m in enumerate(members)]
     progress = EpochLog([plan.run for plan in plans], cfg.epochs, log, estimate=estimate_for(settings, round_index))
-    validation = (tuple(plan.x_val for plan in plans), tuple(plan.y_val for plan in plans))
+    validation = (tuple(plan.x_val for plan in plans), tuple(plan.y_val for plan in plans)) if val_sizes != {0} else None
     start = time.perf_counter()
     history = fused.fit(
         fused_stream(plans, cfg),
@@ -115,7 +115,7 @@ def train_fused(
         epochs=cfg.epochs,
         validation_data=validation,
         validation_batch_size=1000,
-        callbacks=[*policies, progress],
+        callbacks=[*recipe.training_callbacks(cfg), *policies, progress],
         shuffle=False,
         verbose=0,
     )

@@ -130,9 +130,10 @@ def compile_members(model, cfg: TrainConfig, *, steps_per_epoch: int) -> None:
     """
     recipe = get_recipe(cfg.recipe)
     n_outputs = len(model.outputs)
+    loss = recipe.loss(cfg)
     model.compile(
         optimizer=recipe.optimizer(cfg, steps_per_epoch=steps_per_epoch),
-        loss=["sparse_categorical_crossentropy"] * n_outputs if n_outputs > 1 else "sparse_categorical_crossentropy",
+        loss=[loss] * n_outputs if n_outputs > 1 else loss,
         metrics=[["accuracy"]] * n_outputs if n_outputs > 1 else ["accuracy"],
         jit_compile=cfg.jit_compile,
     )
@@ -204,16 +205,16 @@ def train_runs(
         keras.utils.set_random_seed(plan.seed)
         model = build_member(cfg)
         compile_members(model, cfg, steps_per_epoch=steps_per_epoch)
-        policy = recipe.checkpoint_policy(model)
+        policy = recipe.checkpoint_policy(cfg, model)
         progress = EpochLog(wanted, cfg.epochs, log, estimate=estimate_for(settings, round_index + position))
         start = time.perf_counter()
         history = model.fit(
             plan.stream(cfg),
             steps_per_epoch=steps_per_epoch,
             epochs=cfg.epochs,
-            validation_data=(plan.x_val, plan.y_val),
+            validation_data=(plan.x_val, plan.y_val) if len(plan.x_val) else None,
             validation_batch_size=1000,
-            callbacks=[policy, progress],
+            callbacks=[*recipe.training_callbacks(cfg), policy, progress],
             shuffle=False,  # the stream is already shuffled, per run and epoch
             verbose=0,
         )
@@ -254,6 +255,7 @@ def save_checkpoints(
             if not checkpoints else
             f"recipe {recipe.name} gave {len(checkpoints)} checkpoints, expected {len(indices)}"
         )
+    with_ema = bool(cfg.ema)
     records = []
     for index, checkpoint in zip(indices, checkpoints):
         if index not in wanted:
@@ -268,9 +270,9 @@ def save_checkpoints(
             "run": plan.run,
             "seed": plan.seed,
             "recipe": recipe.name,
-            "checkpoint": checkpoint.policy,
+            "checkpoint": checkpoint.policy + ("+ema" if with_ema else ""),
             "best_epoch": checkpoint.epoch,
-            "val_accuracy": checkpoint.val_accuracy,
+            "val_accuracy": checkpoint.val_accuracy if math.isfinite(checkpoint.val_accuracy) else None,
             "val_size": int(len(plan.x_val)),
             "train_size": int(len(plan.x_train)),
             "test_accuracy": float(np.mean(probabilities.argmax(axis=1) == pool.data.y_test)),

@@ -19,6 +19,13 @@ Architectures (``ARCHITECTURES``):
     The net of the well-known Keras 15-CNN MNIST ensemble (Deotte): three blocks of
     conv + batch-norm + ReLU with a strided 5x5 conv instead of pooling and
     dropout 0.4 after each block, then softmax.
+``an3``, ``an5``, ``an7``
+    An et al. 2020 (MnistSimpleCNN, M3/M5/M7): a stack of unpadded 3x3 / 5x5 / 7x7
+    convolutions, each conv (no bias) + batch-norm + ReLU, no pooling, then a
+    dense layer (no bias) + batch-norm + softmax; input scaled to [-1, 1]. At
+    ``width=1`` these are the published nets (137M-173M multiply-adds per digit);
+    ``width`` cuts them to a CPU budget (cost scales with ``width**2``). No dropout
+    (``dropout`` adds one before the last layer).
 
 ``width`` multiplies every channel/unit count; ``dropout`` replaces the dropout
 rates (``None`` keeps each architecture's own).
@@ -69,9 +76,18 @@ def build_model(arch: str, *, width: float = 1.0, dropout: float | None = None, 
 
     inputs = keras.Input(shape=INPUT_SHAPE, dtype="uint8", name="digits")
     x = layers.Reshape(INPUT_SHAPE + (1,))(inputs)
-    x = layers.Rescaling(1.0 / 255.0)(x)
-    x = _BUILDERS[arch](x, layers, units, drop)
-    outputs = layers.Dense(N_CLASSES, activation="softmax", dtype="float32", name="probabilities")(x)
+    builder = _BUILDERS[arch]
+    if getattr(builder, "centred_input", False):
+        x = layers.Rescaling(2.0 / 255.0, offset=-1.0)(x)
+    else:
+        x = layers.Rescaling(1.0 / 255.0)(x)
+    x = builder(x, layers, units, drop)
+    if getattr(builder, "batchnorm_head", False):
+        x = layers.Dense(N_CLASSES, use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
+        outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    else:
+        outputs = layers.Dense(N_CLASSES, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name or arch)
 
 
@@ -113,7 +129,31 @@ def _deotte(x, layers, units, drop):
     return layers.Dropout(drop(0.4))(x)
 
 
-_BUILDERS = {"nielsen": _nielsen, "keras": _keras, "deotte": _deotte}
+def _simple_stack(kernel: int, channels: tuple[int, ...]):
+    """An et al.'s MnistSimpleCNN body: unpadded ``kernel`` convs (no bias) + BN + ReLU, no pooling."""
+
+    def build(x, layers, units, drop):
+        for filters in channels:
+            x = layers.Conv2D(units(filters), kernel, use_bias=False)(x)
+            x = layers.BatchNormalization(momentum=0.9)(x)  # PyTorch's default (0.1), as in the paper's code
+            x = layers.Activation("relu")(x)
+        x = layers.Flatten()(x)
+        rate = drop(0.0)
+        return layers.Dropout(rate)(x) if rate > 0 else x
+
+    build.centred_input = True
+    build.batchnorm_head = True
+    return build
+
+
+_BUILDERS = {
+    "nielsen": _nielsen,
+    "keras": _keras,
+    "deotte": _deotte,
+    "an3": _simple_stack(3, tuple(range(32, 177, 16))),  # ten layers, 32 .. 176 channels
+    "an5": _simple_stack(5, (32, 64, 96, 128, 160)),
+    "an7": _simple_stack(7, (48, 96, 144, 192)),
+}
 
 ARCHITECTURES: tuple[str, ...] = tuple(_BUILDERS)
 """Every architecture by name (derived from the builders: adding one is a function plus an entry)."""

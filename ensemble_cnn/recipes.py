@@ -48,8 +48,12 @@ class Checkpoint:
     policy: str
 
 
+ONECYCLE_WARMUP = 0.3  # fraction of the steps spent warming up in the one-cycle schedule
+ONECYCLE_START = 1 / 25  # one-cycle starts at this fraction of the peak learning rate
+
+
 class Recipe:
-    """Base class: a learning-rate schedule, an optimizer and a checkpoint policy."""
+    """Base class: a learning-rate schedule, an optimizer, a loss and a checkpoint policy."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -60,12 +64,37 @@ class Recipe:
         raise NotImplementedError
 
     def optimizer(self, cfg: "TrainConfig", *, steps_per_epoch: int) -> Any:
-        """The Keras optimizer of one training run (fused members share it: Adam's state is per variable)."""
+        """The Keras optimizer of one training run (fused members share it: Adam's state is per variable).
+
+        With ``cfg.ema`` it keeps a moving average of the weights (per variable, so
+        fused members stay independent).
+        """
         import keras
 
-        return keras.optimizers.Adam(self.learning_rate(cfg, steps_per_epoch=steps_per_epoch))
+        schedule = self.learning_rate(cfg, steps_per_epoch=steps_per_epoch)
+        if cfg.ema:
+            return keras.optimizers.Adam(schedule, use_ema=True, ema_momentum=cfg.ema)
+        return keras.optimizers.Adam(schedule)
 
-    def checkpoint_policy(self, model: Any, *, n_outputs: int = 1, position: int = 0) -> Any:
+    def loss(self, cfg: "TrainConfig") -> Any:
+        """The loss of one member's output: sparse cross-entropy (label-smoothed with ``cfg.label_smoothing``)."""
+        if not cfg.label_smoothing:
+            return "sparse_categorical_crossentropy"
+        from ensemble_cnn.callbacks import SmoothedSparseCrossentropy
+
+        return SmoothedSparseCrossentropy(cfg.label_smoothing)
+
+    def training_callbacks(self, cfg: "TrainConfig") -> list[Any]:
+        """Callbacks of the whole fit, before the checkpoint policies (e.g. the EMA weight swap)."""
+        if not cfg.ema:
+            return []
+        import keras
+
+        # Averaged weights in the model for validation and at every epoch's end (where
+        # the checkpoint policies look), raw weights while training.
+        return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)]
+
+    def checkpoint_policy(self, cfg: "TrainConfig", model: Any, *, n_outputs: int = 1, position: int = 0) -> Any:
         """A Keras callback with a ``checkpoints() -> list[Checkpoint]`` method, for one member model.
 
         ``n_outputs`` and ``position`` locate the member's metrics in the logs of a
@@ -74,24 +103,40 @@ class Recipe:
         raise NotImplementedError
 
 
-class StandardRecipe(Recipe):
-    """Adam with the learning rate decayed exponentially per epoch; the member is its best-validation epoch."""
+def schedule(cfg: "TrainConfig", *, steps_per_epoch: int) -> Any:
+    """The learning-rate schedule named by ``cfg.schedule`` (see :class:`ensemble_cnn.config.TrainConfig`)."""
+    import keras
 
-    name = "standard"
-    description = ("Adam; learning rate decayed exponentially per epoch to final_lr_fraction by the last epoch; "
-                   "the member keeps its best-validation epoch")
-
-    def learning_rate(self, cfg: "TrainConfig", *, steps_per_epoch: int) -> Any:
-        import keras
-
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "exponential":
         decay_rate = cfg.final_lr_fraction ** (1.0 / max(1, cfg.epochs - 1))
         return keras.optimizers.schedules.ExponentialDecay(
             cfg.learning_rate, decay_steps=steps_per_epoch, decay_rate=decay_rate, staircase=True
         )
+    if cfg.schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(cfg.learning_rate, total, alpha=cfg.final_lr_fraction)
+    warmup = max(1, int(ONECYCLE_WARMUP * total))
+    return keras.optimizers.schedules.CosineDecay(
+        cfg.learning_rate * ONECYCLE_START, max(1, total - warmup), alpha=cfg.final_lr_fraction,
+        warmup_target=cfg.learning_rate, warmup_steps=warmup,
+    )
 
-    def checkpoint_policy(self, model: Any, *, n_outputs: int = 1, position: int = 0) -> Any:
-        from ensemble_cnn.callbacks import BestValidation
 
+class StandardRecipe(Recipe):
+    """One member per training run: the config's schedule, optional EMA and label smoothing, best or last epoch."""
+
+    name = "standard"
+    description = ("Adam with the --schedule learning rate (exponential by default), optional --ema and "
+                   "--label-smoothing; the member is its best-validation epoch (--checkpoint best) or its last")
+
+    def learning_rate(self, cfg: "TrainConfig", *, steps_per_epoch: int) -> Any:
+        return schedule(cfg, steps_per_epoch=steps_per_epoch)
+
+    def checkpoint_policy(self, cfg: "TrainConfig", model: Any, *, n_outputs: int = 1, position: int = 0) -> Any:
+        from ensemble_cnn.callbacks import BestValidation, LastEpoch
+
+        if cfg.checkpoint == "last":
+            return LastEpoch(model, n_outputs=n_outputs, position=position)
         return BestValidation(model, n_outputs=n_outputs, position=position)
 
 

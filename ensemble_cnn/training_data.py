@@ -89,13 +89,13 @@ class MemberSplit:
 
 
 def split_for_member(pool: TrainingPool, *, val_size: int, seed: int) -> MemberSplit:
-    """Hold out ``val_size`` originals (capped at a tenth), drawn from the member's seed.
+    """Hold out ``val_size`` originals (capped at a tenth; none for 0), drawn from the member's seed.
 
     Validation uses the held-out originals undistorted; training uses every row
     (original or variant) whose source digit is not held out, so no distorted copy of
     a validation digit leaks into training.
     """
-    n_val = max(1, min(val_size, pool.n_originals // 10))
+    n_val = max(1, min(val_size, pool.n_originals // 10)) if val_size > 0 else 0
     rng = rng_for(seed, VALIDATION_STREAM)
     held_out = np.zeros(pool.n_originals, dtype=bool)
     held_out[rng.choice(pool.n_originals, size=n_val, replace=False)] = True

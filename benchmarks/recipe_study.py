@@ -1,0 +1,190 @@
+"""The recipe study: which member recipe gives the best ensemble for the time, decided on VALIDATION only.
+
+    python benchmarks/recipe_study.py run NAME [NAME ...] [--seeds 0] [--members 2] [--stage screen]
+    python benchmarks/recipe_study.py table [--stage screen]
+    python benchmarks/recipe_study.py list
+
+Protocol (honest: nothing is chosen on the test set):
+
+* **Study validation set.** The study trains on the first 50,000 MNIST training digits
+  and scores every candidate on the last 10,000 (``artifacts/study/study.npz`` holds
+  them as its "test" split, so ``ensemble-cnn train`` reports on them): no member ever
+  trains on them or picks an epoch with them. Each member still holds out its own
+  ``--val-size`` digits of the 50,000 when its recipe picks a best epoch.
+* **Decision.** Candidates are ranked by the study-validation accuracy of the majority
+  vote (then of the soft vote, then the members' mean); MNIST's 10,000 test digits
+  are scored beside it, with 95% Wilson intervals, and never decide anything.
+* **Time.** Each candidate trains with ``ensemble-cnn train`` (default execution: one
+  worker process per core) in a fresh run folder; its wall time is recorded with the
+  CPU class and whether other work shared the cores (``--shared`` marks it).
+
+Results go to ``artifacts/study/results.jsonl`` (one line per run, never rewritten);
+``table`` prints them as the README's Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ensemble_cnn.data import load_mnist  # noqa: E402
+from ensemble_cnn.evaluate import member_probabilities  # noqa: E402
+from ensemble_cnn.hardware import cpu_flags  # noqa: E402
+from ensemble_cnn.run_folder import RunFolder  # noqa: E402
+from ensemble_cnn.stats import wilson_interval  # noqa: E402
+from ensemble_cnn.vote import VOTES  # noqa: E402
+
+STUDY = ROOT / "artifacts" / "study"
+STUDY_TRAIN = 50_000
+
+# Every candidate is a set of ordinary `ensemble-cnn train` options. Screens use short
+# budgets (about 8 minutes of 2 cores for 2 members); epochs are set per architecture
+# from its measured training speed so candidates get similar wall time.
+CANDIDATES: dict[str, list[str]] = {
+    # today's default recipe, shortened
+    "nielsen-std": ["--arch", "nielsen", "--epochs", "16"],
+    "nielsen-cos-ema": ["--arch", "nielsen", "--epochs", "16", "--schedule", "cosine", "--ema", "0.999",
+                        "--checkpoint", "last"],
+    "nielsen-cos-ema-ls": ["--arch", "nielsen", "--epochs", "16", "--schedule", "cosine", "--ema", "0.999",
+                           "--label-smoothing", "0.1", "--checkpoint", "last"],
+    "deotte50-std": ["--arch", "deotte", "--width", "0.5", "--epochs", "10"],
+    "deotte50-cos-ema": ["--arch", "deotte", "--width", "0.5", "--epochs", "10", "--schedule", "cosine",
+                         "--ema", "0.999", "--checkpoint", "last"],
+    "an5q-std": ["--arch", "an5", "--width", "0.25", "--epochs", "9"],
+    "an5q-cycle-ema": ["--arch", "an5", "--width", "0.25", "--epochs", "9", "--schedule", "onecycle",
+                       "--ema", "0.999", "--checkpoint", "last"],
+    "an7q-cycle-ema": ["--arch", "an7", "--width", "0.25", "--epochs", "8", "--schedule", "onecycle",
+                       "--ema", "0.999", "--checkpoint", "last"],
+}
+
+
+def study_data() -> Path:
+    """``artifacts/study/study.npz``: train = MNIST train[:50000], test = train[50000:] (the study validation)."""
+    path = STUDY / "study.npz"
+    if path.exists():
+        return path
+    from ensemble_cnn import _atomic
+
+    mnist = load_mnist(ROOT.parent / "shared" / "data" / "mnist.npz")
+    STUDY.mkdir(parents=True, exist_ok=True)
+    _atomic.write_npz(path, x_train=mnist.x_train[:STUDY_TRAIN], y_train=mnist.y_train[:STUDY_TRAIN],
+                      x_test=mnist.x_train[STUDY_TRAIN:], y_test=mnist.y_train[STUDY_TRAIN:])
+    return path
+
+
+def cpu_class() -> str:
+    flags = cpu_flags()
+    if {"amx_bf16", "amx_tile"} & flags:
+        return "x86 AMX"
+    if "avx512f" in flags:
+        return "x86 AVX-512"
+    return "x86 AVX2" if "avx2" in flags else platform.machine()
+
+
+def run_candidate(name: str, seed: int, members: int, stage: str, *, shared: bool, extra: list[str]) -> dict:
+    """Train one candidate with one seed (resuming its folder if present) and score it; append the result."""
+    options = CANDIDATES[name] + extra
+    run_dir = STUDY / stage / f"{name}-k{members}-s{seed}"
+    command = [sys.executable, "-m", "cli", "train", "--data", str(study_data()), *options,
+               "--members", str(members), "--seed", str(seed), "--out", str(run_dir)]
+    print("$ ensemble-cnn " + " ".join(command[3:]), flush=True)
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{name} seed {seed}: training failed (exit {done.returncode})")
+    result = {"name": name, "seed": seed, "members": members, "stage": stage, "options": options,
+              "wall_minutes": round(wall / 60, 2), "cpu": cpu_class(), "shared": shared, **score(run_dir, members)}
+    with open(STUDY / "results.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(result) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "options"}), flush=True)
+    return result
+
+
+def score(run_dir: Path, members: int) -> dict:
+    """Study-validation and test accuracy of each member and each vote."""
+    folder = RunFolder(run_dir)
+    records = folder.records(members)
+    validation = load_mnist(study_data())
+    test = load_mnist(ROOT.parent / "shared" / "data" / "mnist.npz")
+    out = {}
+    for split, data, reload in (("val", validation, False), ("test", test, True)):
+        probabilities = member_probabilities(folder, records, data, reload=reload)
+        labels = data.y_test
+        out[f"{split}_members"] = [float(np.mean(p.argmax(1) == labels)) for p in probabilities]
+        for vote, rule in VOTES.items():
+            right = int(np.sum(rule.labels(probabilities) == labels))
+            out[f"{split}_{vote}"] = right / len(labels)
+            out[f"{split}_{vote}_ci95"] = list(wilson_interval(right, len(labels)))
+    out["epochs_picked"] = [r["best_epoch"] for r in records]
+    out["train_seconds"] = [r["train_seconds"] for r in records]
+    return out
+
+
+def table(stage: str) -> None:
+    """Markdown table of a stage: mean over seeds per candidate, ranked by validation (majority, soft, members)."""
+    rows = [json.loads(line) for line in (STUDY / "results.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r["stage"] == stage]
+    by_name: dict[str, list[dict]] = {}
+    for row in rows:
+        by_name.setdefault(row["name"], []).append(row)
+
+    def mean(key: str, runs: list[dict]) -> float:
+        return float(np.mean([r[key] for r in runs]))
+
+    def sd(key: str, runs: list[dict]) -> str:
+        return f" ± {100 * np.std([r[key] for r in runs], ddof=1):.2f}" if len(runs) > 1 else ""
+
+    ranked = sorted(by_name.items(), key=lambda item: (mean("val_majority", item[1]), mean("val_soft", item[1]),
+                                                       np.mean([np.mean(r["val_members"]) for r in item[1]])),
+                    reverse=True)
+    print("| rank | candidate | seeds | val: members mean | val: majority | val: soft | test: members mean | "
+          "test: majority | test: soft | wall min |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for rank, (name, runs) in enumerate(ranked, start=1):
+        members_val = np.mean([np.mean(r["val_members"]) for r in runs])
+        members_test = np.mean([np.mean(r["test_members"]) for r in runs])
+        shared = " (shared)" if any(r["shared"] for r in runs) else ""
+        print(f"| {rank} | `{name}` | {len(runs)} | {100 * members_val:.2f}% | "
+              f"**{100 * mean('val_majority', runs):.2f}%**{sd('val_majority', runs)} | "
+              f"{100 * mean('val_soft', runs):.2f}%{sd('val_soft', runs)} | {100 * members_test:.2f}% | "
+              f"{100 * mean('test_majority', runs):.2f}%{sd('test_majority', runs)} | "
+              f"{100 * mean('test_soft', runs):.2f}% | {mean('wall_minutes', runs):.1f}{shared} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train and score candidates")
+    run.add_argument("names", nargs="+", choices=list(CANDIDATES))
+    run.add_argument("--seeds", default="0", help="comma-separated root seeds")
+    run.add_argument("--members", type=int, default=2)
+    run.add_argument("--stage", default="screen")
+    run.add_argument("--shared", action="store_true", help="mark the wall times as taken on shared cores")
+    run.add_argument("--extra", default="", help="further train options, e.g. '--epochs 30'")
+    show = sub.add_parser("table", help="print a stage's results as Markdown")
+    show.add_argument("--stage", default="screen")
+    sub.add_parser("list", help="print the candidates")
+    args = parser.parse_args()
+    if args.command == "list":
+        for name, options in CANDIDATES.items():
+            print(f"{name:<22} {' '.join(options)}")
+    elif args.command == "table":
+        table(args.stage)
+    else:
+        for seed in (int(s) for s in args.seeds.split(",")):
+            for name in args.names:
+                run_candidate(name, seed, args.members, args.stage, shared=args.shared, extra=args.extra.split())
+
+
+if __name__ == "__main__":
+    main()
