@@ -14,7 +14,7 @@ Only NumPy, SciPy and (optionally) joblib are used.
 """
 
 from augment.affine import affine_coefficients, affine_elastic, rotate_images
-from augment.distortion import TRANSFORMS, Distortion
+from augment.distortion import ALPHA_RANGE, LIMITS, MAX_SHIFT_RANGE, SIGMA_RANGE, TRANSFORMS, Distortion
 from augment.draws import Draws, draw, draw_angles, draw_noise, draw_scales, draw_shifts
 from augment.elastic import displacement_fields, elastic_distort
 from augment.expand import BACKENDS, BLOCK_SIZE, block_generator, draw_variants, expand
@@ -23,7 +23,11 @@ from augment.shift import NIELSEN_SHIFTS, nielsen_expand, shift_images
 from augment.smoothing import gaussian_matrix, smooth_fields
 
 __all__ = [
+    "ALPHA_RANGE",
     "BACKENDS",
+    "LIMITS",
+    "MAX_SHIFT_RANGE",
+    "SIGMA_RANGE",
     "BLOCK_SIZE",
     "NIELSEN_SHIFTS",
     "TRANSFORMS",

@@ -7,10 +7,25 @@ from typing import Any
 
 from augment._checks import check_number
 
-__all__ = ["TRANSFORMS", "Distortion"]
+__all__ = ["ALPHA_RANGE", "LIMITS", "MAX_SHIFT_RANGE", "SIGMA_RANGE", "TRANSFORMS", "Distortion"]
 
 #: Names of the available transforms, in canonical order.
 TRANSFORMS: tuple[str, ...] = ("shift", "rotate", "scale", "elastic")
+
+#: Ranges that mean something for 28x28 digits (bounds included). Beyond them a
+#: distortion no longer looks like a digit (and absurd values would make coordinates
+#: non-finite): an elastic field of alpha 100 at sigma 4 moves pixels ~4 px RMS
+#: (Simard's 34 moves them ~1.4 px); sigma below 0.5 px is noise, above 28 px a
+#: global shift; a shift of 14 px moves the digit out of its frame.
+ALPHA_RANGE: tuple[float, float] = (0.0, 100.0)
+SIGMA_RANGE: tuple[float, float] = (0.5, 28.0)
+MAX_SHIFT_RANGE: tuple[int, int] = (0, 14)
+LIMITS: dict[str, tuple[float, float]] = {
+    "max_shift": MAX_SHIFT_RANGE,
+    "max_rotation": (0.0, 180.0),
+    "alpha": ALPHA_RANGE,
+    "sigma": SIGMA_RANGE,
+}
 
 
 @dataclass(frozen=True)
@@ -23,15 +38,15 @@ class Distortion:
         Subset of :data:`TRANSFORMS`; order and repeats are irrelevant (it is
         stored in canonical order).  Empty means identity.
     max_shift : int
-        Each axis shifts by an integer uniform in ``[-max_shift, max_shift]``.
+        Each axis shifts by an integer uniform in ``[-max_shift, max_shift]``; 0..14.
     max_rotation : float
         Rotation in degrees uniform in ``[-max_rotation, max_rotation]``; 0..180.
     max_scale : float
         Zoom factor uniform in ``[1 - max_scale, 1 + max_scale]``; 0 <= . < 1.
     alpha : float
-        Simard's elastic strength in pixels, >= 0.
+        Simard's elastic strength in pixels, 0..100 (see :data:`ALPHA_RANGE`).
     sigma : float
-        Simard's Gaussian width in pixels, > 0.
+        Simard's Gaussian width in pixels, 0.5..28 (see :data:`SIGMA_RANGE`).
     """
 
     transforms: tuple[str, ...] = TRANSFORMS
@@ -51,8 +66,8 @@ class Distortion:
             raise ValueError(f"transforms has unknown name {unknown[0]!r}; choose from {TRANSFORMS}")
         object.__setattr__(self, "transforms", tuple(t for t in TRANSFORMS if t in names))
         max_shift = check_number(self.max_shift, name="max_shift", integer=True)
-        if max_shift < 0:
-            raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+        if not MAX_SHIFT_RANGE[0] <= max_shift <= MAX_SHIFT_RANGE[1]:
+            raise ValueError(f"max_shift must be in [{MAX_SHIFT_RANGE[0]}, {MAX_SHIFT_RANGE[1]}], got {max_shift}")
         max_rotation = check_number(self.max_rotation, name="max_rotation")
         if not 0.0 <= max_rotation <= 180.0:
             raise ValueError(f"max_rotation must be in [0, 180], got {self.max_rotation}")
@@ -60,11 +75,11 @@ class Distortion:
         if not 0.0 <= max_scale < 1.0:
             raise ValueError(f"max_scale must be in [0, 1), got {self.max_scale}")
         alpha = check_number(self.alpha, name="alpha")
-        if alpha < 0:
-            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
+        if not ALPHA_RANGE[0] <= alpha <= ALPHA_RANGE[1]:
+            raise ValueError(f"alpha must be in [{ALPHA_RANGE[0]:g}, {ALPHA_RANGE[1]:g}], got {self.alpha}")
         sigma = check_number(self.sigma, name="sigma")
-        if sigma <= 0:
-            raise ValueError(f"sigma must be > 0, got {self.sigma}")
+        if not SIGMA_RANGE[0] <= sigma <= SIGMA_RANGE[1]:
+            raise ValueError(f"sigma must be in [{SIGMA_RANGE[0]:g}, {SIGMA_RANGE[1]:g}], got {self.sigma}")
         for name, value in (
             ("max_shift", max_shift),
             ("max_rotation", max_rotation),

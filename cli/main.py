@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from augment import TRANSFORMS as TRANSFORM_NAMES
+from augment import LIMITS, TRANSFORMS as TRANSFORM_NAMES
 from augment import Distortion
 from ensemble_cnn.config import AUGMENTATIONS, BACKENDS, CHECKPOINTS, MODES, PRECISIONS, SCHEDULES, field_default
 from ensemble_cnn.models import ARCHITECTURES
@@ -22,30 +22,39 @@ from ensemble_cnn.recipes import RECIPES
 from ensemble_cnn.vote import VOTES
 
 DEFAULT_ARTIFACTS = Path("artifacts")
+DEFAULT_EXPANDED = DEFAULT_ARTIFACTS / "mnist_expanded.npz"
 
 
 def _library_errors(func):
-    """Turn the library's validation errors into one-line click errors (exit 1)."""
+    """Turn the library's errors into one-line click errors: bad output paths exit 2, bad data or folders 1."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         from ensemble_cnn.data import DataError
         from ensemble_cnn.errors import BackendError, RunFolderError
+        from ensemble_cnn.outputs import OutputPathError, shown
 
         try:
             return func(*args, **kwargs)
+        except OutputPathError as exc:
+            raise click.BadParameter(_one_line(exc), param_hint=exc.option) from None
         except (DataError, RunFolderError, BackendError) as exc:
             raise click.ClickException(_one_line(exc)) from None
+        except MemoryError:
+            raise click.ClickException("out of memory (try a smaller --limit or --copies)") from None
         except OSError as exc:
-            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            where = f"{shown(exc.filename)}: " if getattr(exc, "filename", None) else ""
             raise click.ClickException(f"{where}{exc.strerror or exc}") from None
 
     return wrapper
 
 
 def _one_line(exc: BaseException) -> str:
+    """The message as one line (a library message is one line; control characters are escaped, never cut)."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    return "".join(c if ord(c) >= 32 and ord(c) != 127 else repr(c)[1:-1] for c in text)
 
 
 def _transforms(ctx, param, value: str) -> tuple[str, ...]:
@@ -71,15 +80,17 @@ def distortion_options(defaults: dict):
         options = [
             click.option("--transforms", default=",".join(TRANSFORM_NAMES), show_default=True, callback=_transforms,
                          help="Comma-separated transforms composed into each distortion."),
-            click.option("--max-shift", type=click.IntRange(0, 14), default=defaults["max_shift"], show_default=True,
-                         help="Largest integer shift in pixels, per axis."),
-            click.option("--max-rotation", type=click.FloatRange(0, 180), default=defaults["max_rotation"],
-                         show_default=True, help="Largest rotation in degrees (uniform in ±max)."),
+            click.option("--max-shift", type=click.IntRange(*LIMITS["max_shift"]), default=defaults["max_shift"],
+                         show_default=True, help="Largest integer shift in pixels, per axis."),
+            click.option("--max-rotation", type=click.FloatRange(*LIMITS["max_rotation"]),
+                         default=defaults["max_rotation"], show_default=True,
+                         help="Largest rotation in degrees (uniform in ±max)."),
             click.option("--max-scale", type=click.FloatRange(0, 1, max_open=True), default=defaults["max_scale"],
                          show_default=True, help="Largest zoom change (factor uniform in 1±max)."),
-            click.option("--alpha", type=click.FloatRange(min=0), default=defaults["alpha"], show_default=True,
-                         help="Elastic strength in pixels (Simard's alpha; 0 = off)."),
-            click.option("--sigma", type=click.FloatRange(min=0, min_open=True), default=defaults["sigma"],
+            click.option("--alpha", type=click.FloatRange(*LIMITS["alpha"]), default=defaults["alpha"],
+                         show_default=True, help="Elastic strength in pixels (Simard's alpha; 0 = off; above 100 "
+                                                 "a digit no longer looks like one)."),
+            click.option("--sigma", type=click.FloatRange(*LIMITS["sigma"]), default=defaults["sigma"],
                          show_default=True, help="Elastic smoothness: Gaussian width in pixels (Simard's sigma)."),
         ]
         for option in reversed(options):
@@ -96,7 +107,7 @@ def _distortion(transforms, max_shift, max_rotation, max_scale, alpha, sigma):
             max_scale=max_scale, alpha=alpha, sigma=sigma,
         )
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(_option_message(_one_line(exc))) from None
 
 
 data_option = click.option(
@@ -133,8 +144,9 @@ def main(verbose: bool) -> None:
 # --------------------------------------------------------------------------- augment
 @main.command()
 @data_option
-@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_ARTIFACTS / "mnist_expanded.npz",
-              help="Output npz (Keras layout); a JSON manifest is written beside it.")
+@click.option("--out", type=click.Path(), default=str(DEFAULT_EXPANDED),
+              help="Output npz (Keras layout); a JSON manifest is written beside it. A folder (or a path "
+                   "ending in /) gets mnist_expanded.npz in it.")
 @click.option("--copies", type=click.IntRange(min=0), default=4, help="Distorted variants per training digit.")
 @click.option("--nielsen", is_flag=True,
               help="Nielsen's exact expansion instead: each digit plus its 1-px up/down/left/right shifts.")
@@ -148,14 +160,20 @@ def main(verbose: bool) -> None:
 def augment(data, out, copies, nielsen, transforms, max_shift, max_rotation, max_scale, alpha, sigma,
             seed, jobs, limit, preview):
     """Write an expanded MNIST training set (originals + COPIES distorted variants each)."""
-    from ensemble_cnn.data import load_mnist
+    from ensemble_cnn.data import check_expansion_size, data_files, load_mnist
     from ensemble_cnn.expanded import manifest_path, write_expanded
+    from ensemble_cnn.outputs import check_output_files
 
     distortion = None if nielsen else _distortion(transforms, max_shift, max_rotation, max_scale, alpha, sigma)
-    _check_output(out, "--out")
-    if preview is not None:
-        _check_output(preview, "--preview")
+    if preview is not None and copies == 0 and not nielsen:
+        raise click.BadParameter("needs at least one variant to draw (--copies 0 makes none)", param_hint="--preview")
+    if out.endswith(("/", os.sep)) or Path(out).is_dir():
+        out = Path(out) / DEFAULT_EXPANDED.name  # a folder: the default file name in it
+    out = Path(out)
+    outputs = [("--out", out), ("--out", manifest_path(out))] + ([("--preview", preview)] if preview else [])
+    check_output_files(outputs, inputs=data_files(data))
     mnist = load_mnist(data).limit(limit)
+    check_expansion_size(len(mnist.x_train), 4 if nielsen else copies, option="--copies")
     for path in (out, preview):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -171,19 +189,6 @@ def augment(data, out, copies, nielsen, transforms, max_shift, max_rotation, max
         f"manifest {manifest_path(out)}  sha256 {manifest['sha256']}"
         + (f"\npreview {preview}" if preview is not None else "")
     )
-
-
-def _check_output(path: Path, option: str) -> None:
-    """Check an output file path can be written, creating nothing (folders are made after validation)."""
-    if path.is_dir():
-        raise click.BadParameter(f"{path} is a folder, expected a file path", param_hint=option)
-    ancestor = path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise click.BadParameter(f"cannot create {path}: {ancestor} is a file, not a folder", param_hint=option)
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise click.BadParameter(f"cannot create {path}: folder {ancestor} is not writable", param_hint=option)
 
 
 # --------------------------------------------------------------------------- train
@@ -281,7 +286,17 @@ def _train_config(opts: dict):
             backend=opts["backend"], scheduler=opts["scheduler"], deterministic=opts["deterministic"],
         )
     except ValueError as exc:
-        raise click.UsageError(_one_line(exc)) from None
+        raise click.UsageError(_option_message(_one_line(exc))) from None
+
+
+def _option_message(message: str) -> str:
+    """``val_size must be ...`` -> ``--val-size must be ...``: name the option the user typed."""
+    from ensemble_cnn.config import TrainConfig, option_name
+
+    fields = set(TrainConfig.__dataclass_fields__) | set(Distortion.__dataclass_fields__)
+    head, _, rest = message.partition(" ")
+    message = f"{option_name(head)} {rest}" if head in fields else message
+    return message.replace("with checkpoint last", "with --checkpoint last")
 
 
 def _run_dir(config, out: Path | None) -> Path:
@@ -290,15 +305,14 @@ def _run_dir(config, out: Path | None) -> Path:
     return DEFAULT_ARTIFACTS / "runs" / f"{config.arch}-k{config.members}-s{config.seed}"
 
 
-def _train_and_report(config, run_dir: Path, *, method: str = "majority") -> None:
-    from ensemble_cnn.evaluate import evaluate_run
-    from ensemble_cnn.train import train_ensemble
+def _train_and_report(config, run_dir: Path, *, preview: bool = False) -> None:
+    from ensemble_cnn.job import train_and_evaluate
 
     click.echo(f"run folder {run_dir}")
-    result = train_ensemble(config, run_dir, log=click.echo)
+    job = train_and_evaluate(config, run_dir, preview=preview, log=click.echo)
+    result = job.train
     click.echo(f"training took {result.seconds:.1f} s (trained {len(result.trained)}, kept {len(result.reused)})")
-    if result.records:
-        evaluate_run(run_dir, method=method, members=config.members, reload=False, log=click.echo)
+    if job.report is not None:
         click.echo(f"report: {run_dir / 'report.md'}")
     if result.failures:
         for index, reason in sorted(result.failures.items()):
@@ -326,15 +340,23 @@ def train(**opts):
 @vote_option
 @click.option("--members", "-k", type=click.IntRange(min=1), default=None,
               help="Score only the first K members [default: every member of the run].")
+@click.option("--allow-missing", is_flag=True,
+              help="Exit 0 even when members are missing or unusable (they are always listed and left out).")
 @_library_errors
-def evaluate(run_dir, data, method, members):
+def evaluate(run_dir, data, method, members, allow_missing):
     """Reload a run's saved members, predict the test set, and report members vs the ensemble."""
     from ensemble_cnn.evaluate import evaluate_run
 
     if not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")
-    evaluate_run(run_dir, data=data, method=method, members=members, reload=True, log=click.echo)
+    report = evaluate_run(run_dir, data=data, method=method, members=members, reload=True, log=click.echo)
     click.echo(f"report: {run_dir / 'report.md'}")
+    dropped = report["dropped_members"]
+    if dropped and not allow_missing:
+        raise click.ClickException(
+            f"{len(dropped)} of {report['members_asked']} members left out (missing or unusable, listed above); "
+            "the report scores the others (--allow-missing to accept)"
+        )
 
 
 # --------------------------------------------------------------------------- run
@@ -347,12 +369,5 @@ def run(**opts):
     Same options as `train`; also draws what member 00 trained on (preview.png in the
     run folder: one digit of each class and its distortion in each of the first epochs).
     """
-    from ensemble_cnn.preview import write_training_preview
-    from ensemble_cnn.train import prepare_run
-
     config = _train_config(opts)
-    run_dir = _run_dir(config, opts["out"])
-    if config.augmentation == "distort":
-        written = prepare_run(config, run_dir)  # validate the data and claim the folder before writing into it
-        write_training_preview(written, run_dir / "preview.png")
-    _train_and_report(config, run_dir)
+    _train_and_report(config, _run_dir(config, opts["out"]), preview=True)

@@ -37,12 +37,45 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     """
     path = Path(path)
     suffix = path.suffix if suffix is None else suffix
-    tmp = _create_temporary(path.parent, f".{path.name}.", f".tmp{suffix}")
+    try:
+        tmp = _create_temporary(path.parent, f".{path.name}.", f".tmp{suffix}")
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename in (None, str(tmp), tmp):
+            # Name the file being written (a disk-full error must not name a temporary file).
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """Several files written as one: temporary paths for all; all renamed into place only if the block succeeds.
+
+    On an exception every temporary file is removed and every target is left as it
+    was (the renames at the end are the only step that touches the targets).
+    """
+    temporaries: list[Path] = []
+    try:
+        for path in paths:
+            path = Path(path)
+            try:
+                temporaries.append(_create_temporary(path.parent, f".{path.name}.", f".tmp{path.suffix}"))
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        yield list(temporaries)
+        for tmp, path in zip(temporaries, paths):
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp in temporaries:
+            tmp.unlink(missing_ok=True)
         raise
 
 
@@ -105,9 +138,14 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     equal sha256). The file reads back with ``np.load(path, allow_pickle=False)``.
     """
     with atomic_path(path, suffix=".npz") as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-            for name, array in arrays.items():
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_ZIP_TIME)
-                info.compress_type = zipfile.ZIP_STORED
-                with archive.open(info, "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+        write_npz_file(tmp, **arrays)
+
+
+def write_npz_file(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """The body of :func:`write_npz`, writing straight to ``path`` (a temporary file of the caller's)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_STORED
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)

@@ -10,5 +10,13 @@ class RunFolderError(ValueError):
     """The run folder cannot be used (it holds a different run, a member file is bad, ...)."""
 
 
+class UnsafeMemberError(RunFolderError):
+    """A member file carries Python code (e.g. a Lambda layer): refused by Keras' safe_mode."""
+
+
+class RunFolderBusy(RunFolderError):
+    """Another train/run holds the run folder's lock."""
+
+
 class BackendError(RuntimeError):
     """The execution engine (dask, ray) is not installed or cannot be reached."""

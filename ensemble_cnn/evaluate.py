@@ -9,7 +9,7 @@ import numpy as np
 
 from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.data import MnistData, load_mnist
-from ensemble_cnn.errors import RunFolderError
+from ensemble_cnn.errors import RunFolderError, UnsafeMemberError
 from ensemble_cnn.run_folder import RunFolder, load_member, member_stem
 from ensemble_cnn.vote import VOTES, vote
 
@@ -32,29 +32,43 @@ def member_probabilities(
     ``False`` reads the probabilities saved at training time (their sha256 is
     checked by the record).
     """
-    stacks = []
+    return np.stack([member_test_probabilities(folder, record, test, reload=reload) for record in records])
+
+
+def member_test_probabilities(
+    folder: RunFolder, record: dict[str, Any], test: MnistData, *, reload: bool
+) -> np.ndarray:
+    """One member's test-set probabilities, shape (N, 10).
+
+    Raises
+    ------
+    UnsafeMemberError
+        The member file carries Python code (refused, whatever else).
+    RunFolderError
+        The member cannot give probabilities, or gives non-finite ones (it diverged).
+    """
     expected = (len(test.x_test), 10)
-    for record in records:
-        if reload:
-            path = folder.resolve(record["model"])
-            model = load_member(path)
-            try:
-                probabilities = model.predict(test.x_test, batch_size=1000, verbose=0).astype(np.float32)
-            except Exception as exc:  # noqa: BLE001 - a model of another shape must not end in a traceback
-                raise RunFolderError(f"{path}: cannot predict MNIST digits ({_first_line(exc)})") from None
-        else:
-            path = folder.resolve(record["probabilities"])
-            try:
-                probabilities = np.load(path, allow_pickle=False)
-            except (OSError, ValueError, EOFError) as exc:
-                raise RunFolderError(f"{path}: not a readable .npy file ({_first_line(exc)})") from None
-        if probabilities.shape != expected:
-            raise RunFolderError(
-                f"{path}: gives probabilities of shape {probabilities.shape}, expected {expected}"
-                + ("" if reload else "; re-evaluate with the models")
-            )
-        stacks.append(probabilities)
-    return np.stack(stacks)
+    if reload:
+        path = folder.resolve(record["model"])
+        model = load_member(path)
+        try:
+            probabilities = model.predict(test.x_test, batch_size=1000, verbose=0).astype(np.float32)
+        except Exception as exc:  # noqa: BLE001 - a model of another shape must not end in a traceback
+            raise RunFolderError(f"{path}: cannot predict MNIST digits ({_first_line(exc)})") from None
+    else:
+        path = folder.resolve(record["probabilities"])
+        try:
+            probabilities = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise RunFolderError(f"{path}: not a readable .npy file ({_first_line(exc)})") from None
+    if probabilities.shape != expected:
+        raise RunFolderError(
+            f"{path}: gives probabilities of shape {probabilities.shape}, expected {expected}"
+            + ("" if reload else "; re-evaluate with the models")
+        )
+    if not np.isfinite(probabilities).all():
+        raise RunFolderError(f"{path}: gives non-finite probabilities (the member diverged)")
+    return probabilities
 
 
 def evaluate_run(
@@ -67,7 +81,13 @@ def evaluate_run(
     plots: bool = True,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
-    """Score every member and the ensemble on the test set; write the report.
+    """Score every usable member and the ensemble on the test set; write the report.
+
+    Members that are missing (never trained, or still training), corrupt (files not
+    matching their record) or unusable (not loadable, non-finite predictions) are
+    left out, listed in ``report["dropped_members"]``, in ``report.md`` and on the
+    terminal; the others are scored. A member carrying Python code, or a record
+    naming a file outside the folder, stops the evaluation (:class:`RunFolderError`).
 
     Parameters
     ----------
@@ -87,7 +107,7 @@ def evaluate_run(
     plots : bool, default True
         Also write ``accuracy.png``, ``confusion.png`` and ``errors.png``.
     log : callable, optional
-        Receives the printed table.
+        Receives the notes on left-out members and the printed table.
 
     Returns
     -------
@@ -101,15 +121,34 @@ def evaluate_run(
         raise ValueError(f"method must be one of {', '.join(VOTES)}, got {method!r}")
     if members is not None and members < 1:
         raise ValueError(f"members must be >= 1, got {members}")
+    say = log or (lambda line: None)
     folder = RunFolder(run_dir)
     started = time.perf_counter()
     config = folder.require_config()
     count = config.members if members is None else members
-    records = folder.records(count)
-    if not records:
-        raise RunFolderError(f"{folder.path}: no trained member found (run ensemble-cnn train first)")
+    holder = folder.holder()
+    statuses = folder.scan(range(count))
+    dropped = {i: s.problem or "missing (not trained yet)" for i, s in statuses.items() if not s.complete}
+    if holder is not None:
+        say(f"{folder.path} is being trained (pid {holder.get('pid')} on {holder.get('host')}, since "
+            f"{holder.get('started')}): scoring the {count - len(dropped)} complete members")
     test = test_split(config, data)
-    probabilities = member_probabilities(folder, records, test, reload=reload)
+    stacks, records = [], []
+    for index, status in statuses.items():
+        if not status.complete:
+            continue
+        try:
+            stacks.append(member_test_probabilities(folder, status.record, test, reload=reload))
+            records.append(status.record)
+        except UnsafeMemberError:
+            raise
+        except RunFolderError as exc:
+            dropped[index] = str(exc)
+    for index, reason in sorted(dropped.items()):
+        say(f"member {index:02d} left out: {reason}")
+    if not records:
+        raise RunFolderError(f"{folder.path}: no usable trained member found (run ensemble-cnn train first)")
+    probabilities = np.stack(stacks)
     names = [member_stem(r["index"]) for r in records]
     report = build_report(probabilities, test.y_test, member_names=names)
     for scored, record in zip(report["members"], records):
@@ -120,7 +159,9 @@ def evaluate_run(
         )
     report["vote_shown"] = method
     report["members_asked"] = count
-    report["missing_members"] = sorted(set(range(count)) - {r["index"] for r in records})
+    report["missing_members"] = sorted(dropped)
+    report["dropped_members"] = [{"index": i, "reason": reason} for i, reason in sorted(dropped.items())]
+    report["in_training"] = holder is not None
     report["config"] = config.to_dict()
     report["test_source"] = test.source
     report["evaluate_seconds"] = round(time.perf_counter() - started, 2)

@@ -1,6 +1,7 @@
 """Writing an expanded training set (``ensemble-cnn augment``) with its manifest and preview."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -58,7 +59,10 @@ def expand_mnist(
     """
     import augment
 
+    from ensemble_cnn.data import check_expansion_size
+
     n = len(mnist.x_train)
+    check_expansion_size(n, 4 if nielsen else copies)
     if nielsen:
         images, labels = augment.nielsen_expand(mnist.x_train, mnist.y_train)
         copies = 4
@@ -97,8 +101,9 @@ def write_expanded(
     """Expand MNIST's training split and write it, with a manifest (and a preview).
 
     Writes ``out`` (Keras npz layout: ``x_train, y_train`` expanded, ``x_test,
-    y_test`` copied through, plus ``train_source_index`` and ``train_variant``) and
-    ``out`` with suffix ``.json`` (the manifest); both atomically. The same inputs and
+    y_test`` copied through, plus ``train_source_index`` and ``train_variant``),
+    ``out`` with suffix ``.json`` (the manifest) and the preview, as one transaction:
+    all three are renamed into place at the end, or none is. The same inputs and
     seed give a byte-identical npz.
 
     Returns
@@ -111,37 +116,35 @@ def write_expanded(
     images, labels, source_index, variant = expand_mnist(
         mnist, copies=copies, distortion=distortion, nielsen=nielsen, seed=seed, jobs=jobs, progress=progress
     )
-    _atomic.write_npz(
-        out,
-        x_train=images,
-        y_train=labels,
-        x_test=mnist.x_test,
-        y_test=mnist.y_test,
-        **{SOURCE_INDEX_KEY: source_index, VARIANT_KEY: variant},
-    )
-    seconds = time.perf_counter() - started
-    n_variants = int(variant.max())
-    manifest = {
-        "source": mnist.source,
-        "source_train_sha256": sha256_arrays(mnist.x_train, mnist.y_train),
-        "method": "nielsen-shifts" if nielsen else "random-distortion",
-        "distortion": None if nielsen else (distortion.to_dict() if distortion is not None else _default_distortion()),
-        "seed": None if nielsen else seed,
-        "copies": n_variants,
-        "n_original": int(len(mnist.x_train)),
-        "n_train": int(len(images)),
-        "n_test": int(len(mnist.x_test)),
-        "layout": "block: rows [k*N, (k+1)*N) hold variant k of original digits 0..N-1 (k=0: originals)",
-        "file": out.name,
-        "sha256": sha256_file(out),
-        "seconds": round(seconds, 2),
-    }
-    if preview is not None:
-        from ensemble_cnn.preview import write_preview
+    arrays = dict(x_train=images, y_train=labels, x_test=mnist.x_test, y_test=mnist.y_test,
+                  **{SOURCE_INDEX_KEY: source_index, VARIANT_KEY: variant})
+    targets = [out, manifest_path(out)] + ([Path(preview)] if preview is not None else [])
+    # One transaction: the npz, its manifest and the preview appear together or not at all.
+    with _atomic.atomic_paths(*targets) as temporaries:
+        _atomic.write_npz_file(temporaries[0], **arrays)
+        seconds = time.perf_counter() - started
+        manifest = {
+            "source": mnist.source,
+            "source_train_sha256": sha256_arrays(mnist.x_train, mnist.y_train),
+            "method": "nielsen-shifts" if nielsen else "random-distortion",
+            "distortion": None if nielsen else (distortion.to_dict() if distortion is not None else _default_distortion()),
+            "seed": None if nielsen else seed,
+            "copies": int(variant.max()),
+            "n_original": int(len(mnist.x_train)),
+            "n_train": int(len(images)),
+            "n_test": int(len(mnist.x_test)),
+            "layout": "block: rows [k*N, (k+1)*N) hold variant k of original digits 0..N-1 (k=0: originals)",
+            "file": out.name,
+            "sha256": sha256_file(temporaries[0]),
+            "seconds": round(seconds, 2),
+        }
+        if preview is not None:
+            from ensemble_cnn.plots import render_png
+            from ensemble_cnn.preview import expanded_preview
 
-        write_preview(images, labels, len(mnist.x_train), preview)
-        manifest["preview"] = str(preview)
-    _atomic.write_json(manifest_path(out), manifest)
+            render_png(expanded_preview(images, labels, len(mnist.x_train)), temporaries[2])
+            manifest["preview"] = str(preview)
+        temporaries[1].write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 
 

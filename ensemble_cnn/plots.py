@@ -38,8 +38,13 @@ def _save(fig: Figure, path: str | os.PathLike, *, dpi: int = 100, tight: bool =
     """Render ``fig`` to ``path`` as PNG, atomically; return the path."""
     path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
+        render_png(fig, tmp, dpi=dpi, tight=tight)
     return path
+
+
+def render_png(fig: Figure, path: str | os.PathLike, *, dpi: int = 100, tight: bool = True) -> None:
+    """Render ``fig`` to ``path`` as PNG (no atomicity: for a caller's own temporary file)."""
+    fig.savefig(path, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
 
 
 def _check_images(images: ArrayLike, name: str, ndim: int) -> np.ndarray:
@@ -249,6 +254,11 @@ def plot_errors(
 def plot_preview(
     originals: ArrayLike, variants: ArrayLike, path: str | os.PathLike, *, titles: list[str] | None = None
 ) -> Path:
+    """Save :func:`preview_figure` to ``path`` (PNG, atomically); return the path."""
+    return _save(preview_figure(originals, variants, titles=titles), path)
+
+
+def preview_figure(originals: ArrayLike, variants: ArrayLike, *, titles: list[str] | None = None) -> Figure:
     """Grid of digits and their distorted variants, one row per original.
 
     Column 0 holds the original, the next ``V`` columns its variants; the first row
@@ -258,14 +268,12 @@ def plot_preview(
     ----------
     originals : array-like of shape (R, H, W) (or (R, H, W, 1))
     variants : array-like of shape (R, V, H, W) (or (R, V, H, W, 1))
-    path : path-like
-        Destination PNG file.
     titles : list of str, optional
         ``V + 1`` column titles.
 
     Returns
     -------
-    path : Path
+    Figure
     """
     orig = _check_images(originals, "originals", 3)
     var = _check_images(variants, "variants", 4)
@@ -288,7 +296,7 @@ def plot_preview(
         _show_digit(axes[r, 0], orig[r], vrange, titles[0] if r == 0 else None)
         for v in range(var.shape[1]):
             _show_digit(axes[r, v + 1], var[r, v], vrange, titles[v + 1] if r == 0 else None)
-    return _save(fig, path)
+    return fig
 
 
 def write_plots(

@@ -15,7 +15,14 @@ def one_per_class(labels: np.ndarray, *, n_classes: int = 10) -> np.ndarray:
 
 
 def write_preview(images: np.ndarray, labels: np.ndarray, n_original: int, path: str | Path) -> Path:
-    """Draw an expanded set: one original of each class (a row each), then its first variants.
+    """Draw :func:`expanded_preview` into ``path`` (PNG, atomically)."""
+    from ensemble_cnn.plots import _save
+
+    return _save(expanded_preview(images, labels, n_original), path)
+
+
+def expanded_preview(images: np.ndarray, labels: np.ndarray, n_original: int):
+    """Figure of an expanded set: one original of each class (a row each), then its first variants.
 
     Parameters
     ----------
@@ -24,16 +31,20 @@ def write_preview(images: np.ndarray, labels: np.ndarray, n_original: int, path:
         variant 1 of every digit, and so on.
     labels : ndarray, shape (len(images),)
     n_original : int
-    path : path-like
-        Destination PNG.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
-    from ensemble_cnn.plots import plot_preview
+    from ensemble_cnn.plots import preview_figure
 
     n_variants = len(images) // n_original - 1
+    if n_variants < 1:
+        raise ValueError("an expanded set without variants has nothing to preview")
     rows = one_per_class(labels[:n_original])
     shown = min(PREVIEW_VARIANTS, n_variants)
     variants = np.stack([images[rows + k * n_original] for k in range(1, shown + 1)], axis=1)
-    return plot_preview(images[rows], variants, path)
+    return preview_figure(images[rows], variants)
 
 
 def write_training_preview(config, path: str | Path, *, member: int = 0, epochs: int = PREVIEW_VARIANTS) -> Path:

@@ -317,12 +317,17 @@ def format_markdown(report: dict[str, Any], *, title: str | None = None) -> str:
     confusion = report["ensemble"][shown]["confusion_matrix"]
     n_classes = len(confusion)
     weights = report.get("weights")
+    dropped = report.get("dropped_members") or []
+    notes = [f"**Left out: {len(dropped)} of {report.get('members_asked', len(names) + len(dropped))} members** "
+             "(the votes below are of the others):", ""] if dropped else []
+    notes += [f"- member_{d['index']:02d}: {d['reason']}" for d in dropped] + ([""] if dropped else [])
     lines = [
         f"# {title or 'Ensemble report'}",
         "",
         f"{report['n_members']} members, {report['n_test']} test samples, {n_classes} classes"
         + (f"; vote weights {weights}." if weights is not None else "; unweighted votes."),
         "",
+        *notes,
         "## Summary",
         "",
         *_md_table(("", "accuracy", "errors"), _summary_rows(report), "lrr"),

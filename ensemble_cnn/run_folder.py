@@ -4,6 +4,7 @@ Everything that reads or writes a run folder goes through :class:`RunFolder`:
 
 ```
 config.json               the run's settings (TrainConfig); its identity decides who may write here
+.ensemble-cnn.lock        present while a train/run writes the folder (pid, host, start)
 member_XX.keras           member XX (plain keras.saving.load_model)
 member_XX_test_proba.npy  its test-set probabilities, float32 (N, 10)
 member_XX_history.json    its per-epoch curves
@@ -18,20 +19,28 @@ returned (sha256, then a Keras ``safe_mode`` load) before anyone trusts it.
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import socket
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from ensemble_cnn import _atomic
 from ensemble_cnn.config import TrainConfig
-from ensemble_cnn.errors import RunFolderError
+from ensemble_cnn.errors import RunFolderBusy, RunFolderError, UnsafeMemberError
 from ensemble_cnn.hashing import sha256_file
+from ensemble_cnn.outputs import check_run_folder_target, shown
 
-__all__ = ["CONFIG_NAME", "MemberFiles", "MemberStatus", "RunFolder", "load_member", "member_stem"]
+__all__ = ["CONFIG_NAME", "LOCK_NAME", "MemberFiles", "MemberStatus", "RunFolder", "load_member", "member_stem"]
 
 CONFIG_NAME = "config.json"
+LOCK_NAME = ".ensemble-cnn.lock"  # held by the one train/run writing the folder
+_HELD: dict[Path, int] = {}  # run folders this process holds the lock of (nested holds are counted)
 # The files a member owns; their sha256 are in the record.
 HASHED_FILES = ("model", "probabilities")
 
@@ -148,8 +157,8 @@ class RunFolder:
             The path is a file, or the folder holds a run whose identity differs
             (the message names every field that differs).
         """
-        if self.path.exists() and not self.path.is_dir():
-            raise RunFolderError(f"{self.path}: exists and is not a folder")
+        is_run = self.path.is_dir() and self.config_path.exists()
+        check_run_folder_target(self.path, foreign=() if is_run or not self.path.is_dir() else self._foreign_files())
         existing = self.read_config()
         if existing is not None:
             differences = config.identity_differences(existing)
@@ -159,6 +168,77 @@ class RunFolder:
                     "choose another --out or delete the folder"
                 )
         return existing
+
+    def _foreign_files(self) -> list[str]:
+        """Files in the folder that are neither the lock nor a killed writer's temporary file."""
+        return sorted(p.name for p in self.path.iterdir() if p.name != LOCK_NAME and not _atomic.is_temporary(p))
+
+    # ------------------------------------------------------------------ lock
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_NAME
+
+    def holder(self) -> dict[str, Any] | None:
+        """Who else holds the folder's lock (``pid``, ``host``, ``started``); ``None`` when nobody alive, or we, do."""
+        if _HELD.get(self.path.resolve()):
+            return None
+        info = _read_lock(self.lock_path)
+        if info is None or not _alive(info):
+            return None
+        return info
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder for one writer (a ``train``/``run``) for the block; create the folder if needed.
+
+        A second writer stops at once with :class:`RunFolderBusy` naming the holder
+        (pid, host, start time). The lock of a process that died (same host, pid
+        gone) is taken over. Re-entrant within a process (``run`` holds it around
+        training and evaluation; training takes it again).
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunFolderError(f"{shown(self.path)}: cannot write the run folder ({exc.strerror or exc})") from None
+        key = self.path.resolve()
+        if _HELD.get(key):
+            _HELD[key] += 1
+            try:
+                yield
+            finally:
+                _HELD[key] -= 1
+            return
+        token = secrets.token_hex(8)
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "token": token}
+        for _ in range(5):
+            try:
+                fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                holder = _read_lock(self.lock_path)
+                if holder is not None and _alive(holder):
+                    where = "this machine" if holder.get("host") == socket.gethostname() else f"host {holder.get('host')}"
+                    raise RunFolderBusy(
+                        f"{shown(self.path)}: in use by another train/run (pid {holder.get('pid')} on {where}, "
+                        f"since {holder.get('started')}); wait for it to finish"
+                        + ("" if where == "this machine" else f", or delete {LOCK_NAME} if it is gone")
+                    ) from None
+                _take_over(self.lock_path, token)  # the holder died: its lock is stale
+                continue
+            except OSError as exc:
+                raise RunFolderError(f"{shown(self.path)}: cannot lock the run folder ({exc.strerror or exc})") from None
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(info, fh)
+            break
+        else:
+            raise RunFolderBusy(f"{shown(self.path)}: could not take the run folder's lock; try again")
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            _HELD.pop(key, None)
+            if (_read_lock(self.lock_path) or {}).get("token") == token:
+                self.lock_path.unlink(missing_ok=True)
 
     def claim(self, config: TrainConfig) -> TrainConfig:
         """Create the folder, remove temporaries of killed writers, write the config; return what was written.
@@ -318,6 +398,58 @@ class RunFolder:
         return None
 
 
+def _read_lock(path: Path) -> dict[str, Any] | None:
+    """The lock's JSON, ``None`` when there is none; a lock being written (empty) counts as held just now."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {"pid": None, "host": None, "started": "unknown"}
+    try:
+        info = json.loads(text)
+    except ValueError:
+        info = None
+    if not isinstance(info, dict):
+        # Written by the open+write of another process this very moment, or garbage: young = held.
+        try:
+            young = time.time() - path.stat().st_mtime < 10
+        except OSError:
+            return None
+        return {"pid": None, "host": None, "started": "just now", "young": young}
+    return info
+
+
+def _alive(info: dict[str, Any]) -> bool:
+    """True unless the lock's process is known to be gone (same host, no such pid; or an old unreadable lock)."""
+    if "young" in info:
+        return bool(info["young"])
+    if info.get("host") != socket.gethostname():
+        return True  # another machine: cannot tell
+    pid = info.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except OSError:
+        return True
+    return True
+
+
+def _take_over(path: Path, token: str) -> None:
+    """Remove a stale lock so that exactly one contender can create a new one (rename is atomic)."""
+    stale = path.with_name(f"{path.name}.stale-{token}")
+    try:
+        os.rename(path, stale)
+    except FileNotFoundError:
+        return  # another contender took it over first
+    stale.unlink(missing_ok=True)
+
+
 def load_member(path: str | Path):
     """Load a saved member with Keras ``safe_mode`` (no deserialised Python code).
 
@@ -338,7 +470,7 @@ def load_member(path: str | Path):
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file; all mean "refused"
         text = str(exc)
         if "safe_mode" in text or "lambda" in text.lower():
-            raise RunFolderError(
+            raise UnsafeMemberError(
                 f"{path}: refused: it carries Python code (e.g. a Lambda layer), unsafe to load"
             ) from None
         raise RunFolderError(f"{path}: not a loadable Keras model ({_first_line(exc)})") from None

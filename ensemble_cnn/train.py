@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -65,13 +65,17 @@ class TrainResult:
 def check_run(config: TrainConfig, run_dir: str | Path) -> TrainConfig:
     """Validate the data, fingerprint it, and check ``run_dir`` may hold this run; write nothing.
 
-    Returns the config with ``data_fingerprint`` filled in. Raises
+    Returns the config with ``data_fingerprint`` filled in and the data paths
+    resolved (``evaluate`` then works from any folder). Raises
     :class:`RunFolderError` when ``run_dir`` is not a folder or holds a run whose
     identity differs (naming the fields), and :class:`ensemble_cnn.data.DataError`
     for bad data.
     """
     pool = load_pool(data=config.data, expanded=config.expanded, limit=config.limit)
-    config = replace(config, data_fingerprint=data_fingerprint(pool))
+    config = replace(config, data_fingerprint=data_fingerprint(pool), **{
+        key: str(Path(value).resolve())  # stored resolved: evaluate works from any folder
+        for key, value in (("data", config.data), ("expanded", config.expanded)) if value is not None
+    })
     RunFolder(run_dir).check_compatible(config)
     return config
 
@@ -129,31 +133,40 @@ def train_ensemble(
     say = log or (lambda line: None)
     recipe = get_recipe(config.recipe)
 
-    records: dict[int, dict[str, Any]] = {}
-    pending: dict[int, list[int]] = {}
-    for index, status in folder.scan(range(config.members)).items():
-        if status.complete:
-            records[index] = status.record
-            result.reused.append(index)
-        else:
-            pending.setdefault(run_of(index, recipe), []).append(index)
-    runs = sorted(pending.items())
+    with ExitStack() as held:
+        # An existing folder is locked before its members are read; a new one only once
+        # the cluster (if any) answered, so a run that cannot start leaves no folder.
+        locked = folder.path.is_dir()
+        if locked:
+            held.enter_context(folder.lock())
+            folder.check_compatible(config)
+        records: dict[int, dict[str, Any]] = {}
+        pending: dict[int, list[int]] = {}
+        for index, status in folder.scan(range(config.members)).items():
+            if status.complete:
+                records[index] = status.record
+                result.reused.append(index)
+            else:
+                pending.setdefault(run_of(index, recipe), []).append(index)
+        runs = sorted(pending.items())
 
-    execution = None
-    remote: list[Group] = []
-    local: list[Group] = []
-    if runs:
-        execution = resolve_execution(config.mode, config.jobs, config.precision, backend=config.backend,
-                                      members=len(runs))
-        remote, local = plan_groups(runs, mode=execution.mode, jobs=execution.jobs, backend=config.backend)
-        result.execution = execution
-    jobs = max(1, min(execution.jobs if execution else 1, len(remote)))
-    if remote:
-        backends.check_installed(config.backend)
-        engine = backends.workers(config.backend, scheduler=config.scheduler, jobs=jobs)
-    else:
-        engine = nullcontext("this process")
-    with engine as where:
+        execution = None
+        remote: list[Group] = []
+        local: list[Group] = []
+        if runs:
+            execution = resolve_execution(config.mode, config.jobs, config.precision, backend=config.backend,
+                                          members=len(runs))
+            remote, local = plan_groups(runs, mode=execution.mode, jobs=execution.jobs, backend=config.backend)
+            result.execution = execution
+        jobs = max(1, min(execution.jobs if execution else 1, len(remote)))
+        if remote:
+            backends.check_installed(config.backend)
+            where = held.enter_context(backends.workers(config.backend, scheduler=config.scheduler, jobs=jobs))
+        else:
+            where = "this process"
+        if not locked:
+            held.enter_context(folder.lock())
+            folder.check_compatible(config)
         folder.claim(config)
         if result.reused:
             say(f"resuming: members {', '.join(f'{i:02d}' for i in result.reused)} already trained, kept")
@@ -169,7 +182,15 @@ def train_ensemble(
             for outcome in _chain(outcomes, here):
                 _collect(outcome, records, result)
                 say(_overall(len(records) + len(result.failures), config.members))
+        _verify(folder, records, result)
+    result.records = [records[i] for i in sorted(records) if i < config.members]
+    result.trained.sort()
+    result.seconds = time.perf_counter() - started
+    return result
 
+
+def _verify(folder: RunFolder, records: dict[int, dict[str, Any]], result: TrainResult) -> None:
+    """Verify every member (new ones hashed, all loaded with safe_mode); forget the ones that fail."""
     verify_started = time.perf_counter()
     failed = folder.verify_all([records[i] for i in sorted(records)], hashed=result.reused)
     for index, reason in failed.items():
@@ -180,10 +201,6 @@ def train_ensemble(
                 kept.remove(index)
         folder.forget(index)  # the next call trains it again
     result.verify_seconds = time.perf_counter() - verify_started
-    result.records = [records[i] for i in sorted(records) if i < config.members]
-    result.trained.sort()
-    result.seconds = time.perf_counter() - started
-    return result
 
 
 def plan_groups(

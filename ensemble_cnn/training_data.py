@@ -1,7 +1,6 @@
 """What one member trains and validates on: the data split and the batch stream."""
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -10,7 +9,8 @@ import numpy as np
 
 import augment
 
-from ensemble_cnn.data import DataError, MnistData, load_mnist
+from ensemble_cnn.data import DataError, MnistData, load_mnist, read_npz
+from ensemble_cnn.outputs import shown
 from ensemble_cnn.hashing import sha256_arrays
 from ensemble_cnn.seeding import DISTORTION_STREAM, EPOCH_STREAM, VALIDATION_STREAM, rng_for
 
@@ -62,21 +62,26 @@ def data_fingerprint(pool: TrainingPool) -> str:
 
 
 def _provenance(path: Path, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if SOURCE_INDEX_KEY not in npz.files or VARIANT_KEY not in npz.files:
-                # A plain Keras-layout file: every row is its own original.
-                return np.arange(n_rows), np.zeros(n_rows, dtype=np.int16)
-            source_index, variant = npz[SOURCE_INDEX_KEY], npz[VARIANT_KEY]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: cannot read {SOURCE_INDEX_KEY}/{VARIANT_KEY} ({reason})") from None
+    """Where each row of an expanded set comes from, checked: every original once as variant 0, no wild index."""
+    arrays = read_npz(path, (SOURCE_INDEX_KEY, VARIANT_KEY), optional=True)
+    if not arrays:
+        # A plain Keras-layout file: every row is its own original.
+        return np.arange(n_rows), np.zeros(n_rows, dtype=np.int16)
+    source_index, variant = arrays[SOURCE_INDEX_KEY], arrays[VARIANT_KEY]
+    where = f"{shown(path)}: {SOURCE_INDEX_KEY}/{VARIANT_KEY}"
     if source_index.shape != (n_rows,) or variant.shape != (n_rows,):
-        raise DataError(f"{path}: {SOURCE_INDEX_KEY}/{VARIANT_KEY} must have shape ({n_rows},)")
+        raise DataError(f"{where} must have shape ({n_rows},)")
     if not (np.issubdtype(source_index.dtype, np.integer) and np.issubdtype(variant.dtype, np.integer)):
-        raise DataError(f"{path}: {SOURCE_INDEX_KEY}/{VARIANT_KEY} must hold integers")
+        raise DataError(f"{where} must hold integers")
     if n_rows and (source_index.min() < 0 or variant.min() < 0):
-        raise DataError(f"{path}: {SOURCE_INDEX_KEY}/{VARIANT_KEY} hold negative values")
+        raise DataError(f"{where} hold negative values")
+    originals = source_index[variant == 0]
+    n_originals = len(originals)
+    if n_originals == 0:
+        raise DataError(f"{where}: no original (variant 0) rows")
+    if source_index.max() >= n_originals or len(np.unique(originals)) != n_originals:
+        raise DataError(f"{where}: the variant-0 rows must hold each original 0..{n_originals - 1} once, and every "
+                        f"row's {SOURCE_INDEX_KEY} must be one of them")
     return source_index.astype(np.int64), variant.astype(np.int16)
 
 

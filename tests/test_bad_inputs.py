@@ -26,11 +26,22 @@ TINY_ANY_MODE = [arg for arg in TINY_ARGS if arg not in ("--mode", "sequential")
 
 # --------------------------------------------------------------------------- helpers
 def snapshot(*roots: Path) -> dict[str, str]:
-    """Every file and folder under ``roots`` with its sha256 (folders: ``"dir"``)."""
+    """Every file and folder under ``roots`` (or ``roots`` themselves) with its sha256.
+
+    Folders are ``"dir"``; FIFOs, devices and sockets are recorded by kind and never read.
+    """
+    import stat
+
     state = {}
     for root in roots:
-        for path in sorted(root.rglob("*")):
-            state[str(path)] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted([root, *root.rglob("*")] if root.is_dir() else [root]):
+            mode = path.lstat().st_mode
+            if stat.S_ISDIR(mode):
+                state[str(path)] = "dir"
+            elif stat.S_ISREG(mode):
+                state[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                state[str(path)] = f"special {stat.S_IFMT(mode):o}"
     return state
 
 
@@ -209,7 +220,7 @@ def test_expanded_npz_with_object_provenance_is_refused(tmp_path):
     """`--expanded` also reads the provenance arrays; pickled ones must be refused like any other."""
     path = npz_with(train_source_index=np.array([object()] * n), train_variant=np.zeros(n, np.int16))(tmp_path)
     result = invoke(["train", "--expanded", str(path), *TINY, "--augment", "none", "--out", "out/run"], tmp_path)
-    assert_one_line_error(result, 1, "cannot read train_source_index/train_variant")
+    assert_one_line_error(result, 1, "holds object (pickled) arrays, which are refused")
 
 
 # --------------------------------------------------------------------------- bad option values
@@ -285,7 +296,7 @@ def test_bad_evaluate_and_command_usage(args, code, text, tmp_path):
 @pytest.mark.parametrize(
     "option, target, text",
     [
-        ("--out", "a-folder", "a-folder is a folder, expected a file path"),
+        ("--out", "/dev/null", "/dev/null is a character device, expected a regular file path"),
         ("--out", "notes.txt/expanded.npz", "notes.txt is a file, not a folder"),
         ("--out", "notes.txt/deeper/expanded.npz", "notes.txt is a file, not a folder"),
         ("--preview", "a-folder", "a-folder is a folder, expected a file path"),
@@ -306,15 +317,16 @@ def test_augment_unwritable_output(option, target, text, tmp_path, small_mnist_n
 @pytest.mark.parametrize(
     "target, text",
     [
-        ("notes.txt/run", "cannot write the run folder (Not a directory)"),
-        ("notes.txt", "notes.txt: exists and is not a folder"),
+        ("notes.txt/run", "notes.txt is a file, not a folder"),
+        ("notes.txt", "notes.txt: exists and is a file, not a folder"),
+        ("/dev/null", "/dev/null: exists and is a character device, not a folder"),
     ],
 )
 def test_unwritable_run_folder(command, target, text, tmp_path, small_mnist_npz):
-    """A run folder under a regular file cannot be created, even by root."""
+    """A run folder under a regular file cannot be created, even by root; a device is never a run folder."""
     (tmp_path / "notes.txt").write_text("a file")
     args = [command, "--data", str(small_mnist_npz), *TINY, "--out", str(tmp_path / target)]
-    assert_one_line_error(invoke(args, tmp_path), 1, text)
+    assert_one_line_error(invoke(args, tmp_path), 2, text)
 
 
 @pytest.mark.parametrize("command", ["train", "run"])
@@ -346,7 +358,9 @@ def test_evaluate_run_without_members(tmp_path, make_run):
     make_run(run_dir)
     for path in run_dir.glob("member_*"):
         path.unlink()
-    assert_one_line_error(invoke(["evaluate", "--run", str(run_dir)], tmp_path), 1, "no trained member found")
+    result = invoke(["evaluate", "--run", str(run_dir)], tmp_path)
+    assert_one_line_error(result, 1, "no usable trained member found")
+    assert "member 00 left out: missing (not trained yet)" in result.output
 
 
 def test_evaluate_member_that_is_not_a_keras_file(tmp_path, make_run):
@@ -360,7 +374,8 @@ def test_evaluate_member_that_is_not_a_keras_file(tmp_path, make_run):
     record = json.loads((run_dir / "member_00.json").read_text())
     _atomic.write_json(run_dir / "member_00.json", {**record, "model_sha256": sha256_file(run_dir / "member_00.keras")})
     result = invoke(["evaluate", "--run", str(run_dir)], tmp_path)
-    assert_one_line_error(result, 1, "member_00.keras: not a loadable Keras model")
+    assert_one_line_error(result, 1, "no usable trained member found")
+    assert "member 00 left out: " in result.output and "member_00.keras: not a loadable Keras model" in result.output
 
 
 # --------------------------------------------------------------------------- cluster backends

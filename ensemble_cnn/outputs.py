@@ -1,0 +1,130 @@
+"""Checking output paths before anything is written: never a device, never an input, never twice.
+
+Every command that writes a file checks all its output paths here first, so a bad
+path is refused in one line while nothing has been created or changed:
+
+* an output must be (or become) a regular file: not a folder, a device (``/dev/null``),
+  a FIFO or a socket;
+* an output must not be any of the command's inputs, nor another of its outputs
+  (compared after resolving symbolic links, and by inode for hard links);
+* the folder it goes into must be creatable and writable.
+
+A run folder (``train``/``run --out``) must be new, empty, or a run folder of this
+tool (it has a ``config.json``): a folder of the user's own files is never written into.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Iterable, Sequence
+
+__all__ = ["OutputPathError", "check_output_files", "check_run_folder_target", "shown"]
+
+
+class OutputPathError(ValueError):
+    """An output path cannot be used; the message is one line and names the option."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+def shown(path: str | os.PathLike) -> str:
+    """A path as it goes into a one-line message: control characters (a newline, ...) escaped."""
+    text = os.fspath(path)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return repr(text)[1:-1]
+    return text
+
+
+def _kind(mode: int) -> str | None:
+    """What a non-regular, non-folder file is, in words (``None`` for a regular file or folder)."""
+    for test, word in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return word
+    return None
+
+
+def _same(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name the same file: same resolved path, or the same inode."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_parent(path: Path, option: str) -> None:
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputPathError(option, f"cannot create {shown(path)}: {shown(ancestor)} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputPathError(option, f"cannot create {shown(path)}: folder {shown(ancestor)} is not writable")
+
+
+def check_output_files(
+    outputs: Sequence[tuple[str, Path]],
+    *,
+    inputs: Iterable[Path] = (),
+) -> None:
+    """Check every output file of one command; raise :class:`OutputPathError` for the first bad one.
+
+    Parameters
+    ----------
+    outputs : sequence of (str, Path)
+        ``(option, path)`` of each file the command will write (e.g. ``("--out",
+        out)``, ``("--out", manifest)``, ``("--preview", preview)``).
+    inputs : iterable of Path
+        Files (or folders) the command reads; no output may be one of them or lie
+        inside an input folder's file set.
+    """
+    inputs = [Path(p) for p in inputs]
+    for position, (option, path) in enumerate(outputs):
+        path = Path(path)
+        if os.fspath(path).endswith(os.sep) or path.is_dir():
+            raise OutputPathError(option, f"{shown(path)} is a folder, expected a file path")
+        if path.exists() or path.is_symlink():
+            try:
+                mode = path.stat().st_mode
+            except OSError as exc:
+                raise OutputPathError(option, f"{shown(path)}: cannot be checked ({exc.strerror or exc})") from None
+            kind = _kind(mode)
+            if kind is not None:
+                raise OutputPathError(option, f"{shown(path)} is {kind}, expected a regular file path")
+        for source in inputs:
+            if source.exists() and _same(path, source):
+                raise OutputPathError(option, f"{shown(path)} is an input of this command; it would be overwritten")
+        for other_option, other in outputs[:position]:
+            if _same(path, Path(other)):
+                raise OutputPathError(option, f"{shown(path)} is also the {other_option} output of this command")
+        _check_parent(path, option)
+
+
+def check_run_folder_target(path: Path, *, option: str = "--out", foreign: Sequence[str] = ()) -> None:
+    """Refuse a run folder that is a file, a special file, or a non-empty folder of someone else's files.
+
+    Parameters
+    ----------
+    path : Path
+        The run folder ``train``/``run`` will write into.
+    foreign : sequence of str
+        Names of the files in it that this tool did not write (empty for a run
+        folder of this tool; the caller decides).
+    """
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            kind = _kind(path.stat().st_mode) or "a file"
+            raise OutputPathError(option, f"{shown(path)}: exists and is {kind}, not a folder")
+        if foreign:
+            foreign = sorted(foreign)
+            listed = ", ".join(shown(name) for name in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise OutputPathError(option, f"{shown(path)} holds files that are not a run of ensemble-cnn "
+                                          f"({listed}); choose an empty or new folder")
+    else:
+        _check_parent(path / "config.json", option)
