@@ -134,6 +134,7 @@ def main(verbose: bool) -> None:
     augment   write an expanded training set (shifts, rotations, elastic distortions)
     train     train K ConvNets (resumable, growable), then report members vs the ensemble
     evaluate  re-score a trained run's members and their votes
+    compare   several runs side by side on the same digits, with paired tests
     run       train + evaluate with good defaults (the one-shot job)
     """
     from ensemble_cnn.runtime import prepare_environment
@@ -357,6 +358,33 @@ def evaluate(run_dir, data, method, members, allow_missing):
             f"{len(dropped)} of {report['members_asked']} members left out (missing or unusable, listed above); "
             "the report scores the others (--allow-missing to accept)"
         )
+
+
+# --------------------------------------------------------------------------- compare
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@data_option
+@vote_option
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON instead of a table.")
+@_library_errors
+def compare(runs, data, method, as_json):
+    """Compare RUNS (two or more run folders) on the same test digits: accuracies with 95% intervals,
+    and an exact McNemar test between every pair of ensembles.
+
+    Without --data each run's saved test probabilities are used (they must be for the same
+    test digits); with --data every member is reloaded and scored on that file's test split.
+    """
+    import json
+
+    from ensemble_cnn.compare import compare_runs, format_comparison
+
+    if len(runs) < 2:
+        raise click.BadParameter("give at least two run folders", param_hint="RUNS")
+    for run_dir in runs:
+        if not run_dir.is_dir():
+            raise click.BadParameter(f"{run_dir} is not a folder", param_hint="RUNS")
+    comparison = compare_runs(runs, data=data, vote=method)
+    click.echo(json.dumps(comparison, indent=2) if as_json else format_comparison(comparison), nl=as_json)
 
 
 # --------------------------------------------------------------------------- run

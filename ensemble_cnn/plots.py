@@ -19,6 +19,8 @@ from numpy.typing import ArrayLike
 from ensemble_cnn._atomic import atomic_path
 
 __all__ = [
+    "agreement_figure",
+    "members_curve_figure",
     "plot_member_accuracy",
     "plot_confusion",
     "plot_errors",
@@ -188,6 +190,77 @@ def confusion_figure(report: dict[str, Any], *, vote: str = "majority") -> Figur
     return fig
 
 
+def members_curve_figure(report: dict[str, Any]) -> Figure:
+    """Accuracy of every vote against the number of members k (mean over subsets, min–max band), oracle dashed.
+
+    Parameters
+    ----------
+    report : dict
+        As returned by :func:`ensemble_cnn.report.build_report` (its ``accuracy_vs_members``).
+
+    Returns
+    -------
+    Figure
+    """
+    curve = report.get("accuracy_vs_members") or []
+    fig = Figure(figsize=(7.0, 4.5))
+    ax = fig.add_subplot()
+    if not curve:
+        ax.text(0.5, 0.5, "no curve (weighted votes)", ha="center", va="center", transform=ax.transAxes)
+        return fig
+    k = np.array([row["k"] for row in curve])
+    values = []
+    for i, vote in enumerate(v for v in report["ensemble"] if f"{v}_mean" in curve[0]):
+        color = _VOTE_COLORS[i % len(_VOTE_COLORS)]
+        mean = 100 * np.array([row[f"{vote}_mean"] for row in curve])
+        low = 100 * np.array([row[f"{vote}_min"] for row in curve])
+        high = 100 * np.array([row[f"{vote}_max"] for row in curve])
+        ax.fill_between(k, low, high, color=color, alpha=0.18, linewidth=0)
+        ax.plot(k, mean, marker="o", color=color, label=f"{vote} vote (mean; band: min–max over subsets)")
+        values += [low, high]
+    oracle = 100 * np.array([row["oracle_mean"] for row in curve])
+    ax.plot(k, oracle, linestyle="--", color="grey", label="oracle (some member right)")
+    ax.set_xticks(k)
+    ax.set_ylim(*_accuracy_ylim(np.concatenate([*values, oracle])))
+    ax.set_xlabel("members in the ensemble (k)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"How many members? ({report['n_test']} test samples)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def agreement_figure(report: dict[str, Any]) -> Figure:
+    """Heat map of the members' pairwise disagreement (% of test digits two members label differently).
+
+    Parameters
+    ----------
+    report : dict
+        As returned by :func:`ensemble_cnn.report.build_report`.
+
+    Returns
+    -------
+    Figure
+    """
+    names = [m["name"] for m in report["members"]]
+    matrix = 100 * np.asarray(report["disagreement"]["pairwise"], dtype=float)
+    side = max(4.0, 0.55 * len(names) + 2.5)
+    fig = Figure(figsize=(side + 1.0, side))
+    ax = fig.add_subplot()
+    off = matrix[~np.eye(len(names), dtype=bool)]
+    image = ax.imshow(matrix, cmap="Oranges", vmin=0, vmax=max(float(off.max()) if off.size else 0.0, 1e-9))
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="disagreement (%)")
+    if len(names) <= 12:
+        for (i, j), value in np.ndenumerate(matrix):
+            if i != j:
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
+    ticks = np.arange(len(names))
+    ax.set_xticks(ticks, names, rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_yticks(ticks, names, fontsize=8)
+    ax.set_title(f"Pairwise disagreement (mean {100 * report['disagreement']['mean']:.2f} %)", fontsize=10)
+    return fig
+
+
 def plot_errors(
     images: ArrayLike,
     y_true: ArrayLike,
@@ -308,7 +381,7 @@ def write_plots(
     *,
     vote: str = "majority",
 ) -> dict[str, Path]:
-    """Write ``accuracy.png``, ``confusion.png`` and ``errors.png`` into ``out_dir``.
+    """Write ``accuracy.png``, ``confusion.png``, ``errors.png``, ``members_curve.png`` and ``agreement.png``.
 
     Parameters
     ----------
@@ -326,7 +399,7 @@ def write_plots(
     Returns
     -------
     paths : dict
-        ``{"accuracy": Path, "confusion": Path, "errors": Path}``.
+        ``{"accuracy", "confusion", "errors", "members_curve", "agreement"}`` to their Paths.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -334,4 +407,6 @@ def write_plots(
         "accuracy": plot_member_accuracy(report, out / "accuracy.png"),
         "confusion": plot_confusion(report, out / "confusion.png", vote=vote),
         "errors": plot_errors(images, y_true, y_pred, out / "errors.png", title=f"{vote} vote"),
+        "members_curve": _save(members_curve_figure(report), out / "members_curve.png"),
+        "agreement": _save(agreement_figure(report), out / "agreement.png"),
     }

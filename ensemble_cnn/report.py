@@ -20,8 +20,15 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import accuracy_score, confusion_matrix
 
+from ensemble_cnn import stats
 from ensemble_cnn._atomic import write_json, write_text
-from ensemble_cnn.vote import VOTES, _check_probabilities, _check_weights
+from ensemble_cnn.vote import VOTES, _check_probabilities, _check_weights, majority_ties
+
+# Statistics conventions of every report (stated in report.md too).
+CONFIDENCE = 0.95  # Wilson score intervals
+SIGNIFICANCE = 0.05  # two-sided exact McNemar tests
+CALIBRATION_BINS = 15
+SUBSETS_PER_SIZE = 200  # member subsets per ensemble size k (all of them when fewer)
 
 __all__ = ["build_report", "format_table", "format_markdown", "write_report"]
 
@@ -79,11 +86,19 @@ def _check_member_names(member_names: Sequence[str] | None, n_members: int) -> l
 # Metrics
 # --------------------------------------------------------------------------- #
 def _score(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
-    """Accuracy (fraction) and number of errors of one prediction vector."""
+    """Accuracy (fraction) with its 95% Wilson interval, and the number of errors, of one prediction vector."""
+    right = int(np.count_nonzero(y_true == y_pred))
     return {
         "test_accuracy": float(accuracy_score(y_true, y_pred)),
-        "errors": int(np.count_nonzero(y_true != y_pred)),
+        "ci95": list(stats.wilson_interval(right, len(y_true), confidence=CONFIDENCE)),
+        "errors": int(len(y_true) - right),
     }
+
+
+def _mcnemar(ensemble_right: np.ndarray, member_right: np.ndarray) -> dict[str, Any]:
+    """Exact McNemar test of the ensemble against one member, with the ensemble's view of the counts."""
+    test = stats.mcnemar_exact(ensemble_right, member_right)
+    return {"only_ensemble": test["only_a"], "only_member": test["only_b"], "p_value": test["p_value"]}
 
 
 def _members_summary(accuracies: np.ndarray, names: list[str]) -> dict[str, Any]:
@@ -106,21 +121,9 @@ def _members_summary(accuracies: np.ndarray, names: list[str]) -> dict[str, Any]
 
 
 def _disagreement(member_preds: np.ndarray) -> dict[str, Any]:
-    """Pairwise disagreement rates between members.
-
-    Parameters
-    ----------
-    member_preds : ndarray of shape (K, N)
-
-    Returns
-    -------
-    dict
-        ``"pairwise"``: K x K nested list, entry (i, j) the fraction of samples
-        on which members i and j predict different labels (zero diagonal);
-        ``"mean"``: its mean over the pairs i < j (0.0 when K = 1).
-    """
+    """Pairwise disagreement (see :func:`ensemble_cnn.stats.disagreement_matrix`) and its mean over pairs."""
+    pairwise = stats.disagreement_matrix(member_preds)
     n_members = member_preds.shape[0]
-    pairwise = np.stack([(member_preds[i] != member_preds).mean(axis=1) for i in range(n_members)])
     upper = np.triu_indices(n_members, k=1)
     mean = float(pairwise[upper].mean()) if n_members > 1 else 0.0
     return {"pairwise": pairwise.astype(float).tolist(), "mean": mean}
@@ -181,21 +184,39 @@ def build_report(
     w = None if weights is None else _check_weights(weights, n_members)
 
     member_preds = np.argmax(proba, axis=2)  # (K, N)
-    members = [{"name": name, **_score(y, pred)} for name, pred in zip(names, member_preds)]
+    member_right = member_preds == y  # (K, N)
+    members = [
+        {"name": name, **_score(y, pred), **stats.calibration(p, y, bins=CALIBRATION_BINS)}
+        for name, pred, p in zip(names, member_preds, proba)
+    ]
     accuracies = np.array([m["test_accuracy"] for m in members])
     summary = _members_summary(accuracies, names)
+    best = int(np.argmax(accuracies))
 
     ensemble = {}
     for name, rule in VOTES.items():
         predicted = rule.labels(proba, weights=w)
+        right = predicted == y
         cm = confusion_matrix(y, predicted, labels=np.arange(n_classes))
-        ensemble[name] = {**_score(y, predicted), "confusion_matrix": cm.astype(int).tolist()}
+        ensemble[name] = {
+            **_score(y, predicted),
+            "confusion_matrix": cm.astype(int).tolist(),
+            "mcnemar_vs_best_member": {"member": names[best], **_mcnemar(right, member_right[best])},
+            "mcnemar_vs_members": [{"member": m, **_mcnemar(right, r)} for m, r in zip(names, member_right)],
+        }
+    ensemble["soft"].update(stats.calibration(np.tensordot(
+        np.ones(n_members) / n_members if w is None else w / w.sum(), proba, axes=1), y, bins=CALIBRATION_BINS))
+    if "majority" in ensemble:
+        ensemble["majority"]["ties"] = majority_ties(proba, weights=w)
     gain = {
         f"{method}_over_{ref}": ensemble[method]["test_accuracy"] - summary[ref]
         for method in VOTES
         for ref in ("mean", "best")
     }
-    oracle_right = np.any(member_preds == y, axis=0)  # (N,)
+    oracle_right = np.any(member_right, axis=0)  # (N,)
+    curve = stats.vote_subset_curve(
+        proba, y, rules={name: rule.labels for name, rule in VOTES.items()}, max_subsets=SUBSETS_PER_SIZE, seed=0,
+    ) if w is None else []
 
     return {
         "n_test": int(n_samples),
@@ -206,9 +227,17 @@ def build_report(
         "members_summary": summary,
         "ensemble": ensemble,
         "oracle_accuracy": float(np.mean(oracle_right)),
+        "oracle_ci95": list(stats.wilson_interval(int(oracle_right.sum()), n_samples, confidence=CONFIDENCE)),
         "oracle_errors": int(np.count_nonzero(~oracle_right)),
         "disagreement": _disagreement(member_preds),
         "gain": gain,
+        "accuracy_vs_members": curve,
+        "statistics": {
+            "interval": f"Wilson score, {100 * CONFIDENCE:.0f}%",
+            "paired_test": f"exact (binomial) McNemar, two-sided, significant at {100 * SIGNIFICANCE:.0f}%",
+            "calibration_bins": CALIBRATION_BINS,
+            "subsets_per_size": SUBSETS_PER_SIZE,
+        },
     }
 
 
@@ -225,40 +254,72 @@ def _pp(difference: float) -> str:
     return f"{100.0 * difference:+.2f} pp"
 
 
-def _summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(label, value, errors) rows shared by the text and Markdown renderers."""
+def _ci(entry: dict[str, Any], key: str = "ci95") -> str:
+    """``'99.58–99.77'``: an entry's 95% interval in %, or ``''`` when the report has none."""
+    interval = entry.get(key)
+    return f"{100 * interval[0]:.2f}–{100 * interval[1]:.2f}" if interval else ""
+
+
+def significance(test: dict[str, Any], *, level: float = SIGNIFICANCE) -> str:
+    """One line on an exact McNemar test: ``+12/−3 digits, p = 0.035: significant at 5%``."""
+    verdict = "significant" if test["p_value"] < level else "not significant"
+    return (f"+{test['only_ensemble']}/−{test['only_member']} digits, p = {test['p_value']:.3g}: "
+            f"{verdict} at {100 * level:.0f}%")
+
+
+def _summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(label, value, 95% CI, errors) rows shared by the text and Markdown renderers."""
     s, ens, gain = report["members_summary"], report["ensemble"], report["gain"]
-    errors = {m["name"]: m["errors"] for m in report["members"]}
+    by_name = {m["name"]: m for m in report["members"]}
     rows = [
-        ("members mean ± std", f"{100.0 * s['mean']:.2f} ± {100.0 * s['std']:.2f} %", ""),
-        (f"best member ({s['best_member']})", _pct(s["best"]), str(errors[s["best_member"]])),
-        (f"worst member ({s['worst_member']})", _pct(s["worst"]), str(errors[s["worst_member"]])),
+        ("members mean ± std", f"{100.0 * s['mean']:.2f} ± {100.0 * s['std']:.2f} %", "", ""),
+        (f"best member ({s['best_member']})", _pct(s["best"]), _ci(by_name[s["best_member"]]),
+         str(by_name[s["best_member"]]["errors"])),
+        (f"worst member ({s['worst_member']})", _pct(s["worst"]), _ci(by_name[s["worst_member"]]),
+         str(by_name[s["worst_member"]]["errors"])),
     ]
-    rows += [(f"{name} vote", _pct(ens[name]["test_accuracy"]), str(ens[name]["errors"])) for name in ens]
+    rows += [(f"{name} vote", _pct(ens[name]["test_accuracy"]), _ci(ens[name]), str(ens[name]["errors"]))
+             for name in ens]
     rows += [
-        ("oracle (any member right)", _pct(report["oracle_accuracy"]), str(report["oracle_errors"])),
-        ("mean pairwise disagreement", _pct(report["disagreement"]["mean"]), ""),
+        ("oracle (any member right)", _pct(report["oracle_accuracy"]), _ci(report, "oracle_ci95"),
+         str(report["oracle_errors"])),
+        ("mean pairwise disagreement", _pct(report["disagreement"]["mean"]), "", ""),
     ]
     rows += [
-        (f"gain: {name} − {label}", _pp(gain[f"{name}_over_{ref}"]), "")
+        (f"gain: {name} − {label}", _pp(gain[f"{name}_over_{ref}"]), "", "")
         for name in ens
         for ref, label in (("mean", "members mean"), ("best", "best member"))
     ]
     return rows
 
 
-def _member_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(name, accuracy, errors) row of each member."""
-    return [(m["name"], _pct(m["test_accuracy"]), str(m["errors"])) for m in report["members"]]
+def _member_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(name, accuracy, 95% CI, errors) row of each member."""
+    return [(m["name"], _pct(m["test_accuracy"]), _ci(m), str(m["errors"])) for m in report["members"]]
+
+
+def _verdict_lines(report: dict[str, Any]) -> list[str]:
+    """One line per vote: is it better than the best member, significantly? Plus the majority's ties."""
+    lines = []
+    for name, entry in report["ensemble"].items():
+        test = entry.get("mcnemar_vs_best_member")
+        if test is not None:
+            lines.append(f"{name} vote vs best member ({test['member']}): {significance(test)}")
+    ties = report["ensemble"].get("majority", {}).get("ties")
+    if ties is not None:
+        lines.append(f"majority ties: {ties['ties']} (broken by summed probability: {ties['by_probability']}, "
+                     f"by lower label: {ties['by_label']})")
+    return lines
 
 
 def format_table(report: dict[str, Any]) -> str:
     """Render a report from :func:`build_report` as a plain-text terminal table.
 
-    One row per member (name, accuracy in % with two decimals, errors), then
-    the members' mean ± std (population std, ``ddof=0``), best and worst member, the
-    majority and soft votes, the oracle, the mean pairwise disagreement and the
-    ensemble gains in percentage points (pp).
+    One row per member (name, accuracy in % with two decimals, its 95% Wilson
+    interval, errors), then the members' mean ± std (population std, ``ddof=0``),
+    best and worst member, every vote, the oracle, the mean pairwise disagreement
+    and the ensemble gains in percentage points (pp); then one line per vote on its
+    paired test against the best member.
 
     Parameters
     ----------
@@ -271,18 +332,59 @@ def format_table(report: dict[str, Any]) -> str:
         Lines joined by newlines, with a trailing newline.
     """
     members, summary = _member_rows(report), _summary_rows(report)
-    header = ("member", "accuracy", "errors")
-    w0 = max(len(r[0]) for r in [header, *members, *summary])
-    w1 = max(len(r[1]) for r in [header, *members, *summary])
-    w2 = max(len(r[2]) for r in [header, *members, *summary])
+    header = ("member", "accuracy", "95% CI", "errors")
+    rows = [header, *members, *summary]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
 
-    def line(row: tuple[str, str, str]) -> str:
-        return f"{row[0]:<{w0}}  {row[1]:>{w1}}  {row[2]:>{w2}}".rstrip()
+    def line(row: tuple[str, ...]) -> str:
+        return (f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  "
+                f"{row[3]:>{widths[3]}}").rstrip()
 
-    rule = "-" * (w0 + w1 + w2 + 4)
+    rule = "-" * (sum(widths) + 6)
     title = f"Ensemble of {report['n_members']} members on {report['n_test']} test samples"
-    lines = [title, rule, line(header), rule, *map(line, members), rule, *map(line, summary), rule]
+    lines = [title, rule, line(header), rule, *map(line, members), rule, *map(line, summary), rule,
+             *_verdict_lines(report)]
     return "\n".join(lines) + "\n"
+
+
+def _member_detail_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Members with calibration and the majority vote's paired test against each."""
+    tests = {t["member"]: t for t in report["ensemble"].get("majority", {}).get("mcnemar_vs_members", [])}
+    rows = []
+    for m in report["members"]:
+        test = tests.get(m["name"])
+        versus = f"+{test['only_ensemble']}/−{test['only_member']} ({test['p_value']:.3g})" if test else ""
+        nll = f"{m['nll']:.4f}" if "nll" in m else ""
+        ece = f"{100 * m['ece']:.2f} %" if "ece" in m else ""
+        rows.append((m["name"], _pct(m["test_accuracy"]), _ci(m), str(m["errors"]), nll, ece, versus))
+    return rows
+
+
+def _calibration_lines(report: dict[str, Any]) -> list[str]:
+    soft = report["ensemble"].get("soft", {})
+    if "nll" not in soft:
+        return []
+    bins = report.get("statistics", {}).get("calibration_bins", CALIBRATION_BINS)
+    return [f"Soft vote: NLL {soft['nll']:.4f}, ECE {100 * soft['ece']:.2f} % ({bins} equal-width confidence "
+            "bins). NLL: mean −log p(true label); ECE: the gap between confidence and accuracy.", ""]
+
+
+def _curve_lines(report: dict[str, Any]) -> list[str]:
+    curve = report.get("accuracy_vs_members") or []
+    if not curve:
+        return []
+    votes = [name for name in report["ensemble"] if f"{name}_mean" in curve[0]]
+    header = ("k", "subsets", *(f"{v} mean (min–max)" for v in votes), "oracle mean")
+    rows = [
+        (str(row["k"]), f"{row['n_subsets']}{'' if row['exhaustive'] else ' drawn'}",
+         *(f"{100 * row[f'{v}_mean']:.2f} % ({100 * row[f'{v}_min']:.2f}–{100 * row[f'{v}_max']:.2f})"
+           for v in votes),
+         f"{100 * row['oracle_mean']:.2f} %")
+        for row in curve
+    ]
+    return ["## Accuracy against ensemble size", "",
+            "Every vote over subsets of k members (all subsets when few, else a seeded sample): how many members "
+            "the ensemble needs.", "", *_md_table(header, rows, "r" * len(header)), ""]
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: Sequence[str]) -> list[str]:
@@ -330,15 +432,22 @@ def format_markdown(report: dict[str, Any], *, title: str | None = None) -> str:
         *notes,
         "## Summary",
         "",
-        *_md_table(("", "accuracy", "errors"), _summary_rows(report), "lrr"),
+        *_md_table(("", "accuracy", "95% CI", "errors"), _summary_rows(report), "lrrr"),
         "",
-        "Std is the population standard deviation (ddof=0) of the member accuracies; "
-        "gains are differences of accuracy in percentage points (pp).",
+        *[f"- {line}" for line in _verdict_lines(report)],
+        "",
+        f"Intervals: {report.get('statistics', {}).get('interval', 'Wilson score, 95%')}; paired tests: "
+        f"{report.get('statistics', {}).get('paired_test', 'exact McNemar')} (the digits only the vote gets right "
+        "/ only the member gets right). Std is the population standard deviation (ddof=0) of the member "
+        "accuracies; gains are differences of accuracy in percentage points (pp).",
         "",
         "## Members",
         "",
-        *_md_table(("member", "accuracy", "errors"), _member_rows(report), "lrr"),
+        *_md_table(("member", "accuracy", "95% CI", "errors", "NLL", "ECE", "vs majority (p)"),
+                   _member_detail_rows(report), "lrrrrrr"),
         "",
+        *_calibration_lines(report),
+        *_curve_lines(report),
         "## Pairwise disagreement",
         "",
         "Fraction of test samples on which two members predict different labels.",

@@ -193,10 +193,57 @@ def test_format_markdown(report: dict) -> None:
     assert format_markdown(report).startswith("# Ensemble report\n")
     for name in NAMES:
         assert f"| {name} | " in md
-    assert "| majority vote | 66.67 % | 2 |" in md
-    assert "| soft vote | 50.00 % | 3 |" in md
+    assert "| majority vote | 66.67 % | 30.00–90.32 | 2 |" in md  # Wilson 95% of 4/6
+    assert "| soft vote | 50.00 % | 18.76–81.24 | 3 |" in md
     assert "| 0 | 1 | 1 | 0 |" in md  # first confusion-matrix row
     assert "| A | 0.00 % | 16.67 % | 83.33 % |" in md  # first disagreement row
+
+
+def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson score interval written out (independently of ensemble_cnn.stats)."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+def test_report_intervals(report: dict) -> None:
+    assert report["ensemble"]["majority"]["ci95"] == pytest.approx(wilson(4, 6))
+    assert report["ensemble"]["soft"]["ci95"] == pytest.approx(wilson(3, 6))
+    assert [m["ci95"] for m in report["members"]] == [pytest.approx(wilson(k, 6)) for k in (4, 5, 2)]
+    assert report["oracle_ci95"] == pytest.approx([wilson(6, 6)[0], 1.0])
+    assert report["statistics"]["interval"] == "Wilson score, 95%"
+
+
+def test_report_paired_tests_by_hand(report: dict) -> None:
+    """Majority right on samples 0, 1, 2, 4; B (best) on 0, 1, 2, 4, 5; C on 0, 3."""
+    best = report["ensemble"]["majority"]["mcnemar_vs_best_member"]
+    assert best == {"member": "B", "only_ensemble": 0, "only_member": 1, "p_value": 1.0}
+    versus = {t["member"]: t for t in report["ensemble"]["majority"]["mcnemar_vs_members"]}
+    # vs C: only the vote is right on 1, 2, 4; only C on 3: p = 2 * P(Binom(4, 1/2) <= 1) = 2 * 5/16
+    assert (versus["C"]["only_ensemble"], versus["C"]["only_member"]) == (3, 1)
+    assert versus["C"]["p_value"] == pytest.approx(10 / 16)
+    assert versus["A"]["p_value"] == 1.0 and (versus["A"]["only_ensemble"], versus["A"]["only_member"]) == (0, 0)
+    table = format_table(report)
+    assert "majority vote vs best member (B): +0/−1 digits, p = 1: not significant at 5%" in table
+    assert "majority ties: 1 (broken by summed probability: 1, by lower label: 0)" in table  # sample 5
+
+
+def test_report_subset_curve_agrees_with_members_and_the_full_vote(report: dict) -> None:
+    curve = report["accuracy_vs_members"]
+    assert [row["k"] for row in curve] == [1, 2, 3] and all(row["exhaustive"] for row in curve)
+    first, last = curve[0], curve[-1]
+    assert first["majority_mean"] == pytest.approx(11 / 18) and first["soft_min"] == pytest.approx(2 / 6)
+    assert first["majority_max"] == pytest.approx(5 / 6)
+    assert last["majority_mean"] == pytest.approx(4 / 6) and last["soft_mean"] == pytest.approx(3 / 6)
+    assert last["oracle_mean"] == pytest.approx(1.0) and curve[1]["n_subsets"] == 3
+
+
+def test_report_calibration(report: dict) -> None:
+    # member A: p(true) = 0.8, 0.8, 0.8, 0.4, 0.51, 0.2
+    expected_nll = -np.mean(np.log([0.8, 0.8, 0.8, 0.4, 0.51, 0.2]))
+    assert report["members"][0]["nll"] == pytest.approx(expected_nll)
+    assert 0 <= report["ensemble"]["soft"]["ece"] <= 1 and "nll" in report["ensemble"]["soft"]
 
 
 def _no_temp_files(folder: Path) -> bool:
@@ -266,11 +313,12 @@ def test_write_plots(report: dict, tmp_path: Path) -> None:
 
     images = _digits(6)
     paths = write_plots(report, images, Y_TRUE, np.array(MAJORITY), tmp_path / "plots")
-    assert set(paths) == {"accuracy", "confusion", "errors"}
+    assert set(paths) == {"accuracy", "confusion", "errors", "members_curve", "agreement"}
     for key, path in paths.items():
         assert path == tmp_path / "plots" / f"{key}.png"
         _assert_png(path)
-    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["accuracy.png", "confusion.png", "errors.png"]
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "accuracy.png", "agreement.png", "confusion.png", "errors.png", "members_curve.png"]
 
 
 def test_plot_errors_none_wrong_and_many_wrong(tmp_path: Path) -> None:

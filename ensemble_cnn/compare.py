@@ -1,0 +1,141 @@
+"""Comparing runs on the same test digits: accuracies with intervals, and paired tests between the ensembles."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ensemble_cnn import stats
+from ensemble_cnn.errors import RunFolderError
+from ensemble_cnn.evaluate import member_probabilities, test_split
+from ensemble_cnn.report import CONFIDENCE, SIGNIFICANCE
+from ensemble_cnn.run_folder import RunFolder
+from ensemble_cnn.vote import VOTES
+
+__all__ = ["RunPredictions", "compare_predictions", "compare_runs", "format_comparison", "load_run_predictions"]
+
+
+@dataclass
+class RunPredictions:
+    """A run's complete members' test-set probabilities.
+
+    Attributes
+    ----------
+    run_dir : Path
+    names : list of str
+        Member names (``member_00`` ...).
+    probabilities : ndarray of float32, shape (K, N, 10)
+    labels : ndarray of int, shape (N,)
+        The true labels of the test split the probabilities are for.
+    seed : int
+        The run's root seed.
+    """
+
+    run_dir: Path
+    names: list[str]
+    probabilities: np.ndarray
+    labels: np.ndarray
+    seed: int
+
+
+def load_run_predictions(run_dir: str | Path, *, data: str | Path | None = None,
+                         members: int | None = None) -> RunPredictions:
+    """Read a run's complete members (the first ``members``, default all) and their test probabilities.
+
+    Without ``data`` the probabilities saved at training time are used (checked by
+    sha256); with ``data`` every member is loaded (Keras ``safe_mode``) and predicts
+    that file's test split.
+    """
+    folder = RunFolder(run_dir)
+    config = folder.require_config()
+    records = folder.records(config.members if members is None else members)
+    if not records:
+        raise RunFolderError(f"{folder.path}: no trained member found")
+    test = test_split(config, data)
+    probabilities = member_probabilities(folder, records, test, reload=data is not None)
+    names = [f"member_{r['index']:02d}" for r in records]
+    return RunPredictions(folder.path, names, probabilities, test.y_test.astype(np.int64), config.seed)
+
+
+def compare_runs(
+    run_dirs: Sequence[str | Path], *, data: str | Path | None = None, vote: str = "majority"
+) -> dict[str, Any]:
+    """Score several runs' ensembles on the same test digits and test every pair of them.
+
+    Parameters
+    ----------
+    run_dirs : sequence of path-like
+        Two or more run folders.
+    data : path-like, optional
+        Score every run on this file's test split (members reloaded); default: the
+        probabilities each run saved, which must be for the same test labels.
+    vote : str
+        The vote (a name in :data:`ensemble_cnn.vote.VOTES`) the pairwise tests compare.
+
+    Returns
+    -------
+    dict
+        ``runs``: per run its members, members' mean, and each vote's
+        ``test_accuracy`` with ``ci95``; ``pairs``: for every pair of runs the exact
+        McNemar test of their ``vote`` ensembles (``only_a``, ``only_b``, ``p_value``).
+    """
+    if vote not in VOTES:
+        raise ValueError(f"vote must be one of {', '.join(VOTES)}, got {vote!r}")
+    return compare_predictions([load_run_predictions(path, data=data) for path in run_dirs], vote=vote)
+
+
+def compare_predictions(runs: Sequence[RunPredictions], *, vote: str = "majority") -> dict[str, Any]:
+    """:func:`compare_runs` on runs already loaded (:func:`load_run_predictions`)."""
+    labels = runs[0].labels
+    for run in runs[1:]:
+        if run.labels.shape != labels.shape or not np.array_equal(run.labels, labels):
+            raise RunFolderError(f"{run.run_dir}: scored on other test digits than {runs[0].run_dir}; "
+                                 "give --data to score every run on the same file")
+    n = len(labels)
+    rows, right = [], []
+    for run in runs:
+        members_right = run.probabilities.argmax(axis=2) == labels
+        votes = {}
+        for name, rule in VOTES.items():
+            correct = rule.labels(run.probabilities) == labels
+            votes[name] = {"test_accuracy": float(correct.mean()),
+                           "ci95": list(stats.wilson_interval(int(correct.sum()), n, confidence=CONFIDENCE))}
+            if name == vote:
+                right.append(correct)
+        rows.append({"run": str(run.run_dir), "members": len(run.names), "seed": run.seed,
+                     "members_mean": float(members_right.mean()), "ensemble": votes})
+    pairs = []
+    for (i, a), (j, b) in itertools.combinations(enumerate(right), 2):
+        test = stats.mcnemar_exact(a, b)
+        pairs.append({"a": rows[i]["run"], "b": rows[j]["run"], **test})
+    return {"vote": vote, "n_test": n, "runs": rows, "pairs": pairs}
+
+
+def format_comparison(comparison: dict[str, Any]) -> str:
+    """The comparison as terminal text: one row per run, then one line per pair of runs."""
+    vote = comparison["vote"]
+    votes = list(comparison["runs"][0]["ensemble"])
+    header = ["run", "members", "members mean", *(f"{v} (95% CI)" for v in votes)]
+    body = []
+    for row in comparison["runs"]:
+        cells = [row["run"], str(row["members"]), f"{100 * row['members_mean']:.2f} %"]
+        for v in votes:
+            entry = row["ensemble"][v]
+            low, high = entry["ci95"]
+            cells.append(f"{100 * entry['test_accuracy']:.2f} % ({100 * low:.2f}–{100 * high:.2f})")
+        body.append(cells)
+    widths = [max(len(r[c]) for r in [header, *body]) for c in range(len(header))]
+    lines = [f"{comparison['n_test']} test digits; intervals: Wilson {100 * CONFIDENCE:.0f}%"]
+    for cells in [header, *body]:
+        lines.append("  ".join(cell.ljust(w) if c == 0 else cell.rjust(w) for c, (cell, w) in
+                               enumerate(zip(cells, widths))).rstrip())
+    lines.append(f"paired tests of the {vote} votes (exact McNemar, two-sided):")
+    for pair in comparison["pairs"]:
+        verdict = "significant" if pair["p_value"] < SIGNIFICANCE else "not significant"
+        lines.append(f"  {pair['a']} vs {pair['b']}: {pair['only_a']} digits only the first gets right, "
+                     f"{pair['only_b']} only the second; p = {pair['p_value']:.3g}: {verdict} at "
+                     f"{100 * SIGNIFICANCE:.0f}%")
+    return "\n".join(lines) + "\n"
