@@ -136,6 +136,9 @@ def main(verbose: bool) -> None:
     evaluate  re-score a trained run's members and their votes
     compare   several runs side by side on the same digits, with paired tests
     run       train + evaluate with good defaults (the one-shot job)
+    predict   classify your own digits (images, arrays, folders) with a trained run
+    export    one Keras model (or SavedModel) holding every member and the vote
+    serve     a local web page: draw a digit and watch the members vote
     """
     from ensemble_cnn.runtime import prepare_environment
 
@@ -385,6 +388,123 @@ def compare(runs, data, method, as_json):
             raise click.BadParameter(f"{run_dir} is not a folder", param_hint="RUNS")
     comparison = compare_runs(runs, data=data, vote=method)
     click.echo(json.dumps(comparison, indent=2) if as_json else format_comparison(comparison), nl=as_json)
+
+
+# --------------------------------------------------------------------------- predict
+run_option = click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True,
+                          help="A run folder written by `ensemble-cnn train`.")
+members_option = click.option("--members", "-k", type=click.IntRange(min=1), default=None,
+                              help="Use only the first K members [default: every member of the run].")
+
+
+@main.command()
+@run_option
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of folder PATHS.")
+@click.option("--preprocess", type=click.Choice(["mnist", "none"]), default="mnist",
+              help="Image files: MNIST's own preprocessing (ink light on dark, cropped, fit to 20x20, centre of "
+                   "mass at the centre of 28x28), or none (28x28 images taken as they are). Arrays are always "
+                   "taken as they are.")
+@vote_option
+@members_option
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              help="Output: a table for the terminal, CSV (path,label,confidence,vote_share,member_labels,p0..p9) "
+                   "or JSON.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Write the output to this file instead of the terminal.")
+@click.option("--preview", type=click.Path(path_type=Path), default=None,
+              help="Also draw a PNG: each input next to the 28x28 digit the members saw, with its label.")
+@_library_errors
+def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, preview):
+    """Classify the digits in PATHS: image files (PNG, JPEG, BMP, GIF, TIFF; one digit each), arrays
+    (.npy of (28, 28) or (N, 28, 28), .npz with x or x_test, IDX images) and folders of them.
+
+    A file that cannot be read is reported in one line and the others are still predicted (exit 1 if any
+    failed). Inputs are never written to.
+    """
+    from ensemble_cnn import _atomic
+    from ensemble_cnn.ensemble import Ensemble
+    from ensemble_cnn.inputs import expand_paths
+    from ensemble_cnn.outputs import check_output_files, shown
+    from ensemble_cnn.predict import format_predictions, predict_paths, preview_figure
+
+    if not run_dir.is_dir():
+        raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")
+    outputs = [(name, path) for name, path in (("--out", out), ("--preview", preview)) if path is not None]
+    check_output_files(outputs, inputs=[*expand_paths(paths, recursive=recursive)[0], *paths])
+    ensemble = Ensemble.load(run_dir, members=members, voting=method)
+    predictions = predict_paths(ensemble, paths, recursive=recursive, preprocess=preprocess, vote=method)
+    for path, reason in predictions.failures:
+        click.echo(f"{shown(path)}: {reason}", err=True)
+    text = format_predictions(predictions, fmt=fmt)
+    if out is not None:
+        _atomic.write_text(out, text)
+        click.echo(f"wrote {len(predictions.items)} predictions to {out}", err=True)
+    else:
+        click.echo(text, nl=False)
+    if preview is not None and predictions.items:
+        from ensemble_cnn.plots import _save
+
+        _save(preview_figure(predictions), preview)
+    if predictions.failures:
+        raise click.ClickException(f"{len(predictions.failures)} path(s) could not be read (listed above); "
+                                   f"{len(predictions.items)} digit(s) predicted")
+
+
+# --------------------------------------------------------------------------- export
+@main.command()
+@run_option
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="The model to write: a .keras file, or a SavedModel folder with --format saved_model.")
+@vote_option
+@members_option
+@click.option("--format", "fmt", type=click.Choice(["keras", "saved_model"]), default="keras",
+              help="keras: one .keras file (keras.saving.load_model, safe_mode, no custom objects); saved_model: "
+                   "a TensorFlow SavedModel folder for tf.saved_model.load / TensorFlow Serving.")
+@_library_errors
+def export(run_dir, out, method, members, fmt):
+    """Export every member and the vote as ONE model: input uint8 (N, 28, 28); outputs `vote` (N, 10),
+    the vote's probabilities, and `members` (N, K, 10)."""
+    from ensemble_cnn.export import export_ensemble
+    from ensemble_cnn.outputs import OutputPathError, check_output_files
+    from ensemble_cnn.run_folder import RunFolder
+
+    if not run_dir.is_dir():
+        raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")
+    if fmt == "keras":
+        if out.suffix != ".keras":
+            raise click.BadParameter(f"{out} must end in .keras (Keras' own format)", param_hint="--out")
+        check_output_files([("--out", out)], inputs=[run_dir, *RunFolder(run_dir).path.iterdir()])
+    elif out.exists():
+        raise OutputPathError("--out", f"{out} exists; a SavedModel goes into a new folder")
+    elif RunFolder(run_dir).path.resolve() in (out.resolve(), *out.resolve().parents):
+        raise OutputPathError("--out", f"{out} is inside the run folder; export somewhere else")
+    path = export_ensemble(run_dir, out, vote=method, fmt=fmt, members=members)
+    click.echo(f"wrote {path} ({fmt}, {method} vote)")
+
+
+# --------------------------------------------------------------------------- serve
+@main.command()
+@run_option
+@click.option("--host", default="127.0.0.1", help="Address to listen on (only this machine by default).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, help="Port (0: any free port).")
+@vote_option
+@members_option
+@_library_errors
+def serve(run_dir, host, port, method, members):
+    """Serve a page where you draw a digit (mouse, pen or touch) and see the 28x28 digit the members saw,
+    each member's guess and the vote. Ctrl-C stops it."""
+    from ensemble_cnn.ensemble import Ensemble
+    from ensemble_cnn.predict import ImagePredictor
+    from ensemble_cnn.serve import serve as serve_forever
+
+    if not run_dir.is_dir():
+        raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")
+    predictor = ImagePredictor(Ensemble.load(run_dir, members=members, voting=method), vote=method)
+    try:
+        serve_forever(predictor, host=host, port=port, log=click.echo)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve on {host}:{port} ({exc.strerror or exc})") from None
 
 
 # --------------------------------------------------------------------------- run

@@ -10,7 +10,7 @@ import numpy as np
 from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.data import MnistData, load_mnist
 from ensemble_cnn.errors import RunFolderError, UnsafeMemberError
-from ensemble_cnn.run_folder import RunFolder, load_member, member_stem
+from ensemble_cnn.run_folder import RunFolder, load_member, member_stem  # noqa: F401 (load_member: API)
 from ensemble_cnn.vote import VOTES, vote
 
 __all__ = ["evaluate_run", "load_member", "member_probabilities", "test_split"]
@@ -49,12 +49,14 @@ def member_test_probabilities(
     """
     expected = (len(test.x_test), 10)
     if reload:
+        from ensemble_cnn.ensemble import Ensemble
+
         path = folder.resolve(record["model"])
-        model = load_member(path)
+        member = Ensemble.from_records(folder, [record])
         try:
-            probabilities = model.predict(test.x_test, batch_size=1000, verbose=0).astype(np.float32)
-        except Exception as exc:  # noqa: BLE001 - a model of another shape must not end in a traceback
-            raise RunFolderError(f"{path}: cannot predict MNIST digits ({_first_line(exc)})") from None
+            probabilities = member.member_probabilities(test.x_test)[0]
+        except RunFolderError as exc:
+            raise RunFolderError(f"{path}: {str(exc).split(': ', 1)[-1]}") from None
     else:
         path = folder.resolve(record["probabilities"])
         try:

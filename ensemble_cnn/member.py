@@ -70,6 +70,11 @@ class RunPlan:
         )
 
 
+def print_line(text: str) -> None:
+    """A worker's progress line on its standard output (a module function: workers receive it by reference)."""
+    print(text, flush=True)
+
+
 def run_of(index: int, recipe: Recipe) -> int:
     """The training run that yields member ``index``."""
     return index // recipe.members_per_run

@@ -291,7 +291,9 @@ def _in_workers(config: TrainConfig, groups: list[Group], run_dir: Path, jobs: i
     """
     from joblib import Parallel, delayed
 
-    worker_log = print if log is not None else None  # a worker cannot call back into this process
+    # A worker cannot call back into this process: it prints its own lines (a module function, so that
+    # every engine can send it, even where a test or tool replaced builtins.print).
+    worker_log = member.print_line if log is not None else None
     task, plain, folder = _task(mode), worker_config(config), str(run_dir.resolve())
     calls = (delayed(task)(plain, group, folder, settings, worker_log, position // jobs)
              for position, group in enumerate(groups))

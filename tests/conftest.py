@@ -122,3 +122,17 @@ def make_run(tiny_config):
         return config
 
     return make
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_config):
+    """A real 3-member run, trained enough to read digits (~90% on the slice's test digits), evaluated."""
+    from ensemble_cnn.evaluate import evaluate_run
+    from ensemble_cnn.train import train_ensemble
+
+    path = tmp_path_factory.mktemp("trained") / "run"
+    config = tiny_config(members=3, epochs=3, width=0.5, limit=3000, val_size=300, augmentation="distort",
+                         mode="processes", jobs=2)
+    assert train_ensemble(config, path, log=None).complete
+    evaluate_run(path, reload=False, plots=False, log=None)
+    return path

@@ -77,6 +77,7 @@ def test_fused_mode_run_writes_standalone_members_with_their_own_time_share(tiny
         assert record["test_accuracy"] > 0.5
         saved = np.load(tmp_path / "fused" / record["probabilities"])
         np.testing.assert_allclose(model.predict(x_test, verbose=0), saved, atol=1e-5)
-        # its own share of the group's time: its epochs' shares add up to its training time
+        # its own share of the group's time (half), not the group's whole time: two shares fit in the call
         assert record["trained_fused_with"] == 2
-        assert sum(record["epoch_seconds"]) == pytest.approx(record["train_seconds"], rel=0.05, abs=0.05)
+        assert sum(record["epoch_seconds"]) <= record["train_seconds"] + 0.01
+        assert 2 * record["train_seconds"] <= result.seconds

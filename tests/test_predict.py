@@ -1,0 +1,236 @@
+"""Using a trained ensemble: the Python `Ensemble`, `ensemble-cnn predict` on real files, `ensemble-cnn export`."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cli.main import main
+from ensemble_cnn.ensemble import Ensemble, as_digits
+from ensemble_cnn.run_folder import RunFolder
+from ensemble_cnn.vote import VOTES, majority_vote, soft_vote
+from test_bad_inputs import snapshot
+
+
+@pytest.fixture(scope="module")
+def run_dir(trained_run):
+    return trained_run
+
+
+@pytest.fixture(scope="module")
+def test_digits(small_mnist_npz):
+    with np.load(small_mnist_npz) as npz:
+        return npz["x_test"], npz["y_test"].astype(np.int64)
+
+
+def saved_probabilities(run_dir: Path) -> np.ndarray:
+    return np.stack([np.load(RunFolder(run_dir).files(i).probabilities) for i in range(3)])
+
+
+# --------------------------------------------------------------------------- the Python API
+def test_ensemble_matches_what_training_saved(run_dir, test_digits):
+    x, y = test_digits
+    ensemble = Ensemble.load(run_dir)
+    assert len(ensemble) == 3 and ensemble.names_ == ["member_00", "member_01", "member_02"]
+    probabilities = ensemble.member_probabilities(x)
+    saved = saved_probabilities(run_dir)
+    assert probabilities.shape == (3, 1000, 10)
+    np.testing.assert_allclose(probabilities, saved, atol=1e-5)
+    assert np.array_equal(ensemble.predict(x), majority_vote(probabilities))
+    assert np.array_equal(ensemble.vote(x, rule="soft"), soft_vote(probabilities))
+    np.testing.assert_allclose(ensemble.predict_proba(x), probabilities.mean(axis=0), atol=1e-6)
+    accuracy = ensemble.score(x, y)
+    report = json.loads((run_dir / "report.json").read_text())
+    assert accuracy == pytest.approx(report["ensemble"]["majority"]["test_accuracy"], abs=2e-3)
+    assert accuracy > 0.8
+    assert Ensemble.load(run_dir, members=2).names_ == ["member_00", "member_01"]
+    assert ensemble.predict(x[0]).shape == (1,), "one (28, 28) digit is accepted"
+
+
+@pytest.mark.parametrize("x, expected", [
+    (np.full((28, 28), 1.0), np.full((1, 28, 28), 255)), (np.full((2, 28, 28, 1), 128, np.int64), 128),
+    (np.ones((1, 28, 28), bool), 255)])
+def test_as_digits(x, expected):
+    digits = as_digits(x)
+    assert digits.dtype == np.uint8 and digits.ndim == 3 and np.all(digits == expected)
+
+
+@pytest.mark.parametrize("x, message", [(np.zeros((3, 32, 32)), "shape"), (np.full((1, 28, 28), 300), "0..255"),
+                                        (np.full((1, 28, 28), np.nan), "finite")])
+def test_as_digits_refuses(x, message):
+    with pytest.raises(ValueError, match=message):
+        as_digits(x)
+
+
+# --------------------------------------------------------------------------- predict on real files
+def as_drawing(digit: np.ndarray, *, size: int = 200, offset=(30, 50), invert: bool = True, mode: str = "L",
+               bits16: bool = False) -> Image.Image:
+    """An MNIST digit drawn as a user's picture: large, off-centre, dark ink on white."""
+    canvas = np.zeros((size + 100, size + 100), np.float64)
+    big = np.asarray(Image.fromarray(digit).resize((size, size), Image.Resampling.BILINEAR), np.float64)
+    canvas[offset[0]:offset[0] + size, offset[1]:offset[1] + size] = big
+    canvas = 255 - canvas if invert else canvas
+    if bits16:
+        return Image.fromarray((canvas * 257).astype(np.uint16))
+    image = Image.fromarray(canvas.astype(np.uint8))
+    return image.convert(mode) if mode != "L" else image
+
+
+def test_predict_reads_users_drawings_like_mnist(run_dir, test_digits, tmp_path):
+    """20 test digits redrawn as users' pictures (large, off-centre, black on white, RGB, alpha, 16-bit):
+    the preprocessing brings them back to what the members know."""
+    x, y = test_digits
+    folder = tmp_path / "drawings"
+    folder.mkdir()
+    styles = [dict(), dict(invert=False), dict(mode="RGB"), dict(mode="RGBA"), dict(bits16=True),
+              dict(offset=(90, 0), size=160)]
+    for i in range(20):
+        as_drawing(x[i], **styles[i % len(styles)]).save(folder / f"digit_{i:02d}.png")
+    expected = Ensemble.load(run_dir).predict(x[:20])
+    before = snapshot(folder)
+    result = CliRunner().invoke(main, ["predict", "--run", str(run_dir), str(folder), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    answers = json.loads(result.output)["predictions"]
+    assert [Path(a["path"]).name for a in answers] == [f"digit_{i:02d}.png" for i in range(20)]
+    got = np.array([a["label"] for a in answers])
+    assert np.mean(got == expected) >= 0.85, (got, expected)
+    assert np.mean(got == y[:20]) >= 0.8
+    assert snapshot(folder) == before, "inputs are never written to"
+
+
+def test_predict_csv_columns_arrays_and_failures(run_dir, test_digits, tmp_path):
+    x, _ = test_digits
+    inputs = tmp_path / "in"
+    (inputs / "empty").mkdir(parents=True)
+    np.save(inputs / "three.npy", x[:3])
+    Image.fromarray(255 - x[3]).resize((5, 5)).save(inputs / "tiny.png")  # 5x5: still a digit
+    Image.fromarray(np.full((2000, 2000), 255, np.uint8)).save(inputs / "large_blank.png")
+    (inputs / "text.png").write_text("not an image")
+    (inputs / "corrupt.png").write_bytes((inputs / "tiny.png").read_bytes()[:40])
+    out = tmp_path / "predictions.csv"
+    result = CliRunner().invoke(main, ["predict", "--run", str(run_dir), str(inputs), str(inputs / "empty"),
+                                       "--format", "csv", "--out", str(out), "--preview", str(tmp_path / "p.png")])
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert errors == ["Error: 3 path(s) could not be read (listed above); 5 digit(s) predicted"]
+    assert "text.png: not a PNG, JPEG, BMP, GIF or TIFF image" in result.output
+    assert "corrupt.png: " in result.output and "empty: no image or array files in it" in result.output
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert list(rows[0]) == ["path", "label", "confidence", "vote_share", "member_labels",
+                             *(f"p{c}" for c in range(10))]
+    assert [Path(r["path"]).name for r in rows] == ["large_blank.png", "three.npy[0]", "three.npy[1]",
+                                                     "three.npy[2]", "tiny.png"]  # sorted by name
+    by_name = {Path(r["path"]).name: r for r in rows}
+    expected = Ensemble.load(run_dir).predict(x[:3])
+    assert [int(by_name[f"three.npy[{i}]"]["label"]) for i in range(3)] == expected.tolist()
+    for row in rows:
+        probabilities = [float(row[f"p{c}"]) for c in range(10)]
+        assert sum(probabilities) == pytest.approx(1, abs=1e-4)
+        assert float(row["confidence"]) == pytest.approx(probabilities[int(row["label"])], abs=1e-6)
+        assert len(row["member_labels"].split()) == 3
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_decompression_bomb_is_refused_and_the_rest_predicted(run_dir, test_digits, tmp_path):
+    x, _ = test_digits
+    Image.fromarray(255 - x[0]).save(tmp_path / "good.png")
+    bomb = Image.new("1", (30000, 30000))
+    bomb.save(tmp_path / "bomb.png", optimize=True)
+    result = CliRunner().invoke(main, ["predict", "--run", str(run_dir), str(tmp_path / "bomb.png"),
+                                       str(tmp_path / "good.png")])
+    assert result.exit_code == 1
+    assert "bomb.png: " in result.output and "pixels" in result.output
+    assert "good.png" in result.output.split("Error")[0]
+
+
+def test_preprocess_none_takes_28x28_as_is(run_dir, test_digits, tmp_path):
+    x, _ = test_digits
+    Image.fromarray(x[5]).save(tmp_path / "raw.png")
+    Image.fromarray(x[5]).resize((56, 56)).save(tmp_path / "big.png")
+    out = tmp_path / "answers.json"
+    result = CliRunner().invoke(main, ["predict", "--run", str(run_dir), "--preprocess", "none", "--format", "json",
+                                       "--out", str(out), str(tmp_path / "raw.png"), str(tmp_path / "big.png")])
+    assert result.exit_code == 1 and "big.png: is 56x56 pixels; --preprocess none takes 28x28" in result.output
+    answer = json.loads(out.read_text())
+    assert [Path(a["path"]).name for a in answer["predictions"]] == ["raw.png"]
+    assert answer["predictions"][0]["label"] == int(Ensemble.load(run_dir).predict(x[5])[0])
+    assert answer["failures"][0]["path"].endswith("big.png")
+
+
+@pytest.mark.parametrize("args, code, text", [
+    (["--out", "{in}/a.png"], 2, "is an input of this command"),
+    (["--preview", "/dev/null"], 2, "is a character device"),
+    (["--format", "xml"], 2, "--format"),
+])
+def test_predict_bad_options(run_dir, test_digits, tmp_path, args, code, text):
+    x, _ = test_digits
+    Image.fromarray(x[0]).save(tmp_path / "a.png")
+    before = snapshot(tmp_path)
+    result = CliRunner().invoke(main, ["predict", "--run", str(run_dir), str(tmp_path / "a.png"),
+                                       *[a.format(**{"in": tmp_path}) for a in args]])
+    assert result.exit_code == code and text in result.output
+    assert snapshot(tmp_path) == before
+
+
+# --------------------------------------------------------------------------- export
+BLOCK_PACKAGE = "import sys; sys.modules['ensemble_cnn'] = None; sys.modules['cli'] = None\n"
+
+
+@pytest.mark.parametrize("vote", list(VOTES))
+def test_exported_model_equals_evaluate_without_the_package(run_dir, test_digits, tmp_path, vote, small_mnist_npz):
+    out = tmp_path / f"ensemble_{vote}.keras"
+    result = CliRunner().invoke(main, ["export", "--run", str(run_dir), "--out", str(out), "--vote", vote])
+    assert result.exit_code == 0, result.output
+    script = BLOCK_PACKAGE + f"""
+import os, json
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, keras
+model = keras.saving.load_model({str(out)!r}, safe_mode=True)
+x = np.load({str(small_mnist_npz)!r})["x_test"]
+out = model.predict(x, batch_size=500, verbose=0)
+np.save({str(tmp_path / 'vote.npy')!r}, out["vote"]); np.save({str(tmp_path / 'members.npy')!r}, out["members"])
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    members = np.load(tmp_path / "members.npy")
+    saved = saved_probabilities(run_dir)
+    np.testing.assert_allclose(members, saved.transpose(1, 0, 2), atol=1e-5)
+    exported = np.load(tmp_path / "vote.npy").argmax(axis=1)
+    expected = VOTES[vote].labels(members.transpose(1, 0, 2))
+    assert np.array_equal(exported, expected), f"{vote}: {np.sum(exported != expected)} digits differ"
+    report = json.loads((run_dir / "report.json").read_text())
+    assert np.mean(exported == test_digits[1]) == pytest.approx(report["ensemble"][vote]["test_accuracy"], abs=2e-3)
+
+
+def test_export_saved_model_round_trip(run_dir, test_digits, tmp_path):
+    out = tmp_path / "served"
+    result = CliRunner().invoke(main, ["export", "--run", str(run_dir), "--out", str(out), "--format", "saved_model",
+                                       "--vote", "soft"])
+    assert result.exit_code == 0, result.output
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(out))  # keep a reference: its variables live as long as it does
+    served = loaded.serve(tf.constant(test_digits[0][:100]))
+    expected = Ensemble.load(run_dir).predict_proba(test_digits[0][:100])
+    np.testing.assert_allclose(served["vote"].numpy(), expected, atol=1e-5)
+    again = CliRunner().invoke(main, ["export", "--run", str(run_dir), "--out", str(out), "--format", "saved_model"])
+    assert again.exit_code == 2 and "exists; a SavedModel goes into a new folder" in again.output
+
+
+@pytest.mark.parametrize("name, text", [("model.h5", "must end in .keras"),
+                                        ("{run}/member_00.keras", "is an input of this command")])
+def test_export_refuses_bad_outputs(run_dir, tmp_path, name, text):
+    before = snapshot(run_dir)
+    result = CliRunner().invoke(main, ["export", "--run", str(run_dir), "--out", name.format(run=run_dir)])
+    assert result.exit_code == 2 and text in result.output
+    assert snapshot(run_dir) == before

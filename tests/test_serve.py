@@ -1,0 +1,619 @@
+"""The web layer of ``ensemble-cnn serve``: the real server on an ephemeral port, a stand-in predictor.
+
+The stand-in decodes the image with Pillow and derives its answer from the mean darkness, so
+every answer is checkable; it also asserts that no two threads are ever inside it at once.
+"""
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ensemble_cnn.serve import (
+    MAX_BODY_BYTES,
+    is_loopback,
+    make_server,
+    one_line,
+    serve,
+    server_url,
+)
+
+MEMBERS = ("alpha", "beta", "gamma")
+
+
+def stand_in_answer(data: bytes) -> dict:
+    """What :class:`StandInPredictor` answers for ``data``; raises ValueError if not an image."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            gray = np.asarray(image.convert("L").resize((28, 28)), dtype=np.float64)
+    except Exception:  # noqa: BLE001 - Pillow raises many types for bytes that are not an image
+        raise ValueError("not an image\n(a second line the server must drop)") from None
+    ink = 255.0 - gray  # light ink on black, as MNIST
+    label = round(float(ink.mean())) % 10
+    labels = [label, label, (label + 1) % 10]  # the third member always disagrees
+
+    def probabilities(top: int) -> list[float]:
+        return [0.91 if digit == top else 0.01 for digit in range(10)]
+
+    members = [{"name": name, "label": lab, "probabilities": probabilities(lab)} for name, lab in zip(MEMBERS, labels)]
+    mean = [sum(m["probabilities"][d] for m in members) / len(members) for d in range(10)]
+    return {
+        "label": label,
+        "confidence": mean[label],
+        "vote": "majority",
+        "members": members,
+        "probabilities": mean,
+        "input": np.round(ink).astype(int).tolist(),
+    }
+
+
+class StandInPredictor:
+    """Predictor for the tests: deterministic answers, records them, refuses concurrent entry."""
+
+    def __init__(self, *, delay: float = 0.0):
+        self.delay = delay
+        self.fail_with: BaseException | None = None
+        self.answers: list[dict] = []
+        self.images: list[bytes] = []
+        self.calls = 0
+        self.overlaps = 0
+        self._inside = threading.Lock()
+
+    def _enter(self) -> None:
+        if not self._inside.acquire(blocking=False):
+            self.overlaps += 1
+            raise AssertionError("predictor entered by two threads at once")
+
+    def predict_image(self, data: bytes) -> dict:
+        self._enter()
+        try:
+            self.calls += 1
+            if self.delay:
+                time.sleep(self.delay)
+            if self.fail_with is not None:
+                raise self.fail_with
+            answer = stand_in_answer(data)
+            self.images.append(data)
+            self.answers.append(answer)
+            return answer
+        finally:
+            self._inside.release()
+
+    def info(self) -> dict:
+        self._enter()
+        try:
+            return {"run": "runs/stand-in", "members": list(MEMBERS), "architecture": "nielsen",
+                    "vote": "majority", "test_accuracy": 0.9962}
+        finally:
+            self._inside.release()
+
+
+def image_bytes(gray: int = 200, *, fmt: str = "PNG", size: int = 56) -> bytes:
+    """A ``size`` x ``size`` image: background ``gray`` with a black bar (some ink)."""
+    image = Image.new("L", (size, size), gray)
+    image.paste(0, (size // 4, size // 4, size // 2, 3 * size // 4))
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+# ---- fixtures ------------------------------------------------------------------------------
+@pytest.fixture()
+def predictor() -> StandInPredictor:
+    return StandInPredictor()
+
+
+@pytest.fixture()
+def server(predictor):
+    server = make_server(predictor, port=0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+    assert predictor.overlaps == 0
+
+
+@pytest.fixture()
+def port(server) -> int:
+    return server.server_address[1]
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    """(status, headers, body bytes) of one request on a fresh connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+def predict(port: int, body: bytes, content_type: str = "image/png"):
+    return request(port, "POST", "/api/predict", body, {"Content-Type": content_type})
+
+
+def raw_exchange(port: int, raw: bytes) -> tuple[int, dict, bytes]:
+    """Send ``raw`` bytes as the request, read the response until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(raw)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    return status, headers, body
+
+
+def assert_json_error(status: int, headers, body: bytes, expected_status: int) -> str:
+    assert status == expected_status, body
+    content_type = headers["content-type"] if isinstance(headers, dict) else headers["Content-Type"]
+    assert content_type == "application/json"
+    payload = json.loads(body)
+    assert set(payload) == {"error"}
+    message = payload["error"]
+    assert isinstance(message, str) and message and "\n" not in message
+    return message
+
+
+def assert_still_serves(port: int) -> None:
+    status, _, body = predict(port, image_bytes(180))
+    assert status == 200
+    assert json.loads(body)["label"] == stand_in_answer(image_bytes(180))["label"]
+
+
+# ---- static files --------------------------------------------------------------------------
+def test_index_page_with_security_headers(port):
+    status, headers, body = request(port, "GET", "/")
+    assert status == 200
+    assert headers["Content-Type"] == "text/html; charset=utf-8"
+    assert int(headers["Content-Length"]) == len(body)
+    assert headers["Cache-Control"] == "no-store"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    html = body.decode("utf-8")
+    for element_id in ("pad", "clear", "upload", "input28", "label", "confidence", "agreement",
+                       "members", "status", "info"):
+        assert f'id="{element_id}"' in html
+    assert 'name="viewport"' in html and 'aria-live="polite"' in html
+    assert "http://" not in html and "https://" not in html  # nothing from elsewhere: works offline
+
+
+@pytest.mark.parametrize(("path", "content_type", "marker"), [
+    ("/index.html", "text/html; charset=utf-8", b"<!doctype html>"),
+    ("/app.js", "text/javascript; charset=utf-8", b"/api/predict"),
+    ("/style.css", "text/css; charset=utf-8", b"touch-action: none"),
+])
+def test_static_files(port, path, content_type, marker):
+    status, headers, body = request(port, "GET", path)
+    assert status == 200
+    assert headers["Content-Type"] == content_type
+    assert int(headers["Content-Length"]) == len(body)
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert marker in body
+
+
+def test_head_sends_headers_only(port):
+    status, headers, body = request(port, "HEAD", "/app.js")
+    assert status == 200 and body == b""
+    assert int(headers["Content-Length"]) == len(request(port, "GET", "/app.js")[2])
+
+
+def test_query_string_is_ignored(port):
+    assert request(port, "GET", "/style.css?v=2")[0] == 200
+
+
+@pytest.mark.parametrize("path", [
+    "/../pyproject.toml",
+    "/%2e%2e/%2e%2e/etc/passwd",
+    "/..%2fpyproject.toml",
+    "//etc/passwd",
+    "/static/../serve.py",
+    "/static/app.js",
+    "/serve.py",
+    "/ensemble_cnn/serve.py",
+    "/app.js/",
+    "/APP.JS",
+    "/etc/passwd",
+    "/favicon.ico",
+])
+def test_only_the_allowlist_is_served(port, path):
+    message = assert_json_error(*raw_exchange(port, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()), 404)
+    assert message.startswith("not found")
+    assert_still_serves(port)
+
+
+def test_absolute_path_in_request_line_is_refused(port):
+    raw = b"GET /etc/passwd HTTP/1.0\r\n\r\n"
+    assert_json_error(*raw_exchange(port, raw), 404)
+    raw = b"GET http://127.0.0.1/../../etc/passwd HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    assert_json_error(*raw_exchange(port, raw), 404)
+
+
+# ---- /api/info, /api/predict ----------------------------------------------------------------
+def test_info(port):
+    status, headers, body = request(port, "GET", "/api/info")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert headers["Cache-Control"] == "no-store"
+    info = json.loads(body)
+    assert info["members"] == list(MEMBERS) and info["test_accuracy"] == 0.9962
+
+
+def assert_well_formed(answer: dict) -> None:
+    assert set(answer) == {"label", "confidence", "vote", "members", "probabilities", "input"}
+    assert answer["label"] in range(10) and 0.0 <= answer["confidence"] <= 1.0
+    assert len(answer["probabilities"]) == 10
+    assert len(answer["input"]) == 28 and all(len(row) == 28 for row in answer["input"])
+    assert all(0 <= v <= 255 and isinstance(v, int) for row in answer["input"] for v in row)
+    assert len(answer["members"]) == 3
+    for member in answer["members"]:
+        assert set(member) == {"name", "label", "probabilities"}
+        assert member["label"] in range(10) and len(member["probabilities"]) == 10
+
+
+@pytest.mark.parametrize(("fmt", "content_type"), [
+    ("PNG", "image/png"),
+    ("JPEG", "image/jpeg"),
+    ("PNG", "image/png; charset=binary"),
+    ("JPEG", "IMAGE/JPEG"),
+])
+def test_predict_good_image(port, predictor, fmt, content_type):
+    data = image_bytes(150, fmt=fmt)
+    status, headers, body = predict(port, data, content_type)
+    assert status == 200, body
+    assert headers["Content-Type"] == "application/json"
+    answer = json.loads(body)
+    assert_well_formed(answer)
+    assert answer == stand_in_answer(data) == predictor.answers[-1]
+    assert predictor.images[-1] == data  # the server passes the body through untouched
+
+
+def test_predict_keeps_the_connection_alive(port):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        for gray in (100, 200):
+            connection.request("POST", "/api/predict", body=image_bytes(gray), headers={"Content-Type": "image/png"})
+            response = connection.getresponse()
+            assert response.status == 200
+            assert json.loads(response.read())["label"] == stand_in_answer(image_bytes(gray))["label"]
+    finally:
+        connection.close()
+
+
+def test_numpy_values_in_the_answer_are_serialised(server, port, predictor):
+    class NumpyPredictor(StandInPredictor):
+        def predict_image(self, data):
+            answer = super().predict_image(data)
+            return {**answer, "confidence": np.float32(answer["confidence"]),
+                    "input": np.asarray(answer["input"], dtype=np.uint8)}
+
+    server.predictor = NumpyPredictor()
+    status, _, body = predict(port, image_bytes(90))
+    assert status == 200
+    assert_well_formed(json.loads(body))
+
+
+# ---- bad requests ----------------------------------------------------------------------------
+def test_not_an_image(port):
+    message = assert_json_error(*predict(port, b"\x89PNG\r\n\x1a\n but not really"), 400)
+    assert message == "not an image"  # the first line only
+    assert_still_serves(port)
+
+
+def test_empty_body(port, predictor):
+    message = assert_json_error(*predict(port, b""), 400)
+    assert "empty" in message
+    assert predictor.calls == 0
+    assert_still_serves(port)
+
+
+def test_wrong_content_type(port, predictor):
+    for content_type in ("text/plain", "application/octet-stream", "image/gif", "multipart/form-data; boundary=x"):
+        message = assert_json_error(*predict(port, image_bytes(), content_type), 415)
+        assert "image/png" in message
+    raw = (b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\n"
+           b"Connection: close\r\n\r\nabcd")
+    assert_json_error(*raw_exchange(port, raw), 415)  # no Content-Type at all
+    assert predictor.calls == 0
+    assert_still_serves(port)
+
+
+def test_body_over_the_limit_is_refused_unread(port, predictor):
+    # Announce 100 MB, send only the headers: the answer must come without the body.
+    raw = (b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+           b"Content-Length: 104857600\r\n\r\n")
+    started = time.monotonic()
+    status, headers, body = raw_exchange(port, raw)
+    message = assert_json_error(status, headers, body, 413)
+    assert "too large" in message
+    assert headers["connection"] == "close"
+    assert time.monotonic() - started < 10
+    # Just over the limit, really sent (the client gets the answer, not a reset).
+    message = assert_json_error(*predict(port, b"\0" * (MAX_BODY_BYTES + 1)), 413)
+    # A number too long to be a size at all.
+    raw = (b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+           b"Content-Length: " + b"9" * 60 + b"\r\n\r\n")
+    assert_json_error(*raw_exchange(port, raw), 413)
+    assert predictor.calls == 0
+    assert_still_serves(port)
+
+
+def test_body_at_the_limit_reaches_the_predictor(port, predictor):
+    data = image_bytes()
+    data += b"\0" * (MAX_BODY_BYTES - len(data))  # PNG decoders ignore trailing bytes
+    status, _, body = predict(port, data)
+    assert status == 200, body
+    assert predictor.images[-1] == data
+
+
+def test_expect_100_continue_is_refused_before_the_body(port):
+    raw = (b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+           b"Content-Length: 5000000\r\nExpect: 100-continue\r\n\r\n")
+    assert_json_error(*raw_exchange(port, raw), 413)
+    data = image_bytes(120)
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                     b"Content-Length: %d\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n" % len(data))
+        assert sock.recv(100).startswith(b"HTTP/1.1 100")
+        sock.sendall(data)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    assert b" 200 " in response.split(b"\r\n", 1)[0]
+
+
+def test_missing_content_length(port, predictor):
+    raw = b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n\r\n"
+    message = assert_json_error(*raw_exchange(port, raw), 411)
+    assert "Content-Length" in message
+    assert predictor.calls == 0
+    assert_still_serves(port)
+
+
+def test_chunked_upload_is_refused(port, predictor):
+    raw = (b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n")
+    assert_json_error(*raw_exchange(port, raw), 411)
+    assert predictor.calls == 0
+    assert_still_serves(port)
+
+
+@pytest.mark.parametrize("length", [b"abc", b"-5", b"12abc", b"1.5", b"0x10", b"", b"\xc2\xb2"])
+def test_malformed_content_length(port, predictor, length):
+    raw = (b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+           b"Content-Length: " + length + b"\r\n\r\n")
+    status, headers, body = raw_exchange(port, raw)
+    if length == b"":
+        assert status in (400, 411)
+        assert_json_error(status, headers, body, status)
+    else:
+        assert_json_error(status, headers, body, 400)
+    assert predictor.calls == 0
+    assert_still_serves(port)
+
+
+def test_conflicting_content_lengths(port):
+    raw = (b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+           b"Content-Length: 4\r\nContent-Length: 5\r\n\r\nabcde")
+    assert_json_error(*raw_exchange(port, raw), 400)
+
+
+def test_body_shorter_than_announced(port, predictor):
+    raw = (b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+           b"Content-Length: 1000\r\n\r\nonly this")
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(raw)
+        sock.shutdown(socket.SHUT_WR)  # the client gives up sending
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.split()[1] == b"400"
+    assert "shorter" in json.loads(body)["error"]
+    assert predictor.calls == 0
+    assert_still_serves(port)
+
+
+def test_slow_client_times_out(port, monkeypatch):
+    import ensemble_cnn.serve as serve_module
+
+    monkeypatch.setattr(serve_module, "READ_TIMEOUT_S", 0.5)
+    raw = (b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+           b"Content-Length: 1000\r\n\r\nonly this")
+    started = time.monotonic()
+    status, headers, body = raw_exchange(port, raw)  # sends less and waits: the server must give up
+    assert_json_error(status, headers, body, 408)
+    assert time.monotonic() - started < 10
+    assert_still_serves(port)
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("GET", "/api/predict", "POST"),
+    ("PUT", "/api/predict", "POST"),
+    ("POST", "/", "GET, HEAD"),
+    ("DELETE", "/app.js", "GET, HEAD"),
+    ("POST", "/api/info", "GET, HEAD"),
+    ("OPTIONS", "/api/predict", "POST"),
+    ("BREW", "/index.html", "GET, HEAD"),
+])
+def test_wrong_method(port, predictor, method, path, allow):
+    body = image_bytes() if method in ("POST", "PUT") else None
+    status, headers, response = request(port, method, path, body, {"Content-Type": "image/png"})
+    message = assert_json_error(status, headers, response, 405)
+    assert headers["Allow"] == allow
+    assert method in message
+    assert predictor.calls == 0
+    assert_still_serves(port)
+
+
+def test_unknown_path(port):
+    for method in ("GET", "POST", "PATCH"):
+        assert_json_error(*request(port, method, "/api/nothing", b"x" if method != "GET" else None), 404)
+    assert_still_serves(port)
+
+
+def test_malformed_request_line_is_json_too(port):
+    status, headers, body = raw_exchange(port, b"GET / too many words HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert_json_error(status, headers, body, 400)
+    status, headers, body = raw_exchange(port, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX: " + b"y" * 70000 + b"\r\n\r\n")
+    assert_json_error(status, headers, body, 431)
+    assert_still_serves(port)
+
+
+def test_foreign_host_header_is_refused(port):
+    raw = b"GET /api/info HTTP/1.1\r\nHost: attacker.example:8000\r\n\r\n"
+    assert_json_error(*raw_exchange(port, raw), 403)
+    for host in (b"localhost:1234", b"127.0.0.1", b"[::1]:80", b"LOCALHOST"):
+        raw = b"GET /api/info HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n"
+        assert raw_exchange(port, raw)[0] == 200, host
+
+
+# ---- predictor failures ----------------------------------------------------------------------
+def test_predictor_crash_is_a_500_and_the_server_keeps_serving(port, predictor):
+    predictor.fail_with = RuntimeError("CUDA fell over\nTraceback (most recent call last): ...")
+    message = assert_json_error(*predict(port, image_bytes()), 500)
+    assert message == "prediction failed: RuntimeError: CUDA fell over"
+    predictor.fail_with = None
+    assert_still_serves(port)
+    assert request(port, "GET", "/")[0] == 200
+
+
+def test_info_failure_is_a_500(server, port):
+    class BrokenInfo(StandInPredictor):
+        def info(self):
+            raise OSError("run folder vanished")
+
+    server.predictor = BrokenInfo()
+    assert assert_json_error(*request(port, "GET", "/api/info"), 500) == "run info failed: OSError: run folder vanished"
+    assert_still_serves(port)
+
+
+def test_predictor_value_error_is_a_400(port, predictor):
+    predictor.fail_with = ValueError("image is 3x3: too small\nmore detail")
+    assert assert_json_error(*predict(port, image_bytes()), 400) == "image is 3x3: too small"
+    predictor.fail_with = None
+    assert_still_serves(port)
+
+
+def test_answer_that_is_not_json_is_a_500(server, port):
+    class NanPredictor(StandInPredictor):
+        def predict_image(self, data):
+            return {**super().predict_image(data), "confidence": float("nan")}
+
+    server.predictor = NanPredictor()
+    assert "JSON" in assert_json_error(*predict(port, image_bytes()), 500)
+    server.predictor = StandInPredictor()
+    assert_still_serves(port)
+
+
+def test_concurrent_requests_are_serialised(server, port):
+    predictor = StandInPredictor(delay=0.01)
+    server.predictor = predictor
+    grays = [int(g) for g in np.linspace(0, 255, 20)]
+    images = [image_bytes(g) for g in grays]
+
+    def one(data: bytes):
+        status, _, body = predict(port, data)
+        return status, json.loads(body), data
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(one, images))
+    assert [status for status, _, _ in results] == [200] * 20
+    for _, answer, data in results:
+        assert answer == stand_in_answer(data)
+    assert len({answer["label"] for _, answer, _ in results}) > 3  # different images, different answers
+    assert predictor.calls == 20 and predictor.overlaps == 0
+
+
+def test_info_and_predict_share_the_lock(server, port):
+    predictor = StandInPredictor(delay=0.01)
+    server.predictor = predictor
+
+    def one(i: int) -> int:
+        if i % 2:
+            return request(port, "GET", "/api/info")[0]
+        return predict(port, image_bytes(i * 10))[0]
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        assert list(pool.map(one, range(20))) == [200] * 20
+    assert predictor.overlaps == 0
+
+
+# ---- serve() and helpers -----------------------------------------------------------------------
+def test_serve_prints_the_address_and_stops_cleanly_on_ctrl_c(monkeypatch, predictor):
+    from ensemble_cnn import serve as serve_module
+
+    lines: list[str] = []
+    closed: list[bool] = []
+    real_make_server = serve_module.make_server
+
+    def make_server_spy(*args, **kwargs):
+        server = real_make_server(*args, **kwargs)
+
+        def interrupted(*_args, **_kwargs):
+            raise KeyboardInterrupt
+
+        server.serve_forever = interrupted
+        real_close = server.server_close
+        server.server_close = lambda: (closed.append(True), real_close())
+        return server
+
+    monkeypatch.setattr(serve_module, "make_server", make_server_spy)
+    serve(predictor, host="127.0.0.1", port=0, log=lines.append)  # returns: no traceback
+    assert closed == [True]
+    assert any(line.startswith("serving on http://127.0.0.1:") and line.split()[2].endswith("/") for line in lines)
+    assert not any("reachable from other machines" in line for line in lines)
+
+    lines.clear()
+    serve(predictor, host="0.0.0.0", port=0, log=lines.append)
+    warnings = [line for line in lines if "reachable from other machines" in line]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+
+
+def test_request_log_is_one_line_per_request(predictor):
+    lines: list[str] = []
+    server = make_server(predictor, port=0, log=lines.append)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        request(port, "GET", "/")
+        predict(port, b"nope")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(lines) == 2
+    assert lines[0].startswith('127.0.0.1 "GET /" 200 ')
+    assert lines[1].startswith('127.0.0.1 "POST /api/predict" 400 ')
+
+
+def test_helpers():
+    assert one_line("a\nb") == "a" and one_line("\n  x  \n") == "x" and one_line("") == "error"
+    assert len(one_line("y" * 1000)) <= 300
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1") and is_loopback("[::1]")
+    assert not is_loopback("0.0.0.0") and not is_loopback("") and not is_loopback("192.168.1.5")
+    assert not is_loopback("example.com")
+
+
+def test_server_url(predictor):
+    server = make_server(predictor, host="0.0.0.0", port=0)
+    try:
+        assert server_url(server) == f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.server_close()
