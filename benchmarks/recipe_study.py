@@ -56,6 +56,13 @@ CANDIDATES: dict[str, list[str]] = {
                         "--checkpoint", "last"],
     "nielsen-cos-ema-ls": ["--arch", "nielsen", "--epochs", "16", "--schedule", "cosine", "--ema", "0.999",
                            "--label-smoothing", "0.1", "--checkpoint", "last"],
+    # augmentation strength for the leading recipe (its defaults: rotation 12, zoom 0.12, alpha 36, sigma 6)
+    "nielsen-cos-ema-ls-strong": ["--arch", "nielsen", "--epochs", "16", "--schedule", "cosine", "--ema", "0.999",
+                                  "--label-smoothing", "0.1", "--checkpoint", "last", "--max-rotation", "15",
+                                  "--max-scale", "0.15", "--alpha", "38"],
+    "nielsen-cos-ema-ls-mild": ["--arch", "nielsen", "--epochs", "16", "--schedule", "cosine", "--ema", "0.999",
+                                "--label-smoothing", "0.1", "--checkpoint", "last", "--max-rotation", "8",
+                                "--max-scale", "0.08", "--alpha", "30"],
     "deotte50-std": ["--arch", "deotte", "--width", "0.5", "--epochs", "10"],
     "deotte50-cos-ema": ["--arch", "deotte", "--width", "0.5", "--epochs", "10", "--schedule", "cosine",
                          "--ema", "0.999", "--checkpoint", "last"],

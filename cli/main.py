@@ -13,10 +13,13 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from augment import LIMITS, TRANSFORMS as TRANSFORM_NAMES
 from augment import Distortion
-from ensemble_cnn.config import AUGMENTATIONS, BACKENDS, CHECKPOINTS, MODES, PRECISIONS, SCHEDULES, field_default
+from ensemble_cnn.config import (
+    AUGMENTATIONS, BACKENDS, CHECKPOINTS, MODES, PRECISIONS, PRESETS, SCHEDULES, field_default, option_name,
+)
 from ensemble_cnn.models import ARCHITECTURES
 from ensemble_cnn.recipes import RECIPES
 from ensemble_cnn.vote import VOTES
@@ -119,8 +122,10 @@ limit_option = click.option(
 )
 seed_option = click.option("--seed", type=click.IntRange(min=0), default=field_default("seed"), show_default=True,
                            help="Root seed of every random draw.")
-vote_option = click.option("--vote", "method", type=click.Choice(list(VOTES)), default="majority",
-                           help="Vote shown in the confusion matrix and error grid (every vote is scored).")
+def vote_option(help_text: str):
+    """``--vote``: one of the rules in :data:`ensemble_cnn.vote.VOTES`."""
+    return click.option("--vote", "method", type=click.Choice(list(VOTES)), default="majority",
+                        help=help_text + " " + "; ".join(f"{name}: {rule.description}" for name, rule in VOTES.items()))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -196,10 +201,29 @@ def augment(data, out, copies, nielsen, transforms, max_shift, max_rotation, max
 
 
 # --------------------------------------------------------------------------- train
+# TrainConfig fields whose command-line parameter has another name.
+FIELD_PARAMS = {"learning_rate": "lr"}
+
+
+def _preset_options(name: str) -> str:
+    """A preset as the ordinary options it sets, e.g. ``--members 3 --epochs 6``."""
+    parts = []
+    for key, value in PRESETS[name].items():
+        if key == "distortion":
+            parts += [f"--{k.replace('_', '-')} {v}" for k, v in value.items() if k != "transforms"]
+        else:
+            parts.append(f"{option_name(key)} {value}")
+    return " ".join(parts) or "(TrainConfig's defaults)"
+
+
 def training_options(func):
     """Every option of ``train`` and ``run``; defaults from TrainConfig."""
     d = field_default
     options = [
+        click.option("--preset", type=click.Choice(list(PRESETS)), default="default",
+                     help="A named set of ordinary options, which options given here override: "
+                          + "; ".join(f"{name} = {_preset_options(name)}" for name in PRESETS)
+                          + ". Saved in config.json."),
         data_option,
         click.option("--expanded", type=click.Path(path_type=Path), default=None,
                      help="Train on a pre-expanded npz written by `ensemble-cnn augment` instead of --data."),
@@ -264,9 +288,22 @@ def training_options(func):
     return func
 
 
+def _apply_preset(opts: dict) -> dict:
+    """The options with the preset's values where the command line did not set them."""
+    ctx = click.get_current_context()
+    opts = dict(opts)
+    for key, value in PRESETS[opts["preset"]].items():
+        items = value.items() if key == "distortion" else [(FIELD_PARAMS.get(key, key), value)]
+        for param, setting in items:
+            if ctx.get_parameter_source(param) in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP):
+                opts[param] = tuple(setting) if param == "transforms" else setting
+    return opts
+
+
 def _train_config(opts: dict):
     from ensemble_cnn.config import TrainConfig
 
+    opts = _apply_preset(opts)
     if opts["data"] is not None and opts["expanded"] is not None:
         raise click.UsageError("give either --data or --expanded, not both")
     if opts["scheduler"] is not None and opts["backend"] == "loky":
@@ -288,6 +325,7 @@ def _train_config(opts: dict):
             expanded=None if opts["expanded"] is None else str(opts["expanded"]),
             precision=opts["precision"], jobs=opts["jobs"], mode=opts["mode"],
             backend=opts["backend"], scheduler=opts["scheduler"], deterministic=opts["deterministic"],
+            preset=opts["preset"],
         )
     except ValueError as exc:
         raise click.UsageError(_option_message(_one_line(exc))) from None
@@ -341,7 +379,7 @@ def train(**opts):
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True,
               help="A run folder written by `ensemble-cnn train`.")
 @data_option
-@vote_option
+@vote_option("The vote shown in the confusion matrix and error grid (every vote is scored).")
 @click.option("--members", "-k", type=click.IntRange(min=1), default=None,
               help="Score only the first K members [default: every member of the run].")
 @click.option("--allow-missing", is_flag=True,
@@ -367,7 +405,7 @@ def evaluate(run_dir, data, method, members, allow_missing):
 @main.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @data_option
-@vote_option
+@vote_option("The vote whose ensembles the paired tests compare (every vote is scored).")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON instead of a table.")
 @_library_errors
 def compare(runs, data, method, as_json):
@@ -405,7 +443,7 @@ members_option = click.option("--members", "-k", type=click.IntRange(min=1), def
               help="Image files: MNIST's own preprocessing (ink light on dark, cropped, fit to 20x20, centre of "
                    "mass at the centre of 28x28), or none (28x28 images taken as they are). Arrays are always "
                    "taken as they are.")
-@vote_option
+@vote_option("The vote that labels each digit.")
 @members_option
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               help="Output: a table for the terminal, CSV (path,label,confidence,vote_share,member_labels,p0..p9) "
@@ -456,7 +494,7 @@ def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, pr
 @run_option
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="The model to write: a .keras file, or a SavedModel folder with --format saved_model.")
-@vote_option
+@vote_option("The vote in the model's `vote` output.")
 @members_option
 @click.option("--format", "fmt", type=click.Choice(["keras", "saved_model"]), default="keras",
               help="keras: one .keras file (keras.saving.load_model, safe_mode, no custom objects); saved_model: "
@@ -488,7 +526,7 @@ def export(run_dir, out, method, members, fmt):
 @run_option
 @click.option("--host", default="127.0.0.1", help="Address to listen on (only this machine by default).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, help="Port (0: any free port).")
-@vote_option
+@vote_option("The vote the page shows.")
 @members_option
 @_library_errors
 def serve(run_dir, host, port, method, members):

@@ -5,10 +5,12 @@ see :mod:`ensemble_cnn.runtime`).
 """
 from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.data import DataError, MnistData, load_mnist
+from ensemble_cnn.ensemble import Ensemble
 from ensemble_cnn.errors import BackendError, RunFolderError
 from ensemble_cnn.evaluate import evaluate_run
 from ensemble_cnn.expanded import write_expanded
 from ensemble_cnn.models import ARCHITECTURES, build_model
+from ensemble_cnn.preprocess import preprocess_digits
 from ensemble_cnn.recipes import RECIPES
 from ensemble_cnn.run_folder import RunFolder, load_member
 from ensemble_cnn.train import TrainResult, train_ensemble
@@ -18,6 +20,7 @@ __all__ = [
     "ARCHITECTURES",
     "BackendError",
     "DataError",
+    "Ensemble",
     "MnistData",
     "RECIPES",
     "RunFolder",
@@ -30,6 +33,7 @@ __all__ = [
     "load_member",
     "load_mnist",
     "majority_vote",
+    "preprocess_digits",
     "soft_vote",
     "train_ensemble",
     "vote",

@@ -40,10 +40,19 @@ TRAIN_DISTORTION = {
     "sigma": 6.0,
 }
 
+# Named presets: each is a set of ordinary TrainConfig fields (what `--preset NAME` sets, unless an
+# option given on the command line says otherwise). "default" is TrainConfig() itself. The figures
+# behind them are in the README's Results (benchmarks/recipe_study.py, decided on validation).
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"members": 3, "epochs": 6},
+    "default": {},
+    "best": {"members": 10, "epochs": 60},
+}
+
 # Settings that change how a run executes but not what it computes: they may differ
 # between a run and its resumption. (Precision and thread count change the last bits
 # of the weights, not the recipe; each member's record says which precision it used.)
-EXECUTION_FIELDS = ("jobs", "mode", "backend", "scheduler", "deterministic", "precision", "jit_compile")
+EXECUTION_FIELDS = ("jobs", "mode", "backend", "scheduler", "deterministic", "precision", "jit_compile", "preset")
 # Neither recipe nor execution: how many members the folder holds, and where the data
 # was read from (its content is in ``data_fingerprint``).
 SIZE_AND_PATH_FIELDS = ("members", "data", "expanded")
@@ -136,6 +145,9 @@ class TrainConfig:
     jit_compile : bool
         XLA-compile the training step (execution only; measured several times slower
         on CPUs, see ``benchmarks/bench_train.py``).
+    preset : str or None
+        The preset the run was started from (:data:`PRESETS`; informative: the fields
+        themselves say what was trained).
     """
 
     arch: str = "nielsen"
@@ -166,6 +178,7 @@ class TrainConfig:
     scheduler: str | None = None
     deterministic: bool = False
     jit_compile: bool = False
+    preset: str | None = None
 
     def __post_init__(self) -> None:
         _check(self.arch in ARCHITECTURES, "arch", f"one of {', '.join(ARCHITECTURES)}", self.arch)
@@ -200,7 +213,18 @@ class TrainConfig:
                f"processes or fused with backend {self.backend}", self.mode)
         _check(self.scheduler is None or (self.backend != "loky" and bool(self.scheduler.strip())), "scheduler",
                "the address of a dask or ray cluster (with backend dask or ray)", self.scheduler)
+        _check(self.preset is None or self.preset in PRESETS, "preset", f"one of {', '.join(PRESETS)}", self.preset)
         object.__setattr__(self, "distortion", self._canonical_distortion())
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "TrainConfig":
+        """The config of preset ``name`` (:data:`PRESETS`), with ``overrides`` on top."""
+        if name not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
+        settings = {**PRESETS[name], **overrides}
+        if "distortion" in PRESETS[name] and "distortion" in overrides:
+            settings["distortion"] = {**PRESETS[name]["distortion"], **overrides["distortion"]}
+        return cls(**settings, preset=name)
 
     def _canonical_distortion(self) -> dict:
         """The distortion validated now (not inside a worker), in canonical form; ``{}`` without augmentation."""

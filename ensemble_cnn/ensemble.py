@@ -34,6 +34,8 @@ def as_digits(x: ArrayLike) -> np.ndarray:
     ValueError
         One line: wrong shape, or values outside those ranges.
     """
+    from ensemble_cnn.inputs import as_uint8_levels
+
     array = np.asarray(x)
     if array.ndim == 4 and array.shape[-1] == 1:
         array = array[..., 0]
@@ -43,19 +45,11 @@ def as_digits(x: ArrayLike) -> np.ndarray:
         raise ValueError(f"digits must have shape (N, 28, 28) or (28, 28), got {np.asarray(x).shape}")
     if array.dtype == np.uint8:
         return array
-    if array.dtype == np.bool_:
-        return array.astype(np.uint8) * np.uint8(255)
-    if np.issubdtype(array.dtype, np.integer):
-        if array.size and (array.min() < 0 or array.max() > 255):
-            raise ValueError(f"integer digits must hold 0..255, got [{array.min()}, {array.max()}]")
+    if array.size == 0:
         return array.astype(np.uint8)
-    if not np.issubdtype(array.dtype, np.floating):
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise ValueError(f"digits must be numeric, got dtype {array.dtype}")
-    values = array.astype(np.float64)
-    if not np.isfinite(values).all() or (values.size and (values.min() < 0 or values.max() > 255)):
-        raise ValueError("float digits must be finite and in [0, 1] or [0, 255]")
-    scale = 255.0 if values.size and values.max() <= 1.0 else 1.0
-    return np.rint(values * scale).astype(np.uint8)
+    return as_uint8_levels(array, name="digits")
 
 
 class Ensemble:

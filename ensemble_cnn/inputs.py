@@ -438,10 +438,12 @@ def _as_digits(array: np.ndarray, *, name: str) -> np.ndarray:
     """uint8 (N, 28, 28) from a digit-shaped array, converting values as :func:`read_arrays` documents."""
     _check_array_header(array.shape, array.dtype, name=name)
     digits = array.reshape((-1, *DIGIT_SHAPE))
-    return np.ascontiguousarray(_as_uint8_levels(digits, name=name))
+    return np.ascontiguousarray(as_uint8_levels(digits, name=name))
 
 
-def _as_uint8_levels(array: np.ndarray, *, name: str) -> np.ndarray:
+def as_uint8_levels(array: np.ndarray, *, name: str) -> np.ndarray:
+    """Pixel values as uint8 0..255: uint8 as is, booleans as 0/255, integers in 0..255, floats in [0, 1]
+    (scaled by 255) or [0, 255] (rounded); :class:`InputError` naming ``name`` otherwise."""
     if array.dtype == np.uint8:
         return array.copy()
     if array.dtype == np.bool_:

@@ -22,6 +22,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix
 
 from ensemble_cnn import stats
 from ensemble_cnn._atomic import write_json, write_text
+from ensemble_cnn.stats import _check_labels
 from ensemble_cnn.vote import VOTES, _check_probabilities, _check_weights, majority_ties
 
 # Statistics conventions of every report (stated in report.md too).
@@ -39,32 +40,6 @@ REPORT_MARKDOWN = "report.md"
 # --------------------------------------------------------------------------- #
 # Validation
 # --------------------------------------------------------------------------- #
-def _check_labels(y_true: ArrayLike, n_samples: int, n_classes: int) -> np.ndarray:
-    """Validate true labels against ``probabilities``' shape.
-
-    Parameters
-    ----------
-    y_true : array-like of shape (N,)
-        Integer labels in ``[0, n_classes)``.
-    n_samples, n_classes : int
-        ``N`` and ``C`` of ``probabilities``.
-
-    Returns
-    -------
-    y_true : ndarray of shape (N,), dtype int64
-    """
-    y = np.asarray(y_true)
-    if y.ndim != 1 or y.shape[0] != n_samples:
-        raise ValueError(f"`y_true` must have shape ({n_samples},), one label per sample; got shape {y.shape}")
-    if n_samples == 0:
-        raise ValueError("`y_true` must hold at least one sample; got 0")
-    if not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)))):
-        raise ValueError(f"`y_true` must hold integer labels; got dtype {y.dtype}")
-    if y.min() < 0 or y.max() >= n_classes:
-        raise ValueError(f"`y_true` labels must lie in [0, {n_classes}); got range [{y.min()}, {y.max()}]")
-    return y.astype(np.int64)
-
-
 def _check_member_names(member_names: Sequence[str] | None, n_members: int) -> list[str]:
     """Validate member names; ``None`` gives ``member_0``, ``member_1``, ...
 

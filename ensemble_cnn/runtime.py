@@ -17,7 +17,6 @@ sets them in this process before the import, and worker processes inherit them
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 from contextlib import contextmanager
@@ -176,10 +175,6 @@ class Execution:
         if self.mode == "processes":
             return max(1, min(self.jobs, members))
         return 1
-
-    def rounds(self, runs: int) -> int:
-        """Rounds needed for ``runs`` training runs (for the finish-time estimate)."""
-        return max(1, math.ceil(runs / self.concurrent(runs))) if runs else 0
 
     def describe(self) -> str:
         if self.mode == "processes":

@@ -149,3 +149,20 @@ def test_defaults_come_from_train_config(runner, command):
     assert defaults["transforms"] == ",".join(config.distortion["transforms"])
     help_text = runner.invoke(main, [command, "--help"]).output
     assert "[default: 30; x>=1]" in help_text and "[default: auto]" in help_text
+
+
+def test_preset_is_a_set_of_ordinary_options_that_explicit_ones_override(runner, small_mnist_npz, tmp_path):
+    from ensemble_cnn.config import PRESETS
+
+    run_dir = tmp_path / "quick"
+    result = runner.invoke(main, ["train", "--data", str(small_mnist_npz), "--preset", "quick", *TINY_ARGS[2:],
+                                  "--members", "1", "--out", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["preset"] == "quick"
+    assert config["epochs"] == 1 and config["members"] == 1, "options given on the command line win"
+    for key, value in PRESETS["quick"].items():
+        if key not in ("epochs", "members", "distortion"):
+            assert config[key] == value, key
+    help_text = " ".join(runner.invoke(main, ["train", "--help"]).output.split())
+    assert "quick = --" in help_text and "best = --" in help_text

@@ -65,7 +65,7 @@ def test_as_digits(x, expected):
 
 
 @pytest.mark.parametrize("x, message", [(np.zeros((3, 32, 32)), "shape"), (np.full((1, 28, 28), 300), "0..255"),
-                                        (np.full((1, 28, 28), np.nan), "finite")])
+                                        (np.full((1, 28, 28), np.nan), "NaN or infinity")])
 def test_as_digits_refuses(x, message):
     with pytest.raises(ValueError, match=message):
         as_digits(x)

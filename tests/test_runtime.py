@@ -76,9 +76,32 @@ def test_prepare_environment_defaults(monkeypatch):
     assert runtime.is_verbose()
 
 
-@pytest.mark.parametrize("mode, jobs, members, concurrent, rounds",
-                         [("processes", 2, 5, 2, 3), ("processes", 2, 1, 1, 1), ("sequential", 1, 3, 1, 3),
-                          ("fused", 1, 5, 5, 1)])
-def test_execution_rounds(mode, jobs, members, concurrent, rounds):
+@pytest.mark.parametrize("mode, jobs, members, concurrent, threads",
+                         [("processes", 2, 5, 2, 1), ("processes", 2, 1, 1, 1), ("sequential", 1, 3, 1, 2),
+                          ("fused", 1, 5, 5, 2)])
+def test_execution_concurrency_and_threads(mode, jobs, members, concurrent, threads):
     execution = runtime.Execution(mode=mode, jobs=jobs, precision="float32", cores=2)
-    assert execution.concurrent(members) == concurrent and execution.rounds(members) == rounds
+    assert execution.concurrent(members) == concurrent and execution.threads == threads
+
+
+def test_finish_estimate_counts_the_rounds_left(monkeypatch):
+    """Round 0 of 3 rounds, 10 epochs of 30 s: the run ends 3 x 10 x 30 s after this member started."""
+    import time
+
+    from ensemble_cnn.callbacks import FinishEstimate
+
+    monkeypatch.setattr(time, "time", lambda: 1000.0)
+    estimate = FinishEstimate(started=900.0, rounds=3, round_index=0)
+    assert estimate.finish_time(30.0, 10) == pytest.approx(1000.0 - 30.0 + 3 * 10 * 30.0)
+    assert FinishEstimate(started=900.0, rounds=3, round_index=2).finish_time(30.0, 10) == pytest.approx(1270.0)
+
+
+def test_train_prints_an_estimated_finish_after_the_first_epoch(tiny_config, tmp_path):
+    from ensemble_cnn.train import train_ensemble
+
+    lines = []
+    train_ensemble(tiny_config(epochs=2), tmp_path / "run", log=lines.append)
+    estimates = [line for line in lines if line.startswith("estimated finish")]
+    assert len(estimates) == 1 and "min, from this first epoch" in estimates[0]
+    first_epoch = next(i for i, line in enumerate(lines) if "epoch   1/2" in line)
+    assert lines.index(estimates[0]) == first_epoch + 1
