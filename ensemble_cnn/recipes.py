@@ -73,7 +73,8 @@ class Recipe:
 
         schedule = self.learning_rate(cfg, steps_per_epoch=steps_per_epoch)
         if cfg.ema:
-            return keras.optimizers.Adam(schedule, use_ema=True, ema_momentum=cfg.ema)
+            momentum = ema_momentum(cfg, steps_per_epoch=steps_per_epoch)
+            return keras.optimizers.Adam(schedule, use_ema=True, ema_momentum=momentum)
         return keras.optimizers.Adam(schedule)
 
     def loss(self, cfg: "TrainConfig") -> Any:
@@ -103,6 +104,25 @@ class Recipe:
         raise NotImplementedError
 
 
+# The weight average spans at most this fraction of a run's steps (its horizon is 1 / (1 - momentum)).
+EMA_MAX_HORIZON = 0.5
+
+
+def ema_momentum(cfg: "TrainConfig", *, steps_per_epoch: int) -> float:
+    """The EMA momentum one run uses: ``cfg.ema``, capped so the average spans at most half the run.
+
+    Keras' average starts at the initial weights and has no warm-up, so on a short run
+    (a few hundred steps) momentum 0.999 would keep mostly the untrained initial weights.
+    The cap ``1 - 1 / (0.5 * total_steps)`` leaves every run of the README untouched (the
+    default's 30 epochs of 50,000 digits at batch 128 are 11,730 steps: cap 0.99983; the
+    recipe study's shortest screen, 2,816 steps: 0.99929) and lets a 2-epoch look learn
+    (measured on 1,800 digits: 83.4% with the cap, 83.3% without EMA).
+    """
+    total = max(1, cfg.epochs * steps_per_epoch)
+    cap = 1.0 - 1.0 / max(1.0, EMA_MAX_HORIZON * total)
+    return float(min(cfg.ema, cap))
+
+
 def schedule(cfg: "TrainConfig", *, steps_per_epoch: int) -> Any:
     """The learning-rate schedule named by ``cfg.schedule`` (see :class:`ensemble_cnn.config.TrainConfig`)."""
     import keras
@@ -126,7 +146,7 @@ class StandardRecipe(Recipe):
     """One member per training run: the config's schedule, optional EMA and label smoothing, best or last epoch."""
 
     name = "standard"
-    description = ("Adam with the --schedule learning rate (exponential by default), optional --ema and "
+    description = ("Adam with the --schedule learning rate (cosine by default), --ema weight averaging and "
                    "--label-smoothing; the member is its best-validation epoch (--checkpoint best) or its last")
 
     def learning_rate(self, cfg: "TrainConfig", *, steps_per_epoch: int) -> Any:

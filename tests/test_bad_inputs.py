@@ -228,7 +228,7 @@ TRAINING_OPTION_CASES = {
     "--members 0": (["--members", "0"], "--members"),
     "--epochs 0": (["--epochs", "0"], "--epochs"),
     "--batch-size 0": (["--batch-size", "0"], "--batch-size"),
-    "--val-size 0": (["--val-size", "0"], "--val-size"),
+    "--val-size 0 --checkpoint best": (["--val-size", "0", "--checkpoint", "best"], "--val-size"),
     "--limit 5": (["--limit", "5"], "--limit"),
     "--width 0": (["--width", "0"], "--width"),
     "--dropout 1": (["--dropout", "1"], "--dropout"),

@@ -20,7 +20,7 @@ def rate(cfg: TrainConfig, step: int) -> float:
 
 
 def test_exponential_schedule_decays_per_epoch_to_the_final_fraction():
-    cfg = TrainConfig(epochs=5, learning_rate=1e-3, final_lr_fraction=0.0625)  # rate 0.5 per epoch
+    cfg = TrainConfig(epochs=5, learning_rate=1e-3, final_lr_fraction=0.0625, schedule="exponential")  # 0.5 per epoch
     assert [rate(cfg, e * STEPS + 3) for e in range(5)] == pytest.approx([1e-3 * 0.5 ** e for e in range(5)])
 
 
@@ -58,7 +58,7 @@ def test_label_smoothing_loss_matches_the_formula():
     "change, message",
     [({"schedule": "step"}, "schedule must be one of"), ({"ema": 1.0}, "ema must be in"),
      ({"label_smoothing": 0.5}, "label_smoothing must be in"), ({"checkpoint": "first"}, "checkpoint must be one of"),
-     ({"val_size": 0}, "val_size must be an integer >= 1 (0 only with checkpoint last)")],
+     ({"val_size": 0, "checkpoint": "best"}, "val_size must be an integer >= 1 (0 only with checkpoint last)")],
 )
 def test_recipe_options_are_validated(change, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -75,10 +75,25 @@ def test_last_epoch_member_without_hold_out_trains_on_every_digit(tiny_config, t
     assert record["test_accuracy"] > 0.3
 
 
-def test_ema_member_is_the_averaged_weights(tiny_config, tmp_path):
-    """With a momentum so close to 1 that the average barely moves, the saved member is ~ its initial weights:
-    the same run that learns without EMA is at chance level with it."""
+@pytest.mark.parametrize("ema, epochs, steps, expected", [
+    (0.999, 30, 430, 0.999),  # the default run (12,900 steps): the cap 0.99984 does not bite
+    (0.999, 2, 15, 1 - 1 / 15.0),  # 30 steps: the average spans 15
+    (0.9, 2, 15, 0.9),
+    (0.999, 1, 1, 0.0),  # one step: the average is the weights
+])
+def test_ema_momentum_is_capped_to_half_the_run(tiny_config, ema, epochs, steps, expected):
+    from ensemble_cnn.recipes import ema_momentum
+
+    assert ema_momentum(tiny_config(ema=ema, epochs=epochs), steps_per_epoch=steps) == pytest.approx(expected)
+
+
+def test_ema_member_is_the_averaged_weights(tiny_config, tmp_path, monkeypatch):
+    """With a momentum so close to 1 that the average barely moves (the run-length cap lifted), the saved
+    member is ~ its initial weights: the same run that learns with the capped default is at chance level."""
+    from ensemble_cnn import recipes
+
     trained = train_ensemble(tiny_config(epochs=2, checkpoint="last", width=0.5), tmp_path / "plain", log=None)
+    monkeypatch.setattr(recipes, "EMA_MAX_HORIZON", 1e12)
     frozen = train_ensemble(tiny_config(epochs=2, checkpoint="last", width=0.5, ema=0.999999), tmp_path / "ema",
                             log=None)
     assert frozen.records[0]["checkpoint"] == "last-epoch+ema"
@@ -87,7 +102,7 @@ def test_ema_member_is_the_averaged_weights(tiny_config, tmp_path):
 
 
 def test_best_checkpoint_with_ema_validates_the_averaged_weights(tiny_config, tmp_path):
-    result = train_ensemble(tiny_config(epochs=2, ema=0.9, mode="fused", members=2), tmp_path / "run", log=None)
+    result = train_ensemble(tiny_config(epochs=2, ema=0.9, checkpoint="best", mode="fused", members=2), tmp_path / "run", log=None)
     assert result.complete and all(r["checkpoint"] == "best-validation+ema" for r in result.records)
     history = json.loads(RunFolder(tmp_path / "run").files(0).history.read_text())
     best = result.records[0]["best_epoch"]

@@ -12,7 +12,7 @@ from ensemble_cnn.run_folder import RunFolder, load_member
 from ensemble_cnn.train import RunFolderError, train_ensemble
 
 PARALLEL = dict(width=0.5, members=2, epochs=2, limit=2000, val_size=200, final_lr_fraction=0.3,
-                augmentation="distort", seed=7, jobs=2, mode="processes")
+                augmentation="distort", ema=0.999, seed=7, jobs=2, mode="processes")  # the default recipe, short
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_parallel_run_writes_loadable_members_that_learned(parallel_run, small_m
         record = json.loads(files.record.read_text())
         assert record["test_accuracy"] == pytest.approx(accuracy, abs=1e-6)
         assert record["train_size"] == 1800 and record["val_size"] == 200
-        assert record["recipe"] == "standard" and record["checkpoint"] == "best-validation"
+        assert record["recipe"] == "standard" and record["checkpoint"] == "last-epoch+ema"  # the default recipe
         assert record["precision"] == "float32" and record["run"] == index
     seeds = [json.loads(folder.files(i).record.read_text())["seed"] for i in range(2)]
     assert seeds[0] != seeds[1], "members must draw different seeds"
