@@ -69,6 +69,7 @@ def train_fused(
     settings: WorkerSettings,
     log: Callable[[str], None] | None = print,
     round_index: int = 0,
+    announce: bool = True,
 ) -> list[dict[str, Any]]:
     """Train the given training runs together as one fused model, then save each member alone.
 
@@ -86,6 +87,8 @@ def train_fused(
         Receives a progress line per member per epoch.
     round_index : int
         The scheduling round of this group (finish estimate).
+    announce : bool
+        Whether this group prints the run's estimated finish time.
 
     Returns
     -------
@@ -106,7 +109,8 @@ def train_fused(
     fused, members = build_fused(cfg, plans)
     compile_members(fused, cfg, steps_per_epoch=steps_per_epoch)
     policies = [recipe.checkpoint_policy(cfg, m, n_outputs=len(members), position=p) for p, m in enumerate(members)]
-    progress = EpochLog([plan.run for plan in plans], cfg.epochs, log, estimate=estimate_for(settings, round_index))
+    progress = EpochLog([plan.run for plan in plans], cfg.epochs, log, estimate=estimate_for(settings, round_index,
+                                                                                         announce=announce))
     validation = (tuple(plan.x_val for plan in plans), tuple(plan.y_val for plan in plans)) if val_sizes != {0} else None
     start = time.perf_counter()
     history = fused.fit(

@@ -155,11 +155,15 @@ def start_worker(config: dict[str, Any], settings: WorkerSettings) -> TrainConfi
     return cfg
 
 
-def estimate_for(settings: WorkerSettings, round_index: int):
-    """The finish-time estimate of a run trained in round ``round_index`` (``None`` without a plan)."""
+def estimate_for(settings: WorkerSettings, round_index: int, *, announce: bool = True):
+    """The finish-time estimate of a run trained in round ``round_index``.
+
+    ``None`` without a plan, or when another task of the round announces it (``announce=False``:
+    the run's estimate is printed once, not once per worker).
+    """
     from ensemble_cnn.callbacks import FinishEstimate
 
-    if not settings.rounds:
+    if not settings.rounds or not announce:
         return None
     return FinishEstimate(started=settings.started, rounds=settings.rounds, round_index=round_index)
 
@@ -172,6 +176,7 @@ def train_runs(
     settings: WorkerSettings,
     log: Callable[[str], None] | None = print,
     round_index: int = 0,
+    announce: bool = True,
 ) -> list[dict[str, Any]]:
     """Train the given training runs one after another and save the members they yield.
 
@@ -190,6 +195,8 @@ def train_runs(
         Receives one progress line per epoch.
     round_index : int
         Which scheduling round the first run belongs to (finish estimate).
+    announce : bool
+        Whether this task prints the run's estimated finish time (one task of the first round does).
 
     Returns
     -------
@@ -211,7 +218,8 @@ def train_runs(
         model = build_member(cfg)
         compile_members(model, cfg, steps_per_epoch=steps_per_epoch)
         policy = recipe.checkpoint_policy(cfg, model)
-        progress = EpochLog(wanted, cfg.epochs, log, estimate=estimate_for(settings, round_index + position))
+        progress = EpochLog(wanted, cfg.epochs, log, estimate=estimate_for(settings, round_index + position,
+                                                                         announce=announce and position == 0))
         start = time.perf_counter()
         history = model.fit(
             plan.stream(cfg),

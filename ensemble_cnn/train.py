@@ -295,7 +295,8 @@ def _in_workers(config: TrainConfig, groups: list[Group], run_dir: Path, jobs: i
     # every engine can send it, even where a test or tool replaced builtins.print).
     worker_log = member.print_line if log is not None else None
     task, plain, folder = _task(mode), worker_config(config), str(run_dir.resolve())
-    calls = (delayed(task)(plain, group, folder, settings, worker_log, position // jobs)
+    # Round = position // jobs; the first task alone announces the finish estimate.
+    calls = (delayed(task)(plain, group, folder, settings, worker_log, position // jobs, position == 0)
              for position, group in enumerate(groups))
     return_as = "list" if config.backend == "ray" else "generator_unordered"
     waiting = {index for group in groups for _, indices in group for index in indices}
@@ -314,25 +315,26 @@ def _in_workers(config: TrainConfig, groups: list[Group], run_dir: Path, jobs: i
 
 
 def _guarded_train_fused(config: dict, group: Group, run_dir: str, settings: WorkerSettings, log,
-                         round_index: int = 0) -> list[dict[str, Any]]:
+                         round_index: int = 0, announce: bool = True) -> list[dict[str, Any]]:
     """Run :func:`ensemble_cnn.fused.train_fused` on a group, turning an exception into failure records."""
     from ensemble_cnn.fused import train_fused
 
     try:
-        records = train_fused(config, group, run_dir, settings=settings, log=log, round_index=round_index)
+        records = train_fused(config, group, run_dir, settings=settings, log=log, round_index=round_index,
+                              announce=announce)
         return [{"index": r["index"], "record": r} for r in records]
     except Exception as exc:  # noqa: BLE001 - one group's failure must not lose the others
         return [{"index": i, "error": _reason(exc)} for _, indices in group for i in indices]
 
 
 def _guarded_train(config: dict, group: Group, run_dir: str, settings: WorkerSettings, log,
-                   round_index: int = 0) -> list[dict[str, Any]]:
+                   round_index: int = 0, announce: bool = True) -> list[dict[str, Any]]:
     """Run :func:`ensemble_cnn.member.train_runs` on each run, turning an exception into failure records."""
     outcomes = []
     for position, run in enumerate(group):
         try:
             records = member.train_runs(config, [run], run_dir, settings=settings, log=log,
-                                        round_index=round_index + position)
+                                        round_index=round_index + position, announce=announce and position == 0)
             outcomes += [{"index": r["index"], "record": r} for r in records]
         except Exception as exc:  # noqa: BLE001 - one run's failure must not lose the others
             outcomes += [{"index": i, "error": _reason(exc)} for i in run[1]]

@@ -105,3 +105,16 @@ def test_train_prints_an_estimated_finish_after_the_first_epoch(tiny_config, tmp
     assert len(estimates) == 1 and "min, from this first epoch" in estimates[0]
     first_epoch = next(i for i, line in enumerate(lines) if "epoch   1/2" in line)
     assert lines.index(estimates[0]) == first_epoch + 1
+
+
+def test_two_workers_print_the_finish_estimate_once(tiny_config, tmp_path, capfd):
+    """Both workers train in the first round; only one of them announces the run's finish time."""
+    from ensemble_cnn.train import train_ensemble
+
+    lines = []
+    result = train_ensemble(tiny_config(epochs=2, members=2, mode="processes", jobs=2), tmp_path / "run",
+                            log=lines.append)
+    assert result.complete
+    printed = capfd.readouterr().out.splitlines() + lines
+    assert sum("epoch   1/2" in line for line in printed) == 2, printed
+    assert sum(line.startswith("estimated finish") for line in printed) == 1, printed
