@@ -192,24 +192,30 @@ def format_predictions(predictions: Predictions, *, fmt: str = "table") -> str:
     return "\n".join(lines) + "\n"
 
 
-def preview_figure(predictions: Predictions, *, max_rows: int = 40):
-    """Each input (the decoded image, or the array's digit) next to the 28x28 digit the members saw, labelled."""
+def preview_figure(predictions: Predictions, *, max_items: int = 40, per_row: int = 4):
+    """Each input (the decoded image, or the array's digit) next to the 28x28 digit the members saw, labelled.
+
+    Pairs go ``per_row`` to a row (a grid of ``2 * per_row`` panels), at most ``max_items`` of them.
+    """
     from matplotlib.figure import Figure
 
-    items = predictions.items[:max_rows]
-    n = max(1, len(items))
-    fig = Figure(figsize=(4.6, 1.35 * n + 0.4), layout="constrained")
-    axes = fig.subplots(n, 2, squeeze=False)
+    items = predictions.items[:max_items]
+    columns = max(1, min(per_row, len(items)))
+    rows = max(1, -(-len(items) // columns))
+    fig = Figure(figsize=(2.3 * columns, 1.35 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, 2 * columns, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
-    for (left, right), item in zip(axes, items):
+    for position, item in enumerate(items):
+        row, column = divmod(position, columns)
+        left, right = axes[row, 2 * column], axes[row, 2 * column + 1]
         if item.original is None:  # an array's digit: it is already what the members saw
             left.imshow(item.digit, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         else:  # the image as the user sees it (grey levels, 1 = white)
             left.imshow(to_grayscale(item.original), cmap="gray", vmin=0, vmax=1, interpolation="antialiased")
-        left.set_title(_short(item.path), fontsize=7)
+        left.set_title(_short(item.path, 18), fontsize=6)
         right.imshow(item.digit, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        right.set_title(f"→ {item.label} ({100 * item.confidence:.0f}%, {item.vote_share:.0%} agree)", fontsize=8)
+        right.set_title(f"→ {item.label} ({100 * item.confidence:.0f}%, {item.vote_share:.0%} agree)", fontsize=6)
     extra = f" (first {len(items)} of {len(predictions.items)})" if len(predictions.items) > len(items) else ""
     fig.suptitle(f"input → what the members saw, {predictions.vote} vote{extra}", fontsize=9)
     return fig

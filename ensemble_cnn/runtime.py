@@ -88,6 +88,9 @@ def import_tensorflow():
             import absl.logging
 
             absl.logging.set_verbosity(absl.logging.ERROR)
+        # TensorFlow's Python warnings too (e.g. "N out of the last N calls ... triggered tf.function
+        # retracing" when K member models each trace their predict function once).
+        tf.get_logger().setLevel("ERROR")
     return tf
 
 

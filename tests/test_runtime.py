@@ -118,3 +118,23 @@ def test_two_workers_print_the_finish_estimate_once(tiny_config, tmp_path, capfd
     printed = capfd.readouterr().out.splitlines() + lines
     assert sum("epoch   1/2" in line for line in printed) == 2, printed
     assert sum(line.startswith("estimated finish") for line in printed) == 1, printed
+
+
+RETRACE = """
+from ensemble_cnn import runtime
+tf = runtime.import_tensorflow()
+for n in range(1, 8):  # a new tf.function each time: TensorFlow warns about retracing from the 5th on
+    tf.function(lambda x: x + 1)(tf.zeros((n,)))
+print("done")
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_tensorflow_python_warnings_are_hidden_unless_verbose(verbose):
+    env = {k: v for k, v in os.environ.items() if k not in (runtime.VERBOSE_ENV, runtime.LOG_LEVEL_ENV)}
+    if verbose:
+        env[runtime.VERBOSE_ENV] = "1"
+    result = subprocess.run([sys.executable, "-c", RETRACE], cwd=REPO_ROOT, capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0 and "done" in result.stdout, result.stderr[-2000:]
+    assert ("triggered tf.function retracing" in result.stderr) == verbose, result.stderr[-2000:]
