@@ -125,7 +125,7 @@ def test_stray_temporaries_do_not_break_resume(tmp_path, make_run):
     assert (run_dir / "notes.tmp.txt").exists()
 
 
-def _member_1_worker_dies(config, group, folder, settings, log, round_index=0):
+def _member_1_worker_dies(config, group, folder, settings, log, round_index=0, announce=True):
     """Worker task: member 0 trains for real; member 1's worker process dies (no exception, no retry).
 
     Member 1 waits for member 0's record first, so the pool breaks only after member 0
@@ -139,7 +139,7 @@ def _member_1_worker_dies(config, group, folder, settings, log, round_index=0):
         while not (Path(folder) / "member_00.json").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         os._exit(3)  # as a worker killed by the OS: loky sees a terminated worker
-    return train._guarded_train(config, group, folder, settings, log, round_index)
+    return train._guarded_train(config, group, folder, settings, log, round_index, announce)
 
 
 def test_lost_worker_without_retry_keeps_finished_members(tmp_path, tiny_config, monkeypatch):
