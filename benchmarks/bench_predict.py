@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from ensemble_cnn.data import load_mnist  # noqa: E402
 from ensemble_cnn.ensemble import Ensemble  # noqa: E402
-from ensemble_cnn.hardware import cpu_flags  # noqa: E402
+from ensemble_cnn.hardware import cpu_class  # noqa: E402
 from ensemble_cnn.runtime import available_cores, import_keras  # noqa: E402
 
 
@@ -63,10 +63,8 @@ def main() -> None:
         path = Path(tmp) / "ensemble.keras"
         ensemble.to_keras().save(path)
         exported = keras.saving.load_model(path, safe_mode=True)
-    flags = cpu_flags()
-    cpu = "AMX" if "amx_tile" in flags else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "?"
     print(f"{len(ensemble)} members ({ensemble.config.arch}), {len(x):,} digits, batch 1000, "
-          f"{available_cores()} cores, x86 {cpu}", flush=True)
+          f"{available_cores()} cores, {cpu_class()}", flush=True)
     one_by_one = best_rate(lambda: ensemble.predict(x), len(x), args.repeat)
     def exported_predict(digits):
         return np.concatenate([exported.predict_on_batch(digits[i:i + 1000])["vote"] for i in range(0, len(digits), 1000)])

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from ensemble_cnn.config import TrainConfig  # noqa: E402
-from ensemble_cnn.hardware import cpu_flags  # noqa: E402
+from ensemble_cnn.hardware import cpu_class, cpu_flags  # noqa: E402
 from ensemble_cnn.runtime import available_cores  # noqa: E402
 from ensemble_cnn.train import train_ensemble  # noqa: E402
 
@@ -77,7 +77,7 @@ def onednn_table(archs: list[str], data: str, repeat: int) -> None:
     """Print default vs oneDNN throughput per architecture and thread count (and the AVX2 stand-in)."""
     flags = cpu_flags()
     wide = bool({"avx512f", "amx_bf16", "amx_tile"} & flags)
-    cpu = "AVX-512/AMX" if wide else ("AVX2" if "avx2" in flags else "no AVX2")
+    cpu = cpu_class(flags)
     classes = [("this CPU", {})] + ([("AVX2 stand-in", {"ONEDNN_MAX_CPU_ISA": "AVX2"})] if wide else [])
     print(f"CPU class: {cpu}; float32, batch 128, one model, best of {repeat} epochs of 12,800 digits", flush=True)
     print(f"{'arch':<9}{'threads':>8}{'class':>15}{'default img/s':>15}{'oneDNN img/s':>14}{'ratio':>7}", flush=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -38,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from ensemble_cnn.data import load_mnist  # noqa: E402
 from ensemble_cnn.evaluate import member_probabilities  # noqa: E402
-from ensemble_cnn.hardware import cpu_flags  # noqa: E402
+from ensemble_cnn.hardware import cpu_class  # noqa: E402
 from ensemble_cnn.run_folder import RunFolder  # noqa: E402
 from ensemble_cnn.stats import wilson_interval  # noqa: E402
 from ensemble_cnn.vote import VOTES  # noqa: E402
@@ -46,9 +45,6 @@ from ensemble_cnn.vote import VOTES  # noqa: E402
 STUDY = ROOT / "artifacts" / "study"
 STUDY_TRAIN = 50_000
 
-# Every candidate is a set of ordinary `ensemble-cnn train` options. Screens use short
-# budgets (about 8 minutes of 2 cores for 2 members); epochs are set per architecture
-# from its measured training speed so candidates get similar wall time.
 # The recipe options spelled out in full (they do not lean on TrainConfig's defaults, which this study set).
 STANDARD = ["--schedule", "exponential", "--ema", "0", "--label-smoothing", "0", "--checkpoint", "best"]
 COS_EMA = ["--schedule", "cosine", "--ema", "0.999", "--label-smoothing", "0", "--checkpoint", "last"]
@@ -92,15 +88,6 @@ def study_data() -> Path:
     _atomic.write_npz(path, x_train=mnist.x_train[:STUDY_TRAIN], y_train=mnist.y_train[:STUDY_TRAIN],
                       x_test=mnist.x_train[STUDY_TRAIN:], y_test=mnist.y_train[STUDY_TRAIN:])
     return path
-
-
-def cpu_class() -> str:
-    flags = cpu_flags()
-    if {"amx_bf16", "amx_tile"} & flags:
-        return "x86 AMX"
-    if "avx512f" in flags:
-        return "x86 AVX-512"
-    return "x86 AVX2" if "avx2" in flags else platform.machine()
 
 
 def run_candidate(name: str, seed: int, members: int, stage: str, *, shared: bool, extra: list[str]) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ensemble_cnn.hardware import cpu_flags  # noqa: E402
+from ensemble_cnn.hardware import cpu_class  # noqa: E402
 from ensemble_cnn.runtime import available_cores  # noqa: E402
 
 
@@ -43,9 +43,7 @@ def main() -> None:
     report = json.loads((out / "report.json").read_text())
     config = report["config"]
     records = [json.loads((out / f"{m['name']}.json").read_text()) for m in report["members"]]
-    flags = cpu_flags()
-    cpu = "AMX" if "amx_tile" in flags else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "?"
-    print(f"\nx86 {cpu}, {available_cores()} cores, {records[0]['precision']}, {config['arch']}, "
+    print(f"\n{cpu_class()}, {available_cores()} cores, {records[0]['precision']}, {config['arch']}, "
           f"{config['members']} members x {config['epochs']} epochs, recipe {config['recipe']} "
           f"(schedule {config['schedule']}, ema {config['ema']}, label smoothing {config['label_smoothing']}, "
           f"checkpoint {config['checkpoint']})")

@@ -206,14 +206,8 @@ FIELD_PARAMS = {"learning_rate": "lr"}
 
 
 def _preset_options(name: str) -> str:
-    """A preset as the ordinary options it sets, e.g. ``--members 3 --epochs 6``."""
-    parts = []
-    for key, value in PRESETS[name].items():
-        if key == "distortion":
-            parts += [f"--{k.replace('_', '-')} {v}" for k, v in value.items() if k != "transforms"]
-        else:
-            parts.append(f"{option_name(key)} {value}")
-    return " ".join(parts) or "(TrainConfig's defaults)"
+    """A preset as the ordinary options it sets, e.g. ``--members 3 --epochs 10``."""
+    return " ".join(f"{option_name(key)} {value}" for key, value in PRESETS[name].items()) or "(TrainConfig's defaults)"
 
 
 def training_options(func):
@@ -293,10 +287,9 @@ def _apply_preset(opts: dict) -> dict:
     ctx = click.get_current_context()
     opts = dict(opts)
     for key, value in PRESETS[opts["preset"]].items():
-        items = value.items() if key == "distortion" else [(FIELD_PARAMS.get(key, key), value)]
-        for param, setting in items:
-            if ctx.get_parameter_source(param) in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP):
-                opts[param] = tuple(setting) if param == "transforms" else setting
+        param = FIELD_PARAMS.get(key, key)
+        if ctx.get_parameter_source(param) in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP):
+            opts[param] = value
     return opts
 
 

@@ -41,8 +41,8 @@ TRAIN_DISTORTION = {
     "sigma": 6.0,
 }
 
-# Named presets: each is a set of ordinary TrainConfig fields (what `--preset NAME` sets, unless an
-# option given on the command line says otherwise). "default" is TrainConfig() itself. The figures
+# Named presets: each is a set of ordinary scalar TrainConfig fields (what `--preset NAME` sets, unless
+# an option given on the command line says otherwise; in Python: TrainConfig(**PRESETS[name], preset=name)). "default" is TrainConfig() itself. The figures
 # behind them are in the README's Results (benchmarks/recipe_study.py, decided on validation).
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"members": 3, "epochs": 10},
@@ -50,8 +50,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "best": {"members": 15},
 }
 
-# Settings that change how a run executes but not what it computes: they may differ
-# between a run and its resumption. (Precision and thread count change the last bits
+# Settings that change how a run executes but not what it computes (and the informative preset
+# name): they may differ between a run and its resumption. (Precision and thread count change the last bits
 # of the weights, not the recipe; each member's record says which precision it used.)
 EXECUTION_FIELDS = ("jobs", "mode", "backend", "scheduler", "deterministic", "precision", "jit_compile", "preset")
 # Neither recipe nor execution: how many members the folder holds, and where the data
@@ -217,16 +217,6 @@ class TrainConfig:
                "the address of a dask or ray cluster (with backend dask or ray)", self.scheduler)
         _check(self.preset is None or self.preset in PRESETS, "preset", f"one of {', '.join(PRESETS)}", self.preset)
         object.__setattr__(self, "distortion", self._canonical_distortion())
-
-    @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> "TrainConfig":
-        """The config of preset ``name`` (:data:`PRESETS`), with ``overrides`` on top."""
-        if name not in PRESETS:
-            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
-        settings = {**PRESETS[name], **overrides}
-        if "distortion" in PRESETS[name] and "distortion" in overrides:
-            settings["distortion"] = {**PRESETS[name]["distortion"], **overrides["distortion"]}
-        return cls(**settings, preset=name)
 
     def _canonical_distortion(self) -> dict:
         """The distortion validated now (not inside a worker), in canonical form; ``{}`` without augmentation."""

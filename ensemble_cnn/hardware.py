@@ -23,6 +23,21 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def cpu_class(flags: set[str] | None = None) -> str:
+    """The CPU class every speed figure names: ``"x86 AMX"``, ``"x86 AVX-512"``, ``"x86 AVX2"``, else the machine.
+
+    ``flags`` defaults to :func:`cpu_flags` (given explicitly in tests).
+    """
+    import platform
+
+    flags = cpu_flags() if flags is None else flags
+    if {"amx_bf16", "amx_tile"} & flags:
+        return "x86 AMX"
+    if "avx512f" in flags:
+        return "x86 AVX-512"
+    return "x86 AVX2" if "avx2" in flags else platform.machine() or "unknown"
+
+
 def cpu_has_bf16() -> bool:
     """True when the CPU computes bfloat16 natively (AMX or AVX512-BF16)."""
     return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())

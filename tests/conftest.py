@@ -21,6 +21,15 @@ TINY_ARGS = ["--arch", "nielsen", "--width", "0.25", "--members", "1", "--epochs
              "--mode", "sequential", "--jobs", "1"]
 
 
+def tiny_args(*, drop: tuple[str, ...] = (), **options: str) -> list[str]:
+    """``TINY_ARGS`` without the options in ``drop`` and with ``options`` (``epochs="2"`` is ``--epochs 2``)."""
+    pairs = dict(zip(TINY_ARGS[::2], TINY_ARGS[1::2]))  # every tiny option takes one value
+    for name in drop:
+        del pairs[name]
+    pairs.update({"--" + key.replace("_", "-"): value for key, value in options.items()})
+    return [x for pair in pairs.items() for x in pair]
+
+
 @pytest.fixture(scope="session")
 def mnist_npz_path() -> Path:
     """Path of the real MNIST; skips when absent, except under CI=true where that fails."""

@@ -31,3 +31,22 @@ def test_choose_precision(cpu_bf16, gpus, expected):
 )
 def test_default_jobs(mode, members, cores, expected):
     assert hardware.default_jobs(mode, members=members, cores=cores) == expected
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ({"avx2", "fma", "avx512f", "amx_tile", "amx_bf16"}, "x86 AMX"),  # Sapphire Rapids Xeon
+        ({"avx2", "fma", "avx512f", "avx512_vnni"}, "x86 AVX-512"),
+        ({"avx2", "fma"}, "x86 AVX2"),  # the AMD EPYC of this project's VM, most laptops
+    ],
+)
+def test_cpu_class_names_the_widest_vector_unit(flags, expected):
+    assert hardware.cpu_class(flags) == expected
+
+
+def test_cpu_class_without_avx2_falls_back_to_the_machine(monkeypatch):
+    import platform
+
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert hardware.cpu_class(set()) == "aarch64"

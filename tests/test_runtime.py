@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_ARGS
+from conftest import TINY_ARGS, tiny_args
 from ensemble_cnn import runtime
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -113,9 +113,7 @@ def test_two_workers_print_the_finish_estimate_once(small_mnist_npz, tmp_path):
     A subprocess, so that the workers' own output is in its stdout (loky may reuse workers
     started by earlier tests, whose output pytest's fd capture would not attribute here).
     """
-    options = dict(zip(TINY_ARGS[::2], TINY_ARGS[1::2]))  # every tiny option takes one value
-    options.update({"--epochs": "2", "--members": "2", "--mode": "processes", "--jobs": "2"})
-    args = ["train", "--data", str(small_mnist_npz), *[x for pair in options.items() for x in pair],
+    args = ["train", "--data", str(small_mnist_npz), *tiny_args(epochs="2", members="2", mode="processes", jobs="2"),
             "--out", str(tmp_path / "run")]
     result = run_cli(args, env_extra={})
     assert result.returncode == 0, result.stderr[-2000:]
