@@ -8,7 +8,8 @@ dtype out), pure functions kept apart from the random draws:
   one bilinear resampling of a composed affine + Simard elastic map;
 * :class:`Distortion`, :func:`draw`, :func:`apply`, :func:`distort` -- random
   distortions with explicit ``numpy.random.Generator`` draws;
-* :func:`expand` -- chunked, multi-threaded, seed-reproducible expansion.
+* :func:`expand` -- chunked, multi-threaded, seed-reproducible expansion;
+* :func:`view_stack`, :data:`TTA_VIEWS` -- fixed views for test-time augmentation.
 
 Only NumPy, SciPy and (optionally) joblib are used.
 """
@@ -21,6 +22,7 @@ from augment.expand import BACKENDS, BLOCK_SIZE, block_generator, draw_variants,
 from augment.pipeline import apply, distort
 from augment.shift import NIELSEN_SHIFTS, nielsen_expand, shift_images
 from augment.smoothing import gaussian_matrix, smooth_fields
+from augment.views import TTA_VIEWS, View, apply_view, view_stack
 
 __all__ = [
     "ALPHA_RANGE",
@@ -31,11 +33,14 @@ __all__ = [
     "BLOCK_SIZE",
     "NIELSEN_SHIFTS",
     "TRANSFORMS",
+    "TTA_VIEWS",
+    "View",
     "Distortion",
     "Draws",
     "affine_coefficients",
     "affine_elastic",
     "apply",
+    "apply_view",
     "block_generator",
     "displacement_fields",
     "distort",
@@ -52,4 +57,5 @@ __all__ = [
     "rotate_images",
     "shift_images",
     "smooth_fields",
+    "view_stack",
 ]

@@ -16,7 +16,7 @@ import click
 from click.core import ParameterSource
 
 from augment import LIMITS, TRANSFORMS as TRANSFORM_NAMES
-from augment import Distortion
+from augment import TTA_VIEWS, Distortion
 from ensemble_cnn.config import (
     AUGMENTATIONS, BACKENDS, CHECKPOINTS, MODES, PRECISIONS, PRESETS, SCHEDULES, field_default, option_name,
 )
@@ -126,6 +126,15 @@ def vote_option(help_text: str):
     """``--vote``: one of the rules in :data:`ensemble_cnn.vote.VOTES`."""
     return click.option("--vote", "method", type=click.Choice(list(VOTES)), default="majority",
                         help=help_text + " " + "; ".join(f"{name}: {rule.description}" for name, rule in VOTES.items()))
+
+
+def tta_option(what: str):
+    """``--tta``: a view set of :data:`augment.TTA_VIEWS` (test-time augmentation)."""
+    return click.option(
+        "--tta", type=click.Choice(list(TTA_VIEWS)), default="none",
+        help=f"Test-time augmentation for {what}: each member's probabilities averaged over fixed views of each "
+             "digit (shift: itself + 1-pixel shifts down/up/right/left, 5 views; rotate: itself and +-5 degrees, "
+             "3 views; shift-rotate: 7 views). V views cost V times the prediction time.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -377,14 +386,16 @@ def train(**opts):
               help="Score only the first K members [default: every member of the run].")
 @click.option("--allow-missing", is_flag=True,
               help="Exit 0 even when members are missing or unusable (they are always listed and left out).")
+@tta_option("the scored digits")
 @_library_errors
-def evaluate(run_dir, data, method, members, allow_missing):
+def evaluate(run_dir, data, method, members, allow_missing, tta):
     """Reload a run's saved members, predict the test set, and report members vs the ensemble."""
     from ensemble_cnn.evaluate import evaluate_run
 
     if not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")
-    report = evaluate_run(run_dir, data=data, method=method, members=members, reload=True, log=click.echo)
+    report = evaluate_run(run_dir, data=data, method=method, members=members, reload=True, tta=tta,
+                          log=click.echo)
     click.echo(f"report: {run_dir / 'report.md'}")
     dropped = report["dropped_members"]
     if dropped and not allow_missing:
@@ -445,8 +456,9 @@ members_option = click.option("--members", "-k", type=click.IntRange(min=1), def
               help="Write the output to this file instead of the terminal.")
 @click.option("--preview", type=click.Path(path_type=Path), default=None,
               help="Also draw a PNG: each input next to the 28x28 digit the members saw, with its label.")
+@tta_option("each digit")
 @_library_errors
-def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, preview):
+def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, preview, tta):
     """Classify the digits in PATHS: image files (PNG, JPEG, BMP, GIF, TIFF; one digit each), arrays
     (.npy of (28, 28) or (N, 28, 28), .npz with x or x_test, IDX images) and folders of them.
 
@@ -463,7 +475,7 @@ def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, pr
         raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")
     outputs = [(name, path) for name, path in (("--out", out), ("--preview", preview)) if path is not None]
     check_output_files(outputs, inputs=[*expand_paths(paths, recursive=recursive)[0], *paths])
-    ensemble = Ensemble.load(run_dir, members=members, voting=method)
+    ensemble = Ensemble.load(run_dir, members=members, voting=method, tta=tta)
     predictions = predict_paths(ensemble, paths, recursive=recursive, preprocess=preprocess, vote=method)
     for path, reason in predictions.failures:
         click.echo(f"{shown(path)}: {reason}", err=True)
@@ -521,8 +533,9 @@ def export(run_dir, out, method, members, fmt):
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, help="Port (0: any free port).")
 @vote_option("The vote the page shows.")
 @members_option
+@tta_option("each drawn digit")
 @_library_errors
-def serve(run_dir, host, port, method, members):
+def serve(run_dir, host, port, method, members, tta):
     """Serve a page where you draw a digit (mouse, pen or touch) and see the 28x28 digit the members saw,
     each member's guess and the vote. Ctrl-C stops it."""
     from ensemble_cnn.ensemble import Ensemble
@@ -531,7 +544,7 @@ def serve(run_dir, host, port, method, members):
 
     if not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")
-    predictor = ImagePredictor(Ensemble.load(run_dir, members=members, voting=method), vote=method)
+    predictor = ImagePredictor(Ensemble.load(run_dir, members=members, voting=method, tta=tta), vote=method)
     try:
         serve_forever(predictor, host=host, port=port, log=click.echo)
     except OSError as exc:

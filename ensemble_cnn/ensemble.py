@@ -18,7 +18,7 @@ from ensemble_cnn.errors import RunFolderError
 from ensemble_cnn.run_folder import RunFolder, load_member, member_stem
 from ensemble_cnn.vote import VOTES
 
-__all__ = ["Ensemble", "as_digits"]
+__all__ = ["Ensemble", "as_digits", "check_tta"]
 
 N_CLASSES = 10
 
@@ -52,6 +52,15 @@ def as_digits(x: ArrayLike) -> np.ndarray:
     return as_uint8_levels(array, name="digits")
 
 
+def check_tta(tta: str) -> str:
+    """``tta`` if it names a view set of :data:`augment.TTA_VIEWS`, else a one-line ValueError."""
+    from augment.views import TTA_VIEWS
+
+    if tta not in TTA_VIEWS:
+        raise ValueError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {tta!r}")
+    return tta
+
+
 class Ensemble:
     """The members of a run, ready to predict.
 
@@ -63,6 +72,10 @@ class Ensemble:
         One per member.
     voting : str, default "majority"
         The rule :meth:`predict` uses (a name in :data:`ensemble_cnn.vote.VOTES`).
+    tta : str, default "none"
+        Test-time augmentation: a view set of :data:`augment.TTA_VIEWS` ("shift",
+        "rotate", "shift-rotate"); each member's probabilities are averaged over the
+        views of each digit (V views cost V predictions). "none": the digit alone.
     run_dir : Path, optional
         Where the members came from.
 
@@ -74,26 +87,30 @@ class Ensemble:
     """
 
     def __init__(self, members: Sequence[Any], names: Sequence[str], *, voting: str = "majority",
-                 run_dir: Path | None = None, config: Any = None) -> None:
+                 tta: str = "none", run_dir: Path | None = None, config: Any = None) -> None:
         if voting not in VOTES:
             raise ValueError(f"voting must be one of {', '.join(VOTES)}, got {voting!r}")
+        check_tta(tta)
         if not members or len(members) != len(names):
             raise ValueError("an ensemble needs at least one member and one name per member")
         self.members_ = list(members)
         self.names_ = list(names)
         self.voting = voting
+        self.tta = tta
         self.run_dir = run_dir
         self.config = config
         self.classes_ = np.arange(N_CLASSES)
 
     def __repr__(self) -> str:
-        return f"Ensemble({len(self.members_)} members from {self.run_dir}, voting={self.voting!r})"
+        tta = "" if self.tta == "none" else f", tta={self.tta!r}"
+        return f"Ensemble({len(self.members_)} members from {self.run_dir}, voting={self.voting!r}{tta})"
 
     def __len__(self) -> int:
         return len(self.members_)
 
     @classmethod
-    def load(cls, run_dir: str | Path, *, members: int | None = None, voting: str = "majority") -> "Ensemble":
+    def load(cls, run_dir: str | Path, *, members: int | None = None, voting: str = "majority",
+             tta: str = "none") -> "Ensemble":
         """Load a run's complete members (the first ``members``, default every one) with Keras ``safe_mode``.
 
         Raises
@@ -107,33 +124,42 @@ class Ensemble:
         records = folder.records(config.members if members is None else members)
         if not records:
             raise RunFolderError(f"{folder.path}: no trained member found (run ensemble-cnn train first)")
-        return cls.from_records(folder, records, voting=voting, config=config)
+        return cls.from_records(folder, records, voting=voting, tta=tta, config=config)
 
     @classmethod
     def from_records(cls, folder: RunFolder, records: Sequence[dict[str, Any]], *, voting: str = "majority",
-                     config: Any = None) -> "Ensemble":
+                     tta: str = "none", config: Any = None) -> "Ensemble":
         """The members named by ``records`` (already checked against their sha256)."""
         models = [load_member(folder.resolve(record["model"])) for record in records]
-        return cls(models, [member_stem(r["index"]) for r in records], voting=voting, run_dir=folder.path,
-                   config=config)
+        return cls(models, [member_stem(r["index"]) for r in records], voting=voting, tta=tta,
+                   run_dir=folder.path, config=config)
 
     # ------------------------------------------------------------------ predictions
     def member_probabilities(self, x: ArrayLike, *, batch_size: int = 1000) -> np.ndarray:
-        """Every member's class probabilities, shape (K, N, 10), float32."""
+        """Every member's class probabilities, shape (K, N, 10), float32.
+
+        With :attr:`tta` set, each member's probabilities are its mean over the views of
+        each digit (the views are computed once and shared by the members).
+        """
+        from augment.views import view_stack
+
         digits = as_digits(x)
         if len(digits) == 0:
             return np.zeros((len(self.members_), 0, N_CLASSES), dtype=np.float32)
+        views = digits[None] if self.tta == "none" else view_stack(digits, self.tta)
+        flat = views.reshape(-1, *digits.shape[1:])
         out = []
         for name, model in zip(self.names_, self.members_):
             try:
                 # predict_on_batch reuses one compiled step per batch shape: a single digit takes milliseconds
                 # where model.predict (a data pipeline and callbacks per call) takes a fifth of a second.
-                chunks = [model.predict_on_batch(digits[start:start + batch_size])
-                          for start in range(0, len(digits), batch_size)]
-                out.append(np.concatenate([np.asarray(c, dtype=np.float32) for c in chunks]))
+                chunks = [model.predict_on_batch(flat[start:start + batch_size])
+                          for start in range(0, len(flat), batch_size)]
+                probabilities = np.concatenate([np.asarray(c, dtype=np.float32) for c in chunks])
             except Exception as exc:  # noqa: BLE001 - a member of another shape must not end in a traceback
                 text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise RunFolderError(f"{name}: cannot predict MNIST digits ({text})") from None
+            out.append(probabilities.reshape(len(views), len(digits), -1).mean(axis=0, dtype=np.float32))
         return np.stack(out)
 
     def vote(self, x: ArrayLike, *, rule: str | None = None) -> np.ndarray:
@@ -169,9 +195,14 @@ class Ensemble:
         the votes with the summed probability folded in to break ties,
         ``(votes_c + sum_k p_kc / (K + 1)) / (K + K / (K + 1))``, so its argmax is the
         majority label with this package's tie rule (most votes, then the larger summed
-        probability, then the lower label).
+        probability, then the lower label). Test-time augmentation is not exported: an
+        ensemble with :attr:`tta` set is refused, since the model would answer differently.
         """
         import keras
+
+        if self.tta != "none":
+            raise ValueError(f"to_keras exports the members without test-time augmentation (tta={self.tta!r}); "
+                             "load the ensemble with tta='none'")
 
         from ensemble_cnn.models import INPUT_SHAPE
 

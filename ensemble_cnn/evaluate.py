@@ -7,8 +7,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from augment.views import TTA_VIEWS
 from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.data import MnistData, load_mnist
+from ensemble_cnn.ensemble import Ensemble, check_tta
 from ensemble_cnn.errors import RunFolderError, UnsafeMemberError
 from ensemble_cnn.run_folder import RunFolder, load_member, member_stem  # noqa: F401 (load_member: API)
 from ensemble_cnn.vote import VOTES, vote
@@ -24,35 +26,38 @@ def test_split(config: TrainConfig, data: str | Path | None) -> MnistData:
 
 
 def member_probabilities(
-    folder: RunFolder, records: list[dict[str, Any]], test: MnistData, *, reload: bool
+    folder: RunFolder, records: list[dict[str, Any]], test: MnistData, *, reload: bool, tta: str = "none"
 ) -> np.ndarray:
     """Test-set probabilities of every member, shape (K, N, 10).
 
-    ``reload=True`` loads each ``.keras`` file (Keras ``safe_mode``) and predicts;
-    ``False`` reads the probabilities saved at training time (their sha256 is
-    checked by the record).
+    ``reload=True`` loads each ``.keras`` file (Keras ``safe_mode``) and predicts
+    (averaged over the ``tta`` views of each digit); ``False`` reads the probabilities
+    saved at training time (their sha256 is checked by the record).
     """
-    return np.stack([member_test_probabilities(folder, record, test, reload=reload) for record in records])
+    return np.stack([member_test_probabilities(folder, record, test, reload=reload, tta=tta) for record in records])
 
 
 def member_test_probabilities(
-    folder: RunFolder, record: dict[str, Any], test: MnistData, *, reload: bool
+    folder: RunFolder, record: dict[str, Any], test: MnistData, *, reload: bool, tta: str = "none"
 ) -> np.ndarray:
     """One member's test-set probabilities, shape (N, 10).
 
     Raises
     ------
+    ValueError
+        ``tta`` other than "none" without ``reload`` (saved probabilities have no views).
     UnsafeMemberError
         The member file carries Python code (refused, whatever else).
     RunFolderError
         The member cannot give probabilities, or gives non-finite ones (it diverged).
     """
     expected = (len(test.x_test), 10)
+    if tta != "none" and not reload:
+        raise ValueError(f"test-time augmentation (tta={tta!r}) needs the models: the saved probabilities "
+                         "are of the plain digits")
     if reload:
-        from ensemble_cnn.ensemble import Ensemble
-
         path = folder.resolve(record["model"])
-        member = Ensemble.from_records(folder, [record])
+        member = Ensemble.from_records(folder, [record], tta=tta)
         try:
             probabilities = member.member_probabilities(test.x_test)[0]
         except RunFolderError as exc:
@@ -80,6 +85,7 @@ def evaluate_run(
     method: str = "majority",
     members: int | None = None,
     reload: bool = True,
+    tta: str = "none",
     plots: bool = True,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
@@ -106,6 +112,10 @@ def evaluate_run(
     reload : bool, default True
         Load the saved ``.keras`` members and predict (``False``: use the
         probabilities saved at training time).
+    tta : str, default "none"
+        Test-time augmentation: average each member's probabilities over the views
+        of each digit (a name in :data:`augment.TTA_VIEWS`; needs ``reload``). Its
+        cost is in ``report["tta"]["predict_seconds"]``.
     plots : bool, default True
         Also write ``accuracy.png``, ``confusion.png`` and ``errors.png``.
     log : callable, optional
@@ -123,6 +133,9 @@ def evaluate_run(
         raise ValueError(f"method must be one of {', '.join(VOTES)}, got {method!r}")
     if members is not None and members < 1:
         raise ValueError(f"members must be >= 1, got {members}")
+    check_tta(tta)
+    if tta != "none" and not reload:
+        raise ValueError(f"test-time augmentation (tta={tta!r}) needs reload=True")
     say = log or (lambda line: None)
     folder = RunFolder(run_dir)
     started = time.perf_counter()
@@ -136,11 +149,12 @@ def evaluate_run(
             f"{holder.get('started')}): scoring the {count - len(dropped)} complete members")
     test = test_split(config, data)
     stacks, records = [], []
+    predicting = time.perf_counter()
     for index, status in statuses.items():
         if not status.complete:
             continue
         try:
-            stacks.append(member_test_probabilities(folder, status.record, test, reload=reload))
+            stacks.append(member_test_probabilities(folder, status.record, test, reload=reload, tta=tta))
             records.append(status.record)
         except UnsafeMemberError:
             raise
@@ -150,6 +164,7 @@ def evaluate_run(
         say(f"member {index:02d} left out: {reason}")
     if not records:
         raise RunFolderError(f"{folder.path}: no usable trained member found (run ensemble-cnn train first)")
+    predict_seconds = time.perf_counter() - predicting
     probabilities = np.stack(stacks)
     names = [member_stem(r["index"]) for r in records]
     report = build_report(probabilities, test.y_test, member_names=names)
@@ -166,6 +181,7 @@ def evaluate_run(
     report["in_training"] = holder is not None
     report["config"] = config.to_dict()
     report["test_source"] = test.source
+    report["tta"] = {"views": tta, "n_views": len(TTA_VIEWS[tta]), "predict_seconds": round(predict_seconds, 2)}
     report["evaluate_seconds"] = round(time.perf_counter() - started, 2)
     write_report(report, folder.path)
     if plots:

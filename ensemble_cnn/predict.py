@@ -76,6 +76,7 @@ class Predictions:
 
     vote: str
     members: list[str]
+    tta: str = "none"
     items: list[Prediction] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
 
@@ -127,7 +128,7 @@ def predict_paths(
         raise ValueError(f"preprocess must be one of {', '.join(PREPROCESSING)}, got {preprocess!r}")
     if vote not in VOTES:
         raise ValueError(f"vote must be one of {', '.join(VOTES)}, got {vote!r}")
-    result = Predictions(vote=vote, members=list(ensemble.names_))
+    result = Predictions(vote=vote, members=list(ensemble.names_), tta=ensemble.tta)
     files, problems = expand_paths(paths, recursive=recursive)
     result.failures += [(str(path), reason) for path, reason in problems]
     names, digits, originals = [], [], []
@@ -170,7 +171,8 @@ def format_predictions(predictions: Predictions, *, fmt: str = "table") -> str:
     """The answers as ``table`` (for a terminal), ``csv`` (header row + one row per digit) or ``json``."""
     rows = [item.row() for item in predictions.items]
     if fmt == "json":
-        return json.dumps({"vote": predictions.vote, "members": predictions.members, "predictions": rows,
+        return json.dumps({"vote": predictions.vote, "members": predictions.members, "tta": predictions.tta,
+                           "predictions": rows,
                            "failures": [{"path": p, "reason": r} for p, r in predictions.failures]}, indent=2) + "\n"
     if fmt == "csv":
         buffer = io.StringIO()
@@ -275,7 +277,8 @@ class ImagePredictor:
         }
 
     def info(self) -> dict[str, Any]:
-        """The run's members, architecture, vote and its test accuracy (from its report, when there is one)."""
+        """The run's members, architecture, vote, test-time views and its test accuracy (from its report, when
+        there is one)."""
         config = self.ensemble.config
         accuracy = None
         run_dir = self.ensemble.run_dir
@@ -286,4 +289,5 @@ class ImagePredictor:
             except (OSError, ValueError, KeyError, TypeError):
                 accuracy = None
         return {"run": str(run_dir) if run_dir is not None else None, "members": list(self.ensemble.names_),
-                "architecture": getattr(config, "arch", None), "vote": self.vote, "test_accuracy": accuracy}
+                "architecture": getattr(config, "arch", None), "vote": self.vote, "tta": self.ensemble.tta,
+                "test_accuracy": accuracy}

@@ -287,6 +287,15 @@ def _verdict_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _tta_note(report: dict[str, Any]) -> str:
+    """" (test-time augmentation: NAME, V views averaged, S s to predict)", or "" without it."""
+    tta = report.get("tta") or {}
+    if tta.get("views", "none") == "none":
+        return ""
+    return (f" (test-time augmentation: {tta['views']}, {tta['n_views']} views averaged per member, "
+            f"{tta['predict_seconds']:.1f} s to predict)")
+
+
 def format_table(report: dict[str, Any]) -> str:
     """Render a report from :func:`build_report` as a plain-text terminal table.
 
@@ -316,7 +325,7 @@ def format_table(report: dict[str, Any]) -> str:
                 f"{row[3]:>{widths[3]}}").rstrip()
 
     rule = "-" * (sum(widths) + 6)
-    title = f"Ensemble of {report['n_members']} members on {report['n_test']} test samples"
+    title = f"Ensemble of {report['n_members']} members on {report['n_test']} test samples{_tta_note(report)}"
     lines = [title, rule, line(header), rule, *map(line, members), rule, *map(line, summary), rule,
              *_verdict_lines(report)]
     return "\n".join(lines) + "\n"
@@ -402,7 +411,7 @@ def format_markdown(report: dict[str, Any], *, title: str | None = None) -> str:
         f"# {title or 'Ensemble report'}",
         "",
         f"{report['n_members']} members, {report['n_test']} test samples, {n_classes} classes"
-        + (f"; vote weights {weights}." if weights is not None else "; unweighted votes."),
+        + (f"; vote weights {weights}" if weights is not None else "; unweighted votes") + _tta_note(report) + ".",
         "",
         *notes,
         "## Summary",

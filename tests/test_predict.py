@@ -234,3 +234,56 @@ def test_export_refuses_bad_outputs(run_dir, tmp_path, name, text):
     result = CliRunner().invoke(main, ["export", "--run", str(run_dir), "--out", name.format(run=run_dir)])
     assert result.exit_code == 2 and text in result.output
     assert snapshot(run_dir) == before
+
+
+# --------------------------------------------------------------------------- test-time augmentation
+def test_tta_averages_each_member_over_the_views(run_dir, test_digits):
+    from augment import view_stack
+
+    x, y = test_digits[0][:200], test_digits[1][:200]
+    plain = Ensemble.load(run_dir)
+    shifted = Ensemble.load(run_dir, tta="shift")
+    assert shifted.tta == "shift" and "tta='shift'" in repr(shifted)
+    by_view = np.stack([plain.member_probabilities(view) for view in view_stack(x, "shift")])  # (V, K, N, 10)
+    probabilities = shifted.member_probabilities(x)
+    np.testing.assert_allclose(probabilities, by_view.mean(axis=0), atol=1e-5)
+    assert not np.allclose(probabilities, plain.member_probabilities(x), atol=1e-3), "the views change the answer"
+    assert np.array_equal(shifted.predict(x), majority_vote(probabilities))
+    assert shifted.score(x, y) > 0.8
+    with pytest.raises(ValueError, match="tta must be one of none, shift, rotate, shift-rotate, got 'zoom'"):
+        Ensemble.load(run_dir, tta="zoom")
+    with pytest.raises(ValueError, match="without test-time augmentation"):
+        shifted.to_keras()
+
+
+def test_evaluate_with_tta_reports_its_views_and_cost(run_dir, tmp_path):
+    import shutil
+
+    from ensemble_cnn.evaluate import evaluate_run
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    result = CliRunner().invoke(main, ["evaluate", "--run", str(copy), "--tta", "rotate"])
+    assert result.exit_code == 0, result.output
+    assert "test-time augmentation: rotate, 3 views averaged per member" in result.output
+    report = json.loads((copy / "report.json").read_text())
+    assert report["tta"]["views"] == "rotate" and report["tta"]["n_views"] == 3
+    assert report["tta"]["predict_seconds"] > 0
+    assert "test-time augmentation: rotate" in (copy / "report.md").read_text()
+    plain = evaluate_run(copy, plots=False, log=None)
+    assert plain["tta"]["views"] == "none" and plain["members"] != report["members"]
+    with pytest.raises(ValueError, match="needs reload=True"):
+        evaluate_run(copy, tta="shift", reload=False, plots=False, log=None)
+    bad = CliRunner().invoke(main, ["evaluate", "--run", str(copy), "--tta", "zoom"])
+    assert bad.exit_code == 2 and "Invalid value for '--tta'" in bad.output
+
+
+def test_predict_with_tta(run_dir, test_digits, tmp_path):
+    x, _ = test_digits
+    np.save(tmp_path / "digits.npy", x[:20])
+    result = CliRunner().invoke(main, ["predict", "--run", str(run_dir), str(tmp_path / "digits.npy"),
+                                       "--format", "json", "--tta", "shift"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    expected = Ensemble.load(run_dir, tta="shift").predict(x[:20])
+    assert answer["tta"] == "shift" and [row["label"] for row in answer["predictions"]] == expected.tolist()

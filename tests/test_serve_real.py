@@ -73,6 +73,7 @@ def test_info(served, trained_run):
         info = json.loads(response.read())
     report = json.loads((trained_run / "report.json").read_text())
     assert info["members"] == ["member_00", "member_01", "member_02"] and info["architecture"] == "nielsen"
+    assert info["tta"] == "none"
     assert info["test_accuracy"] == report["ensemble"]["majority"]["test_accuracy"]
 
 
