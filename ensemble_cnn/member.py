@@ -42,12 +42,15 @@ class WorkerSettings:
         ``time.time()`` when the driver started training (for the finish estimate).
     rounds : int
         Rounds of training runs the driver planned (for the finish estimate).
+    driver_pid : int
+        The driver's process id: a local worker process exits when it dies (0: not watched).
     """
 
     precision: str
     threads: int
     started: float = 0.0
     rounds: int = 0
+    driver_pid: int = 0
 
 
 @dataclass

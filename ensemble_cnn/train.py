@@ -1,6 +1,7 @@
 """Training an ensemble: K members, in turn or in parallel workers (local or a cluster), resumable and growable."""
 from __future__ import annotations
 
+import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -13,6 +14,7 @@ from ensemble_cnn import member
 from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.errors import RunFolderError
 from ensemble_cnn.member import WorkerSettings, run_of
+from ensemble_cnn.orphans import stop_with_driver
 from ensemble_cnn.recipes import get_recipe
 from ensemble_cnn.run_folder import RunFolder
 from ensemble_cnn.runtime import Execution, resolve_execution
@@ -174,7 +176,7 @@ def train_ensemble(
             say(f"training {sum(len(m) for _, m in runs)} member(s) on {where}: {execution.describe()}")
             rounds = _rounds(remote, local, jobs, execution.mode)
             settings = WorkerSettings(precision=execution.precision, threads=execution.threads,
-                                      started=time.time(), rounds=rounds)
+                                      started=time.time(), rounds=rounds, driver_pid=os.getpid())
             mode = execution.mode
             outcomes = _in_workers(config, remote, folder.path, jobs, settings, log, mode=mode) if remote else iter(())
             here = _in_process(config, local, folder.path, replace(settings, threads=execution.cores), log,
@@ -319,6 +321,7 @@ def _guarded_train_fused(config: dict, group: Group, run_dir: str, settings: Wor
     """Run :func:`ensemble_cnn.fused.train_fused` on a group, turning an exception into failure records."""
     from ensemble_cnn.fused import train_fused
 
+    stop_with_driver(settings.driver_pid)
     try:
         records = train_fused(config, group, run_dir, settings=settings, log=log, round_index=round_index,
                               announce=announce)
@@ -330,6 +333,7 @@ def _guarded_train_fused(config: dict, group: Group, run_dir: str, settings: Wor
 def _guarded_train(config: dict, group: Group, run_dir: str, settings: WorkerSettings, log,
                    round_index: int = 0, announce: bool = True) -> list[dict[str, Any]]:
     """Run :func:`ensemble_cnn.member.train_runs` on each run, turning an exception into failure records."""
+    stop_with_driver(settings.driver_pid)
     outcomes = []
     for position, run in enumerate(group):
         try:

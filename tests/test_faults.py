@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 import ensemble_cnn.member
@@ -162,3 +163,65 @@ def test_lost_worker_without_retry_keeps_finished_members(tmp_path, tiny_config,
     assert RunFolder(run_dir).verify_all(result.records) == {}
     assert not (run_dir / "member_01.json").exists()
     assert [r["index"] for r in RunFolder(run_dir).records(2)] == [0]
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_workers_stop_when_the_command_alone_is_killed(tmp_path, small_mnist_npz):
+    """SIGKILL the driver only (as `kill -9 PID` or an out-of-memory kill would): its worker processes, busy
+    training, exit within seconds instead of training on into a folder nobody holds."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs Linux /proc")
+    run_dir = tmp_path / "run"
+    args = [a for a in TINY if a not in ("--mode", "sequential", "--jobs", "1")]
+    command = [sys.executable, "-m", "cli", "train", "--data", str(small_mnist_npz), *args, "--members", "2",
+               "--epochs", "30", "--mode", "processes", "--jobs", "2", "--out", str(run_dir)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    workers: list[int] = []
+    with open(tmp_path / "train.log", "wb") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while "epoch   1/30" not in (tmp_path / "train.log").read_text():
+                assert process.poll() is None, (tmp_path / "train.log").read_text()[-2000:]
+                assert time.monotonic() < deadline, "no worker ever trained"
+                time.sleep(0.1)
+            workers = [pid for pid in _children(process.pid)
+                       if "popen_loky_posix" in Path(f"/proc/{pid}/cmdline").read_text()]
+            assert workers, "the members train in worker processes"
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+            deadline = time.monotonic() + 20
+            while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not any(_alive(pid) for pid in workers), "the workers went on training without their command"
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            for pid in workers:  # never leave a stray worker behind, whatever failed
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    assert not (run_dir / "member_00.json").exists() and not (run_dir / "member_01.json").exists()
