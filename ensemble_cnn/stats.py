@@ -32,6 +32,7 @@ __all__ = [
     "disagreement_matrix",
     "expected_calibration_error",
     "mcnemar_exact",
+    "mcnemar_p_value",
     "member_subsets",
     "negative_log_likelihood",
     "vote_subset_curve",
@@ -248,12 +249,21 @@ def mcnemar_exact(a_correct: ArrayLike, b_correct: ArrayLike) -> dict[str, int |
         raise ValueError(f"`b_correct` must have the shape of `a_correct` {a.shape}; got shape {b.shape}")
     only_a = int(np.count_nonzero(a & ~b))
     only_b = int(np.count_nonzero(b & ~a))
+    return {"only_a": only_a, "only_b": only_b, "p_value": mcnemar_p_value(only_a, only_b)}
+
+
+def mcnemar_p_value(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar p value from the discordant counts (see :func:`mcnemar_exact`).
+
+    Use it where the counts are pooled over several comparisons (e.g. members, each on
+    its own digits). 1.0 when there is no discordant sample.
+    """
+    only_a = _check_int(only_a, "only_a", minimum=0)
+    only_b = _check_int(only_b, "only_b", minimum=0)
     discordant = only_a + only_b
     if discordant == 0:
-        p_value = 1.0
-    else:
-        p_value = min(1.0, 2.0 * float(binom.cdf(min(only_a, only_b), discordant, 0.5)))
-    return {"only_a": only_a, "only_b": only_b, "p_value": p_value}
+        return 1.0
+    return min(1.0, 2.0 * float(binom.cdf(min(only_a, only_b), discordant, 0.5)))
 
 
 # --------------------------------------------------------------------------- #

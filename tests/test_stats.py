@@ -12,6 +12,7 @@ from ensemble_cnn.stats import (
     disagreement_matrix,
     expected_calibration_error,
     mcnemar_exact,
+    mcnemar_p_value,
     member_subsets,
     negative_log_likelihood,
     vote_subset_curve,
@@ -115,6 +116,14 @@ def test_mcnemar_no_discordant_and_equal_counts() -> None:
     # 3 vs 3: 2 * P(X <= 3 | n=6) = 2 * 42/64 > 1, capped.
     a, b = _table(3, 3, both=1, neither=0)
     assert mcnemar_exact(a, b) == {"only_a": 3, "only_b": 3, "p_value": 1.0}
+
+
+def test_mcnemar_p_value_from_pooled_counts() -> None:
+    # 10 vs 2: 2 * (1 + 12 + 66) / 4096 = 0.03857421875, as the known table above
+    assert mcnemar_p_value(10, 2) == 0.03857421875 == mcnemar_p_value(2, 10)
+    assert mcnemar_p_value(0, 0) == 1.0 and mcnemar_p_value(4, 0) == 0.125
+    with pytest.raises(ValueError, match="`only_b` must be >= 0"):
+        mcnemar_p_value(3, -1)
 
 
 def test_mcnemar_one_sided_extreme() -> None:
