@@ -14,11 +14,12 @@ from typing import Any, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from augment.views import TTA_VIEWS, view_stack
 from ensemble_cnn.errors import RunFolderError
 from ensemble_cnn.run_folder import RunFolder, load_member, member_stem
 from ensemble_cnn.vote import VOTES
 
-__all__ = ["Ensemble", "as_digits", "check_tta"]
+__all__ = ["Ensemble", "as_digits", "check_tta", "digit_views"]
 
 N_CLASSES = 10
 
@@ -54,11 +55,14 @@ def as_digits(x: ArrayLike) -> np.ndarray:
 
 def check_tta(tta: str) -> str:
     """``tta`` if it names a view set of :data:`augment.TTA_VIEWS`, else a one-line ValueError."""
-    from augment.views import TTA_VIEWS
-
     if tta not in TTA_VIEWS:
         raise ValueError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {tta!r}")
     return tta
+
+
+def digit_views(digits: np.ndarray, tta: str) -> np.ndarray:
+    """What the members see of uint8 ``digits`` (N, 28, 28) under ``tta``: (V, N, 28, 28); V = 1 for "none"."""
+    return digits[None] if check_tta(tta) == "none" else view_stack(digits, tta)
 
 
 class Ensemble:
@@ -141,13 +145,18 @@ class Ensemble:
         With :attr:`tta` set, each member's probabilities are its mean over the views of
         each digit (the views are computed once and shared by the members).
         """
-        from augment.views import view_stack
+        return self.view_probabilities(digit_views(as_digits(x), self.tta), batch_size=batch_size)
 
-        digits = as_digits(x)
-        if len(digits) == 0:
+    def view_probabilities(self, views: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
+        """Every member's probabilities averaged over ready-made views, shape (K, N, 10), float32.
+
+        ``views``: uint8 (V, N, 28, 28), e.g. :func:`digit_views` of a test set made once for
+        several ensembles (V = 1: the digits themselves).
+        """
+        n_views, n = views.shape[:2]
+        if n == 0:
             return np.zeros((len(self.members_), 0, N_CLASSES), dtype=np.float32)
-        views = digits[None] if self.tta == "none" else view_stack(digits, self.tta)
-        flat = views.reshape(-1, *digits.shape[1:])
+        flat = views.reshape(n_views * n, *views.shape[2:])
         out = []
         for name, model in zip(self.names_, self.members_):
             try:
@@ -159,7 +168,7 @@ class Ensemble:
             except Exception as exc:  # noqa: BLE001 - a member of another shape must not end in a traceback
                 text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise RunFolderError(f"{name}: cannot predict MNIST digits ({text})") from None
-            out.append(probabilities.reshape(len(views), len(digits), -1).mean(axis=0, dtype=np.float32))
+            out.append(probabilities.reshape(n_views, n, -1).mean(axis=0, dtype=np.float32))
         return np.stack(out)
 
     def vote(self, x: ArrayLike, *, rule: str | None = None) -> np.ndarray:

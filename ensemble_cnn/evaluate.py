@@ -10,7 +10,7 @@ import numpy as np
 from augment.views import TTA_VIEWS
 from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.data import MnistData, load_mnist
-from ensemble_cnn.ensemble import Ensemble, check_tta
+from ensemble_cnn.ensemble import Ensemble, check_tta, digit_views
 from ensemble_cnn.errors import RunFolderError, UnsafeMemberError
 from ensemble_cnn.run_folder import RunFolder, load_member, member_stem  # noqa: F401 (load_member: API)
 from ensemble_cnn.vote import VOTES, vote
@@ -34,13 +34,19 @@ def member_probabilities(
     (averaged over the ``tta`` views of each digit); ``False`` reads the probabilities
     saved at training time (their sha256 is checked by the record).
     """
-    return np.stack([member_test_probabilities(folder, record, test, reload=reload, tta=tta) for record in records])
+    views = digit_views(test.x_test, tta) if reload else None  # made once, shared by the members
+    return np.stack([member_test_probabilities(folder, record, test, reload=reload, tta=tta, views=views)
+                     for record in records])
 
 
 def member_test_probabilities(
-    folder: RunFolder, record: dict[str, Any], test: MnistData, *, reload: bool, tta: str = "none"
+    folder: RunFolder, record: dict[str, Any], test: MnistData, *, reload: bool, tta: str = "none",
+    views: np.ndarray | None = None,
 ) -> np.ndarray:
     """One member's test-set probabilities, shape (N, 10).
+
+    ``views``: :func:`ensemble_cnn.ensemble.digit_views` of ``test.x_test`` under ``tta``,
+    when the caller made them once for several members (default: made here).
 
     Raises
     ------
@@ -59,7 +65,8 @@ def member_test_probabilities(
         path = folder.resolve(record["model"])
         member = Ensemble.from_records(folder, [record], tta=tta)
         try:
-            probabilities = member.member_probabilities(test.x_test)[0]
+            probabilities = member.view_probabilities(
+                digit_views(test.x_test, tta) if views is None else views)[0]
         except RunFolderError as exc:
             raise RunFolderError(f"{path}: {str(exc).split(': ', 1)[-1]}") from None
     else:
@@ -114,8 +121,9 @@ def evaluate_run(
         probabilities saved at training time).
     tta : str, default "none"
         Test-time augmentation: average each member's probabilities over the views
-        of each digit (a name in :data:`augment.TTA_VIEWS`; needs ``reload``). Its
-        cost is in ``report["tta"]["predict_seconds"]``.
+        of each digit (a name in :data:`augment.TTA_VIEWS`; needs ``reload``). The
+        seconds taken to load the members and predict (views included) are in
+        ``report["tta"]["predict_seconds"]``.
     plots : bool, default True
         Also write ``accuracy.png``, ``confusion.png`` and ``errors.png``.
     log : callable, optional
@@ -150,11 +158,13 @@ def evaluate_run(
     test = test_split(config, data)
     stacks, records = [], []
     predicting = time.perf_counter()
+    views = digit_views(test.x_test, tta) if reload else None  # made once, shared by the members
     for index, status in statuses.items():
         if not status.complete:
             continue
         try:
-            stacks.append(member_test_probabilities(folder, status.record, test, reload=reload, tta=tta))
+            stacks.append(member_test_probabilities(folder, status.record, test, reload=reload, tta=tta,
+                                                    views=views))
             records.append(status.record)
         except UnsafeMemberError:
             raise

@@ -288,12 +288,12 @@ def _verdict_lines(report: dict[str, Any]) -> list[str]:
 
 
 def _tta_note(report: dict[str, Any]) -> str:
-    """" (test-time augmentation: NAME, V views averaged, S s to predict)", or "" without it."""
+    """" (test-time augmentation: NAME, V views averaged, S s to load and predict)", or "" without it."""
     tta = report.get("tta") or {}
     if tta.get("views", "none") == "none":
         return ""
     return (f" (test-time augmentation: {tta['views']}, {tta['n_views']} views averaged per member, "
-            f"{tta['predict_seconds']:.1f} s to predict)")
+            f"{tta['predict_seconds']:.1f} s to load the members and predict)")
 
 
 def format_table(report: dict[str, Any]) -> str:

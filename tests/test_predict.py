@@ -256,7 +256,7 @@ def test_tta_averages_each_member_over_the_views(run_dir, test_digits):
         shifted.to_keras()
 
 
-def test_evaluate_with_tta_reports_its_views_and_cost(run_dir, tmp_path):
+def test_evaluate_with_tta_reports_its_views_and_cost(run_dir, tmp_path, small_mnist_npz):
     import shutil
 
     from ensemble_cnn.evaluate import evaluate_run
@@ -269,6 +269,10 @@ def test_evaluate_with_tta_reports_its_views_and_cost(run_dir, tmp_path):
     report = json.loads((copy / "report.json").read_text())
     assert report["tta"]["views"] == "rotate" and report["tta"]["n_views"] == 3
     assert report["tta"]["predict_seconds"] > 0
+    with np.load(small_mnist_npz) as npz:  # views made once for all members = each member's own views
+        x, y = npz["x_test"], npz["y_test"]
+    rotated = Ensemble.load(copy, tta="rotate").member_probabilities(x)
+    assert [m["test_accuracy"] for m in report["members"]] == pytest.approx([np.mean(p.argmax(1) == y) for p in rotated])
     assert "test-time augmentation: rotate" in (copy / "report.md").read_text()
     plain = evaluate_run(copy, plots=False, log=None)
     assert plain["tta"]["views"] == "none" and plain["members"] != report["members"]
