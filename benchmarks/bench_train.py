@@ -1,6 +1,7 @@
 """Training throughput: TensorFlow's oneDNN kernels on vs off, and every scheduling mode against sequential.
 
     python benchmarks/bench_train.py --onednn [--archs nielsen,deotte] [--repeat 3]
+    python benchmarks/bench_train.py --batches 64,128,256,512 [--arch nielsen] [--repeat 3]
     python benchmarks/bench_train.py [--data PATH] [--arch nielsen] [--members 4] [--limit 12000] [--epochs 3]
 
 ``--onednn``: one model trains on 12,800 digits (batch 128, float32) in a fresh
@@ -43,7 +44,7 @@ from ensemble_cnn.train import train_ensemble  # noqa: E402
 ONEDNN_SETTINGS = {"default": {}, "oneDNN on": {"TF_ENABLE_ONEDNN_OPTS": "1"}}
 
 
-def measure_one(arch: str, threads: int, data: str, repeat: int, *, tf_default: bool) -> float:
+def measure_one(arch: str, threads: int, data: str, repeat: int, *, tf_default: bool, batch_size: int = 128) -> float:
     """(In a fresh process) best training img/s of one model over ``repeat`` epochs after a warm-up epoch.
 
     ``tf_default``: import TensorFlow before ensemble-cnn can set its environment, so
@@ -64,11 +65,11 @@ def measure_one(arch: str, threads: int, data: str, repeat: int, *, tf_default: 
     keras.utils.set_random_seed(0)
     model = build_model(arch)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    model.fit(x[:2560], y[:2560], batch_size=128, epochs=1, verbose=0)
+    model.fit(x[:2560], y[:2560], batch_size=batch_size, epochs=1, verbose=0)
     best = 0.0
     for _ in range(repeat):
         start = time.perf_counter()
-        model.fit(x, y, batch_size=128, epochs=1, verbose=0)
+        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
         best = max(best, len(x) / (time.perf_counter() - start))
     return best
 
@@ -95,6 +96,31 @@ def onednn_table(archs: list[str], data: str, repeat: int) -> None:
                 ratio = rates["oneDNN on"] / rates["default"]
                 print(f"{arch:<9}{threads:>8}{label:>15}{rates['default']:>15.0f}{rates['oneDNN on']:>14.0f}"
                       f"{ratio:>6.2f}x", flush=True)
+
+
+def batch_table(arch: str, batches: list[int], data: str, repeat: int) -> None:
+    """Training img/s per batch size as the default runs it (one single-threaded process per core, side by side).
+
+    Each batch size starts one fresh ``--measure-one ARCH 1`` process per core at
+    once and sums their best-epoch rates; the ratio is against batch 128 (the default),
+    measured in the same call.
+    """
+    cores = available_cores()
+    print(f"CPU class: {cpu_class()}; float32, oneDNN on, {arch}, {cores} processes x 1 thread side by side, "
+          f"best of {repeat} epochs of 12,800 digits each", flush=True)
+    print(f"{'batch':>6}{'img/s (sum)':>13}{'vs 128':>8}", flush=True)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "1"}
+    rates = {}
+    for batch in sorted(set(batches) | {128}):
+        command = [sys.executable, __file__, "--measure-one", arch, "1", "--data", data, "--repeat", str(repeat),
+                   "--batch-size", str(batch)]
+        workers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in range(cores)]
+        outs = [w.communicate()[0] for w in workers]
+        if any(w.returncode for w in workers):
+            raise SystemExit(f"batch {batch}: a measuring process failed")
+        rates[batch] = sum(json.loads(out.strip().splitlines()[-1])["img_per_s"] for out in outs)
+    for batch, rate in rates.items():
+        print(f"{batch:>6}{rate:>13.0f}{rate / rates[128]:>7.2f}x", flush=True)
 
 
 def timed(config: TrainConfig) -> tuple[float, float, float]:
@@ -125,13 +151,19 @@ def main() -> None:
     parser.add_argument("--onednn", action="store_true", help="oneDNN on vs TensorFlow's default, per arch/threads")
     parser.add_argument("--archs", default="nielsen,deotte", help="architectures of --onednn")
     parser.add_argument("--repeat", type=int, default=3, help="timed epochs of --onednn (best is kept)")
+    parser.add_argument("--batches", help="comma-separated batch sizes: img/s of --arch as the default runs it "
+                        "(one 1-thread process per core), against batch 128")
+    parser.add_argument("--batch-size", type=int, default=128, help=argparse.SUPPRESS)
     parser.add_argument("--measure-one", nargs=2, metavar=("ARCH", "THREADS"), help=argparse.SUPPRESS)
     parser.add_argument("--tf-default", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_one:
         rate = measure_one(args.measure_one[0], int(args.measure_one[1]), args.data, args.repeat,
-                           tf_default=args.tf_default)
+                           tf_default=args.tf_default, batch_size=args.batch_size)
         print(json.dumps({"img_per_s": rate}))
+        return
+    if args.batches:
+        batch_table(args.arch, [int(b) for b in args.batches.split(",")], args.data, args.repeat)
         return
     if args.onednn:
         onednn_table(args.archs.split(","), args.data, args.repeat)

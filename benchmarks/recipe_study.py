@@ -1,6 +1,7 @@
 """The recipe study: which member recipe gives the best ensemble for the time, decided on VALIDATION only.
 
     python benchmarks/recipe_study.py run NAME [NAME ...] [--seeds 0] [--members 2] [--stage screen]
+    python benchmarks/recipe_study.py pool LABEL RUN [RUN ...] [--stage screen]
     python benchmarks/recipe_study.py table [--stage screen]
     python benchmarks/recipe_study.py list
 
@@ -65,9 +66,17 @@ CANDIDATES: dict[str, list[str]] = {
     "nielsen-cos-ema-ls-strong": ["--arch", "nielsen", "--epochs", "16", *COS_EMA_LS, *STRONG],
     "nielsen-cos-ema-ls-mild": ["--arch", "nielsen", "--epochs", "16", *COS_EMA_LS, *MILD],
     # epochs and batch size for the chosen recipe (the default's 30 epochs and batch 128, checked on validation)
+    "nielsen-cos-ema-ls-mild-e10": ["--arch", "nielsen", "--epochs", "10", *COS_EMA_LS, *MILD],  # --preset quick's
     "nielsen-cos-ema-ls-mild-e30": ["--arch", "nielsen", "--epochs", "30", *COS_EMA_LS, *MILD],
     "nielsen-cos-ema-ls-mild-b256": ["--arch", "nielsen", "--epochs", "16", "--batch-size", "256", "--lr", "0.002",
                                      *COS_EMA_LS, *MILD],
+    "nielsen-cos-ema-ls-mild-b512": ["--arch", "nielsen", "--epochs", "16", "--batch-size", "512", "--lr", "0.004",
+                                     *COS_EMA_LS, *MILD],
+    # every training digit (no per-member hold-out: the last epoch is the member anyway)
+    "nielsen-cos-ema-ls-mild-all": ["--arch", "nielsen", "--epochs", "16", "--val-size", "0", *COS_EMA_LS, *MILD],
+    # ensemble methods through the recipe hook, at the screen's compute (2 training runs of ~16 epochs)
+    "nielsen-snapshot-mild": ["--arch", "nielsen", "--recipe", "snapshot", "--epochs", "15", *COS_EMA_LS, *MILD],
+    "nielsen-cos-ema-ls-mild-bag": ["--arch", "nielsen", "--epochs", "16", "--bootstrap", *COS_EMA_LS, *MILD],
     "deotte50-std": ["--arch", "deotte", "--width", "0.5", "--epochs", "10", *STANDARD, *MEDIUM],
     "deotte50-cos-ema": ["--arch", "deotte", "--width", "0.5", "--epochs", "10", *COS_EMA, *MEDIUM],
     "an5q-std": ["--arch", "an5", "--width", "0.25", "--epochs", "9", *STANDARD, *MEDIUM],
@@ -130,6 +139,43 @@ def score(run_dir: Path, members: int) -> dict:
     return out
 
 
+def pool(names: list[str], stage: str, label: str) -> dict:
+    """Score the vote of several finished candidates' members together (e.g. heterogeneous architectures).
+
+    ``names`` are run folders under ``artifacts/study/<stage>`` (``NAME-kK-sS``); the
+    result is appended to the results with stage ``pool`` and the summed wall time.
+    """
+    folders = [STUDY / stage / name for name in names]
+    for folder in folders:
+        if not (folder / "config.json").is_file():
+            raise SystemExit(f"{folder}: not a finished study run")
+    validation = load_mnist(study_data())
+    test = load_mnist(ROOT.parent / "shared" / "data" / "mnist.npz")
+    out: dict = {"name": label, "seed": 0, "stage": "pool", "runs": names, "cpu": cpu_class(), "shared": True}
+    previous = [json.loads(line) for line in (STUDY / "results.jsonl").read_text().splitlines() if line.strip()]
+    walls = {f"{r['name']}-k{r['members']}-s{r['seed']}": r["wall_minutes"] for r in previous if r["stage"] == stage}
+    out["wall_minutes"] = round(sum(walls.get(name, float("nan")) for name in names), 2)
+    out["members"] = 0
+    for split, data, reload in (("val", validation, False), ("test", test, True)):
+        probabilities = []
+        for folder in folders:
+            run = RunFolder(folder)
+            records = run.records(run.read_config().members)
+            probabilities.append(member_probabilities(run, records, data, reload=reload))
+        probabilities = np.concatenate(probabilities)
+        out["members"] = len(probabilities)
+        labels = data.y_test
+        out[f"{split}_members"] = [float(np.mean(p.argmax(1) == labels)) for p in probabilities]
+        for vote, rule in VOTES.items():
+            right = int(np.sum(rule.labels(probabilities) == labels))
+            out[f"{split}_{vote}"] = right / len(labels)
+            out[f"{split}_{vote}_ci95"] = list(wilson_interval(right, len(labels)))
+    with open(STUDY / "results.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(out) + "\n")
+    print(json.dumps({k: v for k, v in out.items() if not k.endswith("ci95")}), flush=True)
+    return out
+
+
 def table(stage: str) -> None:
     """Markdown table of a stage: mean over seeds per candidate, ranked by validation (majority, soft, members)."""
     rows = [json.loads(line) for line in (STUDY / "results.jsonl").read_text().splitlines() if line.strip()]
@@ -147,14 +193,14 @@ def table(stage: str) -> None:
     ranked = sorted(by_name.items(), key=lambda item: (mean("val_majority", item[1]), mean("val_soft", item[1]),
                                                        np.mean([np.mean(r["val_members"]) for r in item[1]])),
                     reverse=True)
-    print("| rank | candidate | seeds | val: members mean | val: majority | val: soft | test: members mean | "
-          "test: majority | test: soft | wall min |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| rank | candidate | seeds | members | val: members mean | val: majority | val: soft | "
+          "test: members mean | test: majority | test: soft | wall min |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for rank, (name, runs) in enumerate(ranked, start=1):
         members_val = np.mean([np.mean(r["val_members"]) for r in runs])
         members_test = np.mean([np.mean(r["test_members"]) for r in runs])
         shared = " (shared)" if any(r["shared"] for r in runs) else ""
-        print(f"| {rank} | `{name}` | {len(runs)} | {100 * members_val:.2f}% | "
+        print(f"| {rank} | `{name}` | {len(runs)} | {runs[0]['members']} | {100 * members_val:.2f}% | "
               f"**{100 * mean('val_majority', runs):.2f}%**{sd('val_majority', runs)} | "
               f"{100 * mean('val_soft', runs):.2f}%{sd('val_soft', runs)} | {100 * members_test:.2f}% | "
               f"{100 * mean('test_majority', runs):.2f}%{sd('test_majority', runs)} | "
@@ -171,6 +217,10 @@ def main() -> None:
     run.add_argument("--stage", default="screen")
     run.add_argument("--shared", action="store_true", help="mark the wall times as taken on shared cores")
     run.add_argument("--extra", default="", help="further train options, e.g. '--epochs 30'")
+    together = sub.add_parser("pool", help="score the members of several finished runs as one ensemble")
+    together.add_argument("label", help="the name the pooled result is stored under")
+    together.add_argument("runs", nargs="+", help="run folders under artifacts/study/STAGE, e.g. nielsen-std-k2-s0")
+    together.add_argument("--stage", default="screen")
     show = sub.add_parser("table", help="print a stage's results as Markdown")
     show.add_argument("--stage", default="screen")
     sub.add_parser("list", help="print the candidates")
@@ -178,6 +228,8 @@ def main() -> None:
     if args.command == "list":
         for name, options in CANDIDATES.items():
             print(f"{name:<22} {' '.join(options)}")
+    elif args.command == "pool":
+        pool(args.runs, args.stage, args.label)
     elif args.command == "table":
         table(args.stage)
     else:

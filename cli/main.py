@@ -262,6 +262,9 @@ def training_options(func):
         click.option("--val-size", type=click.IntRange(min=0), default=d("val_size"),
                      help="Training digits held out per member to pick its best epoch (max a tenth; 0 needs "
                           "--checkpoint last)."),
+        click.option("--bootstrap/--no-bootstrap", default=d("bootstrap"),
+                     help="Bagging: each member trains on a bootstrap sample (draws with replacement) of its "
+                          "training digits instead of each digit once."),
         seed_option,
         limit_option,
         click.option("--jobs", "-j", type=click.IntRange(min=1), default=d("jobs"),
@@ -322,7 +325,8 @@ def _train_config(opts: dict):
             schedule=opts["schedule"], ema=opts["ema"], label_smoothing=opts["label_smoothing"],
             checkpoint=opts["checkpoint"],
             width=opts["width"], dropout=opts["dropout"], augmentation=opts["augmentation"],
-            distortion=distortion.to_dict(), val_size=opts["val_size"], seed=opts["seed"], limit=opts["limit"],
+            distortion=distortion.to_dict(), val_size=opts["val_size"], bootstrap=opts["bootstrap"],
+            seed=opts["seed"], limit=opts["limit"],
             data=None if opts["data"] is None else str(opts["data"]),
             expanded=None if opts["expanded"] is None else str(opts["expanded"]),
             precision=opts["precision"], jobs=opts["jobs"], mode=opts["mode"],

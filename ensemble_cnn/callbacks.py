@@ -85,6 +85,41 @@ class LastEpoch(keras.callbacks.Callback):
         return [Checkpoint(self.weights, self.epoch, accuracy, loss, self.policy)]
 
 
+class EpochSnapshots(keras.callbacks.Callback):
+    """Checkpoint policy: one member per listed epoch, its weights at that epoch's end (with EMA: averaged).
+
+    Parameters
+    ----------
+    member : keras.Model
+        The member whose weights are taken.
+    epochs : sequence of int
+        1-based epochs whose end-of-epoch weights become members, in order.
+    n_outputs, position : int
+        Where the member's metrics are in the logs (see :func:`metric_keys`).
+    """
+
+    policy = "cycle-end"
+
+    def __init__(self, member, epochs: Sequence[int], *, n_outputs: int = 1, position: int = 0) -> None:
+        super().__init__()
+        self.member, self.epochs = member, list(epochs)
+        _, _, self.loss_key, self.accuracy_key = metric_keys(n_outputs, position)
+        self.taken: list[Checkpoint] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 not in self.epochs:
+            return
+        logs = logs or {}
+        accuracy = float(logs.get(self.accuracy_key, math.nan))
+        loss = float(logs.get(self.loss_key, math.nan))
+        # SwapEMAWeights runs first: at an epoch's end the model holds the averaged weights.
+        self.taken.append(Checkpoint(self.member.get_weights(), epoch + 1, accuracy, loss, self.policy))
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """The snapshots taken (fewer than asked when training stopped early)."""
+        return list(self.taken)
+
+
 class SmoothedSparseCrossentropy(keras.losses.Loss):
     """Cross-entropy of integer labels smoothed by ``smoothing`` (Keras' sparse loss has no smoothing)."""
 
@@ -126,7 +161,9 @@ class FinishEstimate:
 
 
 class EpochLog(keras.callbacks.Callback):
-    """One progress line per member per epoch: ``member 02  epoch  3/15  loss … val_acc … (12.3 s)``.
+    """One progress line per model output per epoch: ``member 02  epoch  3/15  loss … val_acc … (12.3 s)``.
+
+    ``labels`` name the outputs (one per fused member; see :func:`ensemble_cnn.member.run_label`).
 
     Keeps each epoch's wall time (training and validation) in ``epoch_seconds``;
     after the first epoch of a run in the first round also prints the whole run's
@@ -135,14 +172,14 @@ class EpochLog(keras.callbacks.Callback):
 
     def __init__(
         self,
-        indices: Sequence[int],
+        labels: Sequence[str],
         epochs: int,
         log: Callable[[str], None] | None,
         *,
         estimate: FinishEstimate | None = None,
     ) -> None:
         super().__init__()
-        self.indices, self.epochs, self.log, self.estimate = list(indices), epochs, log, estimate
+        self.labels, self.epochs, self.log, self.estimate = list(labels), epochs, log, estimate
         self.started = time.perf_counter()
         self.epoch_seconds: list[float] = []
 
@@ -155,10 +192,10 @@ class EpochLog(keras.callbacks.Callback):
         if self.log is None:
             return
         logs = logs or {}
-        for position, index in enumerate(self.indices):
-            loss, acc, _, val_acc = metric_keys(len(self.indices), position)
+        for position, label in enumerate(self.labels):
+            loss, acc, _, val_acc = metric_keys(len(self.labels), position)
             self.log(
-                f"member {index:02d}  epoch {epoch + 1:>3}/{self.epochs}  loss {logs.get(loss, math.nan):.4f}  "
+                f"{label}  epoch {epoch + 1:>3}/{self.epochs}  loss {logs.get(loss, math.nan):.4f}  "
                 f"acc {logs.get(acc, math.nan):.4f}  val_acc {logs.get(val_acc, math.nan):.4f}  ({seconds:.1f} s)"
             )
         if epoch == 0 and self.estimate is not None and self.estimate.round_index == 0 and self.epochs > 1:

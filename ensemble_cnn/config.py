@@ -45,7 +45,7 @@ TRAIN_DISTORTION = {
 # an option given on the command line says otherwise; in Python: TrainConfig(**PRESETS[name], preset=name)). "default" is TrainConfig() itself. The figures
 # behind them are in the README's Results (benchmarks/recipe_study.py, decided on validation).
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {"members": 3, "epochs": 10},
+    "quick": {"members": 2, "epochs": 16},
     "default": {},
     "best": {"members": 15},
 }
@@ -113,6 +113,9 @@ class TrainConfig:
         Training images held out per member for checkpoint selection (never the
         test set). Capped at a tenth of the training originals. 0 (only with
         ``checkpoint="last"``): no hold-out.
+    bootstrap : bool
+        Bagging: each training run samples its training digits with replacement
+        (as many draws as digits, after the hold-out) instead of using each once.
     seed : int
         Root seed (>= 0); member ``i`` derives its own seed from ``(seed, i)``.
     limit : int or None
@@ -168,6 +171,7 @@ class TrainConfig:
     augmentation: str = "distort"
     distortion: dict = field(default_factory=lambda: dict(TRAIN_DISTORTION))
     val_size: int = 5000
+    bootstrap: bool = False
     seed: int = 0
     limit: int | None = None
     data: str | None = None
@@ -204,6 +208,7 @@ class TrainConfig:
         _check(self.checkpoint in CHECKPOINTS, "checkpoint", f"one of {', '.join(CHECKPOINTS)}", self.checkpoint)
         _check(_is_int(self.val_size) and self.val_size >= (0 if self.checkpoint == "last" else 1), "val_size",
                "an integer >= 1 (0 only with checkpoint last)", self.val_size)
+        _check(isinstance(self.bootstrap, bool), "bootstrap", "true or false", self.bootstrap)
         _check(_is_int(self.seed) and 0 <= self.seed < 2**63, "seed", "an integer >= 0", self.seed)
         _check(self.limit is None or (_is_int(self.limit) and self.limit >= 20), "limit", "an integer >= 20",
                self.limit)
@@ -216,6 +221,7 @@ class TrainConfig:
         _check(self.scheduler is None or (self.backend != "loky" and bool(self.scheduler.strip())), "scheduler",
                "the address of a dask or ray cluster (with backend dask or ray)", self.scheduler)
         _check(self.preset is None or self.preset in PRESETS, "preset", f"one of {', '.join(PRESETS)}", self.preset)
+        RECIPES[self.recipe].check(self)
         object.__setattr__(self, "distortion", self._canonical_distortion())
 
     def _canonical_distortion(self) -> dict:

@@ -24,6 +24,7 @@ from ensemble_cnn.member import (
     estimate_for,
     load_checked_pool,
     plan_run,
+    run_label,
     save_checkpoints,
     start_worker,
 )
@@ -109,8 +110,8 @@ def train_fused(
     fused, members = build_fused(cfg, plans)
     compile_members(fused, cfg, steps_per_epoch=steps_per_epoch)
     policies = [recipe.checkpoint_policy(cfg, m, n_outputs=len(members), position=p) for p, m in enumerate(members)]
-    progress = EpochLog([plan.run for plan in plans], cfg.epochs, log, estimate=estimate_for(settings, round_index,
-                                                                                         announce=announce))
+    progress = EpochLog([run_label(plan.run, recipe) for plan in plans], cfg.epochs, log,
+                        estimate=estimate_for(settings, round_index, announce=announce))
     validation = (tuple(plan.x_val for plan in plans), tuple(plan.y_val for plan in plans)) if val_sizes != {0} else None
     start = time.perf_counter()
     history = fused.fit(

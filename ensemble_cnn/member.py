@@ -89,10 +89,16 @@ def members_of(run: int, recipe: Recipe) -> list[int]:
     return list(range(run * per_run, (run + 1) * per_run))
 
 
+def run_label(run: int, recipe: Recipe) -> str:
+    """How progress lines name training run ``run``: ``member 03``, or ``members 03-05`` for a multi-member recipe."""
+    indices = members_of(run, recipe)
+    return f"member {indices[0]:02d}" if len(indices) == 1 else f"members {indices[0]:02d}-{indices[-1]:02d}"
+
+
 def plan_run(cfg: TrainConfig, run: int, pool: TrainingPool) -> RunPlan:
     """Derive training run ``run``'s seed, validation split and distortion from the config."""
     seed = member_seed(cfg.seed, run)
-    split = split_for_member(pool, val_size=cfg.val_size, seed=seed)
+    split = split_for_member(pool, val_size=cfg.val_size, seed=seed, bootstrap=cfg.bootstrap)
     x_pool, y_pool = pool.data.x_train, pool.data.y_train
     distortion = None
     if cfg.augmentation == "distort":
@@ -221,8 +227,8 @@ def train_runs(
         model = build_member(cfg)
         compile_members(model, cfg, steps_per_epoch=steps_per_epoch)
         policy = recipe.checkpoint_policy(cfg, model)
-        progress = EpochLog(wanted, cfg.epochs, log, estimate=estimate_for(settings, round_index + position,
-                                                                         announce=announce and position == 0))
+        progress = EpochLog([run_label(run, recipe)], cfg.epochs, log,
+                            estimate=estimate_for(settings, round_index + position, announce=announce and position == 0))
         start = time.perf_counter()
         history = model.fit(
             plan.stream(cfg),

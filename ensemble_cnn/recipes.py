@@ -22,7 +22,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from ensemble_cnn.config import TrainConfig
 
-__all__ = ["RECIPES", "Checkpoint", "Recipe", "StandardRecipe", "get_recipe"]
+__all__ = ["RECIPES", "Checkpoint", "Recipe", "SnapshotRecipe", "StandardRecipe", "get_recipe"]
 
 
 @dataclass(frozen=True)
@@ -73,9 +73,16 @@ class Recipe:
 
         schedule = self.learning_rate(cfg, steps_per_epoch=steps_per_epoch)
         if cfg.ema:
-            momentum = ema_momentum(cfg, steps_per_epoch=steps_per_epoch)
+            momentum = ema_momentum(cfg, steps_per_epoch=steps_per_epoch, span_epochs=self.averaging_epochs(cfg))
             return keras.optimizers.Adam(schedule, use_ema=True, ema_momentum=momentum)
         return keras.optimizers.Adam(schedule)
+
+    def check(self, cfg: "TrainConfig") -> None:
+        """Raise ``ValueError`` naming the option when ``cfg`` asks for something this recipe cannot do."""
+
+    def averaging_epochs(self, cfg: "TrainConfig") -> int:
+        """Epochs one member's weight average may span at most twice over (the EMA cap's horizon)."""
+        return cfg.epochs
 
     def loss(self, cfg: "TrainConfig") -> Any:
         """The loss of one member's output: sparse cross-entropy (label-smoothed with ``cfg.label_smoothing``)."""
@@ -108,8 +115,11 @@ class Recipe:
 EMA_MAX_HORIZON = 0.5
 
 
-def ema_momentum(cfg: "TrainConfig", *, steps_per_epoch: int) -> float:
+def ema_momentum(cfg: "TrainConfig", *, steps_per_epoch: int, span_epochs: int | None = None) -> float:
     """The EMA momentum one run uses: ``cfg.ema``, capped so the average spans at most half the run.
+
+    ``span_epochs`` (default ``cfg.epochs``) is the stretch the cap is taken over: a
+    snapshot recipe passes one cycle, so each member averages only its own cycle.
 
     Keras' average starts at the initial weights and has no warm-up, so on a short run
     (a few hundred steps) momentum 0.999 would keep mostly the untrained initial weights.
@@ -119,7 +129,7 @@ def ema_momentum(cfg: "TrainConfig", *, steps_per_epoch: int) -> float:
     (measured, 2 epochs on 1,800 digits at width 0.5: 81.0% test accuracy with the cap,
     83.3% without EMA; with no cap the average would still hold ~90% initial weights).
     """
-    total = max(1, cfg.epochs * steps_per_epoch)
+    total = max(1, (cfg.epochs if span_epochs is None else span_epochs) * steps_per_epoch)
     cap = 1.0 - 1.0 / max(1.0, EMA_MAX_HORIZON * total)
     return float(min(cfg.ema, cap))
 
@@ -161,7 +171,57 @@ class StandardRecipe(Recipe):
         return BestValidation(model, n_outputs=n_outputs, position=position)
 
 
-RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (StandardRecipe(),)}
+class SnapshotRecipe(Recipe):
+    """Snapshot ensembling: three members from one training run, at the ends of three cosine cycles.
+
+    The run's epochs are cut into ``members_per_run`` equal cycles; in each the learning
+    rate falls from ``--lr`` to ``--lr * final fraction`` along a cosine and then restarts
+    (SGDR, Loshchilov & Hutter 2017; snapshot ensembles, Huang et al. 2017). Each cycle's
+    last epoch is a member (with ``--ema``: its averaged weights, the average capped to
+    half a cycle). Three members cost one run's time, but they share one trajectory.
+    """
+
+    name = "snapshot"
+    description = ("3 members per training run: cosine decay restarted twice (--epochs cut into 3 equal cycles); "
+                   "each cycle's last epoch (its --ema weights) is a member. Needs --epochs a multiple of 3, "
+                   "--schedule cosine and --checkpoint last")
+    members_per_run = 3
+
+    def check(self, cfg: "TrainConfig") -> None:
+        cycles = self.members_per_run
+        if cfg.epochs % cycles:
+            raise ValueError(f"epochs must be a multiple of {cycles} with recipe {self.name} "
+                             f"({cycles} equal cycles), got {cfg.epochs}")
+        if cfg.schedule != "cosine":
+            raise ValueError(f"schedule must be cosine with recipe {self.name} (its cycles are cosine restarts), "
+                             f"got {cfg.schedule!r}")
+        if cfg.checkpoint != "last":
+            raise ValueError(f"checkpoint must be last with recipe {self.name} (each cycle's last epoch is a "
+                             f"member), got {cfg.checkpoint!r}")
+
+    def cycle_ends(self, cfg: "TrainConfig") -> list[int]:
+        """The 1-based epochs whose weights become the run's members: ``[E/3, 2E/3, E]``."""
+        length = cfg.epochs // self.members_per_run
+        return [length * (k + 1) for k in range(self.members_per_run)]
+
+    def averaging_epochs(self, cfg: "TrainConfig") -> int:
+        return cfg.epochs // self.members_per_run
+
+    def learning_rate(self, cfg: "TrainConfig", *, steps_per_epoch: int) -> Any:
+        import keras
+
+        cycle_steps = (cfg.epochs // self.members_per_run) * steps_per_epoch
+        return keras.optimizers.schedules.CosineDecayRestarts(
+            cfg.learning_rate, cycle_steps, t_mul=1.0, m_mul=1.0, alpha=cfg.final_lr_fraction
+        )
+
+    def checkpoint_policy(self, cfg: "TrainConfig", model: Any, *, n_outputs: int = 1, position: int = 0) -> Any:
+        from ensemble_cnn.callbacks import EpochSnapshots
+
+        return EpochSnapshots(model, self.cycle_ends(cfg), n_outputs=n_outputs, position=position)
+
+
+RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (StandardRecipe(), SnapshotRecipe())}
 """Every recipe by name: what ``--recipe`` accepts and ``config.json`` stores."""
 
 

@@ -23,3 +23,4 @@ def rng_for(seed: int, *keys: int) -> np.random.Generator:
 VALIDATION_STREAM = 0
 EPOCH_STREAM = 1
 DISTORTION_STREAM = 2
+BOOTSTRAP_STREAM = 3

@@ -12,7 +12,7 @@ import augment
 from ensemble_cnn.data import DataError, MnistData, load_mnist, read_npz
 from ensemble_cnn.outputs import shown
 from ensemble_cnn.hashing import sha256_arrays
-from ensemble_cnn.seeding import DISTORTION_STREAM, EPOCH_STREAM, VALIDATION_STREAM, rng_for
+from ensemble_cnn.seeding import BOOTSTRAP_STREAM, DISTORTION_STREAM, EPOCH_STREAM, VALIDATION_STREAM, rng_for
 
 # Extra arrays stored by ``ensemble-cnn augment`` next to the Keras layout.
 SOURCE_INDEX_KEY = "train_source_index"  # int32 (M,): which original each row comes from
@@ -93,12 +93,14 @@ class MemberSplit:
     val_rows: np.ndarray
 
 
-def split_for_member(pool: TrainingPool, *, val_size: int, seed: int) -> MemberSplit:
+def split_for_member(pool: TrainingPool, *, val_size: int, seed: int, bootstrap: bool = False) -> MemberSplit:
     """Hold out ``val_size`` originals (capped at a tenth; none for 0), drawn from the member's seed.
 
     Validation uses the held-out originals undistorted; training uses every row
     (original or variant) whose source digit is not held out, so no distorted copy of
-    a validation digit leaks into training.
+    a validation digit leaks into training. With ``bootstrap`` (bagging) the training
+    rows are instead ``n`` draws with replacement from those ``n`` rows (about 63% of
+    them distinct), drawn from ``(seed, BOOTSTRAP_STREAM)``; the rows come out sorted.
     """
     n_val = max(1, min(val_size, pool.n_originals // 10)) if val_size > 0 else 0
     rng = rng_for(seed, VALIDATION_STREAM)
@@ -107,6 +109,9 @@ def split_for_member(pool: TrainingPool, *, val_size: int, seed: int) -> MemberS
     in_val = held_out[pool.source_index]
     val_rows = np.flatnonzero(in_val & (pool.variant == 0))
     train_rows = np.flatnonzero(~in_val)
+    if bootstrap:
+        draws = rng_for(seed, BOOTSTRAP_STREAM).integers(0, len(train_rows), size=len(train_rows))
+        train_rows = train_rows[np.sort(draws)]
     return MemberSplit(train_rows=train_rows, val_rows=val_rows)
 
 

@@ -127,3 +127,95 @@ def test_simple_cnn_stacks(arch, layers):
 
 def test_recipes_registry():
     assert "standard" in RECIPES and RECIPES["standard"].members_per_run == 1
+
+
+def test_snapshot_schedule_restarts_at_each_cycle():
+    from ensemble_cnn.recipes import SnapshotRecipe
+
+    cfg = TrainConfig(recipe="snapshot", epochs=6, learning_rate=1e-3, final_lr_fraction=0.1)
+    lr = SnapshotRecipe().learning_rate(cfg, steps_per_epoch=STEPS)
+    cycle = 2 * STEPS  # 6 epochs in 3 cycles of 2 epochs
+    for start in (0, cycle, 2 * cycle):
+        assert float(lr(start)) == pytest.approx(1e-3)
+        assert float(lr(start + cycle // 2)) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
+        assert float(lr(start + cycle - 1)) < 1.1e-4 + 1e-6
+    assert SnapshotRecipe().cycle_ends(cfg) == [2, 4, 6]
+
+
+def test_snapshot_ema_is_capped_to_half_a_cycle(tiny_config):
+    from ensemble_cnn.recipes import RECIPES, ema_momentum
+
+    cfg = tiny_config(recipe="snapshot", epochs=3, ema=0.999, checkpoint="last")
+    span = RECIPES["snapshot"].averaging_epochs(cfg)
+    assert span == 1
+    assert ema_momentum(cfg, steps_per_epoch=20, span_epochs=span) == pytest.approx(1 - 1 / 10)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"epochs": 10}, "epochs must be a multiple of 3 with recipe snapshot"),
+    ({"schedule": "onecycle"}, "schedule must be cosine with recipe snapshot"),
+    ({"checkpoint": "best"}, "checkpoint must be last with recipe snapshot"),
+])
+def test_snapshot_options_are_validated(change, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{"recipe": "snapshot", "epochs": 30, **change})
+
+
+@pytest.mark.parametrize("mode", ["sequential", "fused"])
+def test_snapshot_run_gives_one_member_per_cycle(tiny_config, tmp_path, mode):
+    """4 members = two runs (the second one's last two snapshots are not kept); each run's members are
+    its epochs 1, 2, 3, with their own weights, seed and validation figures."""
+    cfg = tiny_config(recipe="snapshot", epochs=3, members=4, checkpoint="last", ema=0.9, mode=mode,
+                      width=0.5, limit=1000)
+    lines: list[str] = []
+    result = train_ensemble(cfg, tmp_path / "run", log=lines.append)
+    assert result.complete and len(result.records) == 4
+    progress = [line for line in lines if "epoch   3/3" in line]
+    assert any(line.startswith("members 00-02  epoch   3/3") for line in progress), lines
+    assert progress and not any("nan" in line for line in progress), progress
+    records = [json.loads(RunFolder(tmp_path / "run").files(i).record.read_text()) for i in range(4)]
+    assert [r["run"] for r in records] == [0, 0, 0, 1]
+    assert [r["best_epoch"] for r in records] == [1, 2, 3, 1]
+    assert len({r["seed"] for r in records[:3]}) == 1 and records[3]["seed"] != records[0]["seed"]
+    assert all(r["checkpoint"] == "cycle-end+ema" and r["recipe"] == "snapshot" for r in records)
+    history = json.loads(RunFolder(tmp_path / "run").files(0).history.read_text())
+    key = "val_accuracy" if "val_accuracy" in history else "val_member_0_accuracy"
+    assert [r["val_accuracy"] for r in records[:3]] == pytest.approx(history[key])
+    probabilities = [np.load(RunFolder(tmp_path / "run").files(i).probabilities) for i in range(3)]
+    assert not np.allclose(probabilities[0], probabilities[2]), "the snapshots are different weights"
+    assert records[2]["test_accuracy"] > 0.45
+
+
+def _pool(n: int):
+    from ensemble_cnn.data import MnistData
+    from ensemble_cnn.training_data import TrainingPool
+
+    images = np.zeros((n, 28, 28), np.uint8)
+    labels = np.arange(n) % 10
+    data = MnistData(x_train=images, y_train=labels, x_test=images[:10], y_test=labels[:10], source="synthetic")
+    return TrainingPool(data=data, source_index=np.arange(n), variant=np.zeros(n, int), n_originals=n)
+
+
+def test_bootstrap_draws_the_training_rows_with_replacement_from_the_member_seed():
+    from ensemble_cnn.training_data import split_for_member
+
+    pool = _pool(2000)
+    plain = split_for_member(pool, val_size=200, seed=5)
+    bagged = split_for_member(pool, val_size=200, seed=5, bootstrap=True)
+    assert np.array_equal(plain.val_rows, bagged.val_rows), "the hold-out does not change"
+    assert len(bagged.train_rows) == len(plain.train_rows) == 1800
+    assert set(bagged.train_rows) <= set(plain.train_rows)
+    distinct = len(np.unique(bagged.train_rows)) / 1800
+    assert 0.60 < distinct < 0.67, "about 1 - 1/e of the rows are drawn at least once"
+    again = split_for_member(pool, val_size=200, seed=5, bootstrap=True)
+    other = split_for_member(pool, val_size=200, seed=6, bootstrap=True)
+    assert np.array_equal(again.train_rows, bagged.train_rows)
+    assert not np.array_equal(other.train_rows, bagged.train_rows)
+
+
+def test_bootstrap_run_trains_and_says_so(tiny_config, tmp_path):
+    result = train_ensemble(tiny_config(bootstrap=True, epochs=2), tmp_path / "run", log=None)
+    assert result.complete and result.records[0]["train_size"] == 450
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["bootstrap"] is True
+    with pytest.raises(ValueError, match="bootstrap must be true or false"):
+        tiny_config(bootstrap="yes")

@@ -142,6 +142,7 @@ def test_sequential_matches_parallel(parallel_run, tiny_config, tmp_path):
         ({"distortion": {"max_rotation": 5.0}}, "--distortion"),
         ({"seed": 8}, "--seed (7 in the folder, 8 asked)"),
         ({"limit": 1500}, "--limit"),
+        ({"bootstrap": True}, "--bootstrap (False in the folder, True asked)"),
     ],
 )
 def test_a_different_run_in_the_folder_is_refused_naming_the_field(parallel_run, tiny_config, change, named):
