@@ -113,27 +113,52 @@ def run_candidate(name: str, seed: int, members: int, stage: str, *, shared: boo
         raise SystemExit(f"{name} seed {seed}: training failed (exit {done.returncode})")
     result = {"name": name, "seed": seed, "members": members, "stage": stage, "options": options,
               "wall_minutes": round(wall / 60, 2), "cpu": cpu_class(), "shared": shared, **score(run_dir, members)}
-    with open(STUDY / "results.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(result) + "\n")
+    append_result(result)
     print(json.dumps({k: v for k, v in result.items() if k != "options"}), flush=True)
     return result
+
+
+def split_scores(split: str, probabilities: np.ndarray, labels: np.ndarray) -> dict:
+    """``{split}_members``, and each vote's ``{split}_{vote}`` accuracy with its 95% Wilson interval."""
+    out = {f"{split}_members": [float(np.mean(p.argmax(1) == labels)) for p in probabilities]}
+    for vote, rule in VOTES.items():
+        right = int(np.sum(rule.labels(probabilities) == labels))
+        out[f"{split}_{vote}"] = right / len(labels)
+        out[f"{split}_{vote}_ci95"] = list(wilson_interval(right, len(labels)))
+    return out
+
+
+def score_members(runs: list[tuple[RunFolder, list[dict]]]) -> dict:
+    """Study-validation and test scores of the members of ``runs`` (folder, records) voting together.
+
+    Study validation is each folder's saved "test" probabilities (the runs trained on
+    ``study.npz``); MNIST's test digits are predicted from the saved members.
+    """
+    validation = load_mnist(study_data())
+    test = load_mnist(ROOT.parent / "shared" / "data" / "mnist.npz")
+    out: dict = {}
+    for split, data, reload in (("val", validation, False), ("test", test, True)):
+        probabilities = np.concatenate([member_probabilities(folder, records, data, reload=reload)
+                                        for folder, records in runs])
+        out.update(split_scores(split, probabilities, data.y_test))
+    return out
+
+
+def read_results() -> list[dict]:
+    """Every line of ``artifacts/study/results.jsonl``."""
+    return [json.loads(line) for line in (STUDY / "results.jsonl").read_text().splitlines() if line.strip()]
+
+
+def append_result(result: dict) -> None:
+    with open(STUDY / "results.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(result) + "\n")
 
 
 def score(run_dir: Path, members: int) -> dict:
     """Study-validation and test accuracy of each member and each vote."""
     folder = RunFolder(run_dir)
     records = folder.records(members)
-    validation = load_mnist(study_data())
-    test = load_mnist(ROOT.parent / "shared" / "data" / "mnist.npz")
-    out = {}
-    for split, data, reload in (("val", validation, False), ("test", test, True)):
-        probabilities = member_probabilities(folder, records, data, reload=reload)
-        labels = data.y_test
-        out[f"{split}_members"] = [float(np.mean(p.argmax(1) == labels)) for p in probabilities]
-        for vote, rule in VOTES.items():
-            right = int(np.sum(rule.labels(probabilities) == labels))
-            out[f"{split}_{vote}"] = right / len(labels)
-            out[f"{split}_{vote}_ci95"] = list(wilson_interval(right, len(labels)))
+    out = score_members([(folder, records)])
     out["epochs_picked"] = [r["best_epoch"] for r in records]
     out["train_seconds"] = [r["train_seconds"] for r in records]
     return out
@@ -145,41 +170,25 @@ def pool(names: list[str], stage: str, label: str) -> dict:
     ``names`` are run folders under ``artifacts/study/<stage>`` (``NAME-kK-sS``); the
     result is appended to the results with stage ``pool`` and the summed wall time.
     """
-    folders = [STUDY / stage / name for name in names]
-    for folder in folders:
-        if not (folder / "config.json").is_file():
-            raise SystemExit(f"{folder}: not a finished study run")
-    validation = load_mnist(study_data())
-    test = load_mnist(ROOT.parent / "shared" / "data" / "mnist.npz")
-    out: dict = {"name": label, "seed": 0, "stage": "pool", "runs": names, "cpu": cpu_class(), "shared": True}
-    previous = [json.loads(line) for line in (STUDY / "results.jsonl").read_text().splitlines() if line.strip()]
-    walls = {f"{r['name']}-k{r['members']}-s{r['seed']}": r["wall_minutes"] for r in previous if r["stage"] == stage}
-    out["wall_minutes"] = round(sum(walls.get(name, float("nan")) for name in names), 2)
-    out["members"] = 0
-    for split, data, reload in (("val", validation, False), ("test", test, True)):
-        probabilities = []
-        for folder in folders:
-            run = RunFolder(folder)
-            records = run.records(run.read_config().members)
-            probabilities.append(member_probabilities(run, records, data, reload=reload))
-        probabilities = np.concatenate(probabilities)
-        out["members"] = len(probabilities)
-        labels = data.y_test
-        out[f"{split}_members"] = [float(np.mean(p.argmax(1) == labels)) for p in probabilities]
-        for vote, rule in VOTES.items():
-            right = int(np.sum(rule.labels(probabilities) == labels))
-            out[f"{split}_{vote}"] = right / len(labels)
-            out[f"{split}_{vote}_ci95"] = list(wilson_interval(right, len(labels)))
-    with open(STUDY / "results.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(out) + "\n")
+    runs = []
+    for name in names:
+        folder = RunFolder(STUDY / stage / name)
+        if not (folder.path / "config.json").is_file():
+            raise SystemExit(f"{folder.path}: not a finished study run")
+        runs.append((folder, folder.records(folder.read_config().members)))
+    walls = {f"{r['name']}-k{r['members']}-s{r['seed']}": r["wall_minutes"] for r in read_results()
+             if r["stage"] == stage}
+    out = {"name": label, "seed": 0, "stage": "pool", "runs": names, "cpu": cpu_class(), "shared": True,
+           "wall_minutes": round(sum(walls.get(name, float("nan")) for name in names), 2),
+           "members": sum(len(records) for _, records in runs), **score_members(runs)}
+    append_result(out)
     print(json.dumps({k: v for k, v in out.items() if not k.endswith("ci95")}), flush=True)
     return out
 
 
 def table(stage: str) -> None:
     """Markdown table of a stage: mean over seeds per candidate, ranked by validation (majority, soft, members)."""
-    rows = [json.loads(line) for line in (STUDY / "results.jsonl").read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r["stage"] == stage]
+    rows = [r for r in read_results() if r["stage"] == stage]
     by_name: dict[str, list[dict]] = {}
     for row in rows:
         by_name.setdefault(row["name"], []).append(row)

@@ -35,7 +35,8 @@ from ensemble_cnn.data import load_mnist  # noqa: E402
 from ensemble_cnn.ensemble import Ensemble  # noqa: E402
 from ensemble_cnn.evaluate import test_split  # noqa: E402
 from ensemble_cnn.hardware import cpu_class  # noqa: E402
-from ensemble_cnn.member import load_checked_pool, plan_run  # noqa: E402
+from ensemble_cnn.member import load_checked_pool, plan_run, run_of  # noqa: E402
+from ensemble_cnn.recipes import get_recipe  # noqa: E402
 from ensemble_cnn.stats import mcnemar_exact, mcnemar_p_value, wilson_interval  # noqa: E402
 from ensemble_cnn.vote import VOTES  # noqa: E402
 
@@ -83,7 +84,7 @@ def member_validation(run_dir: Path) -> dict:
     pool = load_checked_pool(config)
     right: dict[str, list[np.ndarray]] = {name: [] for name in TTA_VIEWS}
     for index, member in enumerate(ensemble.members_):
-        plan = plan_run(config, index, pool)
+        plan = plan_run(config, run_of(index, get_recipe(config.recipe)), pool)  # its run's hold-out
         single = Ensemble([member], [ensemble.names_[index]])
         probabilities, _ = per_view(single, plan.x_val)
         for name in TTA_VIEWS:

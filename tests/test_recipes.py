@@ -213,8 +213,18 @@ def test_bootstrap_draws_the_training_rows_with_replacement_from_the_member_seed
     assert not np.array_equal(other.train_rows, bagged.train_rows)
 
 
-def test_bootstrap_run_trains_and_says_so(tiny_config, tmp_path):
-    result = train_ensemble(tiny_config(bootstrap=True, epochs=2), tmp_path / "run", log=None)
+def test_bootstrap_run_trains_on_its_draw_and_says_so(tiny_config, tmp_path):
+    from ensemble_cnn.member import load_checked_pool, plan_run
+    from ensemble_cnn.seeding import member_seed
+    from ensemble_cnn.training_data import split_for_member
+
+    cfg = tiny_config(bootstrap=True, epochs=2)
+    pool = load_checked_pool(cfg)
+    drawn = split_for_member(pool, val_size=cfg.val_size, seed=member_seed(cfg.seed, 0), bootstrap=True)
+    plan = plan_run(cfg, 0, pool)
+    assert np.array_equal(plan.x_train, pool.data.x_train[drawn.train_rows]), "the trainer uses the bootstrap draw"
+    assert len(np.unique(drawn.train_rows)) < len(drawn.train_rows)
+    result = train_ensemble(cfg, tmp_path / "run", log=None)
     assert result.complete and result.records[0]["train_size"] == 450
     assert json.loads((tmp_path / "run" / "config.json").read_text())["bootstrap"] is True
     with pytest.raises(ValueError, match="bootstrap must be true or false"):
