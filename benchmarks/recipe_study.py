@@ -77,6 +77,11 @@ CANDIDATES: dict[str, list[str]] = {
     # ensemble methods through the recipe hook, at the screen's compute (2 training runs of ~16 epochs)
     "nielsen-snapshot-mild": ["--arch", "nielsen", "--recipe", "snapshot", "--epochs", "15", *COS_EMA_LS, *MILD],
     "nielsen-cos-ema-ls-mild-bag": ["--arch", "nielsen", "--epochs", "16", "--bootstrap", *COS_EMA_LS, *MILD],
+    # SWA: the uniform average of the last 4 epochs' ends replaces the EMA (1 member per run)
+    "nielsen-swa-ls-mild": ["--arch", "nielsen", "--recipe", "swa", "--epochs", "16", "--schedule", "cosine",
+                            "--ema", "0", "--label-smoothing", "0.1", "--checkpoint", "last", *MILD],
+    # FGE: 3 members per run, at epochs 12, 14, 16 (run with --members 6: 2 runs, the screen's compute)
+    "nielsen-fge-mild": ["--arch", "nielsen", "--recipe", "fge", "--epochs", "16", *COS_EMA_LS, *MILD],
     "deotte50-std": ["--arch", "deotte", "--width", "0.5", "--epochs", "10", *STANDARD, *MEDIUM],
     "deotte50-cos-ema": ["--arch", "deotte", "--width", "0.5", "--epochs", "10", *COS_EMA, *MEDIUM],
     "an5q-std": ["--arch", "an5", "--width", "0.25", "--epochs", "9", *STANDARD, *MEDIUM],

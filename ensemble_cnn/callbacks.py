@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import keras
+import numpy as np
 
 from ensemble_cnn.recipes import Checkpoint
 
@@ -118,6 +119,111 @@ class EpochSnapshots(keras.callbacks.Callback):
     def checkpoints(self) -> list[Checkpoint]:
         """The snapshots taken (fewer than asked when training stopped early)."""
         return list(self.taken)
+
+
+class AveragedEnd(LastEpoch):
+    """Checkpoint policy of weight averaging: the member is the model at the end of training.
+
+    :class:`WeightAverage` has put the average there by then; the validation figures are
+    the last epoch's, which (inside the averaging phase) were measured on the average.
+    """
+
+    policy = "swa-average"
+
+
+class WeightAverage(keras.callbacks.Callback):
+    """Stochastic weight averaging: the plain mean of the weights at the ends of epochs ``start_epoch`` on.
+
+    Every weight of the model is averaged (per variable, so the members of a fused model
+    each get their own average; BatchNorm statistics too). Validation inside the phase
+    sees the average (swapped in for the test and back out for training, as Keras'
+    ``SwapEMAWeights`` does), and training ends with the average in the model.
+
+    Parameters
+    ----------
+    start_epoch : int
+        The first 1-based epoch whose end enters the average.
+    """
+
+    def __init__(self, start_epoch: int) -> None:
+        super().__init__()
+        self.start_epoch = int(start_epoch)
+        self.count = 0
+        self.total: list[np.ndarray] | None = None
+        self._epoch, self._added, self._raw = 0, False, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch, self._added = epoch + 1, False
+
+    def _add(self) -> None:
+        if self._added or self._epoch < self.start_epoch:
+            return
+        weights = self.model.get_weights()
+        if self.total is None:
+            self.total = [np.array(w, dtype=np.float64) for w in weights]
+        else:
+            for total, w in zip(self.total, weights):
+                total += w
+        self.count += 1
+        self._added = True
+
+    def average(self) -> list[np.ndarray]:
+        """The mean weights so far, in the model's dtypes (the accumulation is float64)."""
+        if not self.count:
+            raise ValueError("no epoch has entered the weight average yet")
+        dtypes = [w.dtype for w in self.model.get_weights()]
+        return [(total / self.count).astype(dtype) for total, dtype in zip(self.total, dtypes)]
+
+    def on_test_begin(self, logs=None):  # the epoch's validation, after its training steps
+        self._add()
+        if self.count:
+            self._raw = self.model.get_weights()
+            self.model.set_weights(self.average())
+
+    def on_test_end(self, logs=None):
+        if self._raw is not None:
+            self.model.set_weights(self._raw)
+            self._raw = None
+
+    def on_epoch_end(self, epoch, logs=None):  # no validation split: the epoch's end enters here
+        self._add()
+
+    def on_train_end(self, logs=None):
+        if self.count:
+            self.model.set_weights(self.average())
+
+
+class CosineCycles(keras.optimizers.schedules.LearningRateSchedule):
+    """Consecutive cosine segments: in each, the rate goes from ``start`` to ``end`` along half a cosine.
+
+    Parameters
+    ----------
+    cycles : sequence of (steps, start, end)
+        Each segment's length in optimizer steps and its first and last learning rate
+        (``start == end`` holds the rate). After the last segment the rate stays at its end.
+    """
+
+    def __init__(self, cycles: Sequence[tuple[int, float, float]]) -> None:
+        super().__init__()
+        self.cycles = [(max(1, int(steps)), float(start), float(end)) for steps, start, end in cycles]
+        if not self.cycles:
+            raise ValueError("cycles must name at least one segment")
+
+    def __call__(self, step):
+        ops = keras.ops
+        step = ops.cast(step, "float32")
+        rate = ops.convert_to_tensor(self.cycles[-1][2], "float32")
+        offset = 0.0
+        for steps, start, end in self.cycles:
+            progress = ops.clip((step - offset) / steps, 0.0, 1.0)
+            value = end + (start - end) * 0.5 * (1.0 + ops.cos(math.pi * progress))
+            inside = ops.logical_and(step >= offset, step < offset + steps)
+            rate = ops.where(inside, value, rate)
+            offset += steps
+        return rate
+
+    def get_config(self):
+        return {"cycles": [list(cycle) for cycle in self.cycles]}
 
 
 class SmoothedSparseCrossentropy(keras.losses.Loss):

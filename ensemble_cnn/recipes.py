@@ -2,7 +2,7 @@
 
 A recipe owns the optimizer with its learning-rate schedule and the checkpoint
 policy: a Keras callback that watches the run and, at its end, hands back one or
-more :class:`Checkpoint` (a snapshot, SWA or FGE recipe yields several members
+more :class:`Checkpoint` (a snapshot or FGE recipe yields several members
 from one run; :attr:`Recipe.members_per_run` says how many). Every member of the
 ensemble is a checkpoint of some training run; run ``r`` of a folder yields members
 ``r * M ... r * M + M - 1`` and draws its seed from ``(root seed, r)``, so a member
@@ -22,7 +22,9 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from ensemble_cnn.config import TrainConfig
 
-__all__ = ["RECIPES", "Checkpoint", "Recipe", "SnapshotRecipe", "StandardRecipe", "get_recipe"]
+__all__ = [
+    "RECIPES", "Checkpoint", "FgeRecipe", "Recipe", "SnapshotRecipe", "StandardRecipe", "SwaRecipe", "get_recipe",
+]
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,18 @@ class Checkpoint:
     val_loss: float
     policy: str
 
+
+# SWA: the last quarter of a run's epochs (at least one) is the averaging phase, at this fraction of --lr.
+SWA_FRACTION = 0.25
+SWA_LR_FRACTION = 0.1
+# FGE: the short cycles after the main one each take this fraction of the epochs (at least one),
+# restarting at this fraction of --lr.
+FGE_CYCLE_FRACTION = 0.1
+FGE_RESTART_FRACTION = 0.1
+
+
+def _refuse(recipe: str, option: str, expected: str, why: str, got: Any) -> None:
+    raise ValueError(f"{option} must be {expected} with recipe {recipe} ({why}), got {got!r}")
 
 ONECYCLE_WARMUP = 0.3  # fraction of the steps spent warming up in the one-cycle schedule
 ONECYCLE_START = 1 / 25  # one-cycle starts at this fraction of the peak learning rate
@@ -190,14 +204,11 @@ class SnapshotRecipe(Recipe):
     def check(self, cfg: "TrainConfig") -> None:
         cycles = self.members_per_run
         if cfg.epochs % cycles:
-            raise ValueError(f"epochs must be a multiple of {cycles} with recipe {self.name} "
-                             f"({cycles} equal cycles), got {cfg.epochs}")
+            _refuse(self.name, "epochs", f"a multiple of {cycles}", f"{cycles} equal cycles", cfg.epochs)
         if cfg.schedule != "cosine":
-            raise ValueError(f"schedule must be cosine with recipe {self.name} (its cycles are cosine restarts), "
-                             f"got {cfg.schedule!r}")
+            _refuse(self.name, "schedule", "cosine", "its cycles are cosine restarts", cfg.schedule)
         if cfg.checkpoint != "last":
-            raise ValueError(f"checkpoint must be last with recipe {self.name} (each cycle's last epoch is a "
-                             f"member), got {cfg.checkpoint!r}")
+            _refuse(self.name, "checkpoint", "last", "each cycle's last epoch is a member", cfg.checkpoint)
 
     def cycle_ends(self, cfg: "TrainConfig") -> list[int]:
         """The 1-based epochs whose weights become the run's members: ``[E/3, 2E/3, E]``."""
@@ -221,7 +232,108 @@ class SnapshotRecipe(Recipe):
         return EpochSnapshots(model, self.cycle_ends(cfg), n_outputs=n_outputs, position=position)
 
 
-RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (StandardRecipe(), SnapshotRecipe())}
+class SwaRecipe(Recipe):
+    """Stochastic weight averaging (Izmailov et al. 2018) at the end of each member's run.
+
+    The first three quarters of the epochs follow a cosine decay from ``--lr`` to
+    ``SWA_LR_FRACTION * --lr``; the last quarter (at least one epoch) keeps that learning
+    rate, and the member is the plain average of the weights at the ends of those
+    epochs (validation figures in that phase are the average's). The uniform average
+    replaces ``--ema``. Non-trainable weights (BatchNorm statistics) are averaged too,
+    not recomputed: exact for the ``nielsen`` and ``keras`` nets (no BatchNorm), an
+    approximation for ``deotte``.
+    """
+
+    name = "swa"
+    description = ("stochastic weight averaging: cosine decay to 0.1 x --lr over the first 3/4 of --epochs, then "
+                   "that rate held while the weights of each epoch's end are averaged; the member is the average. "
+                   "Needs --ema 0 (the average replaces it), --schedule cosine, --checkpoint last, --epochs >= 4")
+
+    def check(self, cfg: "TrainConfig") -> None:
+        if cfg.ema:
+            _refuse(self.name, "ema", "0", "its uniform weight average replaces the EMA", cfg.ema)
+        if cfg.schedule != "cosine":
+            _refuse(self.name, "schedule", "cosine", "it decays along a cosine before averaging", cfg.schedule)
+        if cfg.checkpoint != "last":
+            _refuse(self.name, "checkpoint", "last", "the member is the average at the run's end", cfg.checkpoint)
+        if cfg.epochs < 4:
+            _refuse(self.name, "epochs", "at least 4", "3/4 of the run decays, the rest averages", cfg.epochs)
+
+    def averaging_start(self, cfg: "TrainConfig") -> int:
+        """The first 1-based epoch whose end enters the average."""
+        phase = max(1, round(SWA_FRACTION * cfg.epochs))
+        return cfg.epochs - phase + 1
+
+    def learning_rate(self, cfg: "TrainConfig", *, steps_per_epoch: int) -> Any:
+        from ensemble_cnn.callbacks import CosineCycles
+
+        decay_epochs = self.averaging_start(cfg) - 1
+        held_epochs = cfg.epochs - decay_epochs
+        swa_lr = cfg.learning_rate * SWA_LR_FRACTION
+        return CosineCycles([
+            (decay_epochs * steps_per_epoch, cfg.learning_rate, swa_lr),
+            (held_epochs * steps_per_epoch, swa_lr, swa_lr),
+        ])
+
+    def training_callbacks(self, cfg: "TrainConfig") -> list[Any]:
+        from ensemble_cnn.callbacks import WeightAverage
+
+        return [WeightAverage(self.averaging_start(cfg))]
+
+    def checkpoint_policy(self, cfg: "TrainConfig", model: Any, *, n_outputs: int = 1, position: int = 0) -> Any:
+        from ensemble_cnn.callbacks import AveragedEnd
+
+        return AveragedEnd(model, n_outputs=n_outputs, position=position)
+
+
+class FgeRecipe(SnapshotRecipe):
+    """Fast geometric ensembling (Garipov et al. 2018): a full run, then short cycles that each end in a member.
+
+    The first cycle is a cosine decay over most of the epochs (the run as the standard
+    recipe would train it); then two short cycles (``FGE_CYCLE_FRACTION`` of the epochs
+    each, at least one) restart at ``FGE_RESTART_FRACTION * --lr`` and decay again.
+    Each cycle's last epoch is a member: three members for the price of one run, close
+    to each other in weight space (unlike :class:`SnapshotRecipe`, whose cycles are equal
+    and restart at the full rate).
+    """
+
+    name = "fge"
+    description = ("3 members per training run: a cosine decay over most of --epochs, then two short cycles "
+                   "(a tenth of the epochs each) restarting at 0.1 x --lr; each cycle's last epoch (its --ema "
+                   "weights) is a member. Needs --schedule cosine, --checkpoint last, --epochs >= 5")
+
+    def check(self, cfg: "TrainConfig") -> None:
+        if cfg.schedule != "cosine":
+            _refuse(self.name, "schedule", "cosine", "its cycles are cosine decays", cfg.schedule)
+        if cfg.checkpoint != "last":
+            _refuse(self.name, "checkpoint", "last", "each cycle's last epoch is a member", cfg.checkpoint)
+        if cfg.epochs < 5:
+            _refuse(self.name, "epochs", "at least 5", "a main cycle of 3 epochs and two short ones", cfg.epochs)
+
+    def cycle_lengths(self, cfg: "TrainConfig") -> list[int]:
+        """Epochs per cycle: ``[E - 2c, c, c]`` with ``c = max(1, round(FGE_CYCLE_FRACTION * E))``."""
+        short = max(1, round(FGE_CYCLE_FRACTION * cfg.epochs))
+        return [cfg.epochs - 2 * short, short, short]
+
+    def cycle_ends(self, cfg: "TrainConfig") -> list[int]:
+        return [int(end) for end in np.cumsum(self.cycle_lengths(cfg))]
+
+    def averaging_epochs(self, cfg: "TrainConfig") -> int:
+        return self.cycle_lengths(cfg)[-1]
+
+    def learning_rate(self, cfg: "TrainConfig", *, steps_per_epoch: int) -> Any:
+        from ensemble_cnn.callbacks import CosineCycles
+
+        final = cfg.learning_rate * cfg.final_lr_fraction
+        restart = cfg.learning_rate * FGE_RESTART_FRACTION
+        main, *short = self.cycle_lengths(cfg)
+        return CosineCycles([(main * steps_per_epoch, cfg.learning_rate, final),
+                             *[(length * steps_per_epoch, restart, final) for length in short]])
+
+
+RECIPES: dict[str, Recipe] = {
+    recipe.name: recipe for recipe in (StandardRecipe(), SnapshotRecipe(), FgeRecipe(), SwaRecipe())
+}
 """Every recipe by name: what ``--recipe`` accepts and ``config.json`` stores."""
 
 

@@ -232,6 +232,8 @@ TRAINING_OPTION_CASES = {
     "--recipe snapshot --epochs 1": (["--recipe", "snapshot"], "--epochs must be a multiple of 3 with recipe snapshot"),
     "--recipe snapshot --checkpoint best": (["--recipe", "snapshot", "--epochs", "3", "--checkpoint", "best"],
                                             "--checkpoint must be last with recipe snapshot"),
+    "--recipe swa": (["--recipe", "swa", "--ema", "0.9", "--epochs", "4"], "--ema must be 0 with recipe swa"),
+    "--recipe fge --epochs 4": (["--recipe", "fge", "--epochs", "4"], "--epochs must be at least 5 with recipe fge"),
     "--limit 5": (["--limit", "5"], "--limit"),
     "--width 0": (["--width", "0"], "--width"),
     "--dropout 1": (["--dropout", "1"], "--dropout"),

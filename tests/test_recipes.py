@@ -229,3 +229,136 @@ def test_bootstrap_run_trains_on_its_draw_and_says_so(tiny_config, tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["bootstrap"] is True
     with pytest.raises(ValueError, match="bootstrap must be true or false"):
         tiny_config(bootstrap="yes")
+
+
+# --------------------------------------------------------------------------- SWA and FGE
+def test_cosine_cycles_follow_each_segment():
+    from ensemble_cnn.callbacks import CosineCycles
+
+    lr = CosineCycles([(10, 1.0, 0.1), (4, 0.1, 0.1), (4, 0.5, 0.0)])
+    assert float(lr(0)) == pytest.approx(1.0)
+    assert float(lr(5)) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert [float(lr(s)) for s in range(10, 14)] == pytest.approx([0.1] * 4), "a held segment"
+    assert float(lr(14)) == pytest.approx(0.5) and float(lr(16)) == pytest.approx(0.25)
+    assert float(lr(100)) == pytest.approx(0.0), "after the last segment the rate stays at its end"
+    with pytest.raises(ValueError, match="at least one segment"):
+        CosineCycles([])
+
+
+def test_fge_cycles_a_long_run_then_two_short_ones():
+    from ensemble_cnn.recipes import FGE_RESTART_FRACTION, FgeRecipe
+
+    fge = FgeRecipe()
+    assert fge.cycle_lengths(TrainConfig(recipe="fge", epochs=30)) == [24, 3, 3]
+    assert fge.cycle_ends(TrainConfig(recipe="fge", epochs=16)) == [12, 14, 16]
+    assert fge.cycle_ends(TrainConfig(recipe="fge", epochs=5)) == [3, 4, 5]
+    cfg = TrainConfig(recipe="fge", epochs=10, learning_rate=1e-3, final_lr_fraction=0.02)
+    lr = fge.learning_rate(cfg, steps_per_epoch=STEPS)
+    assert float(lr(0)) == pytest.approx(1e-3)
+    assert float(lr(8 * STEPS - 1)) < 2.5e-5, "the main cycle decays to the final rate"
+    for start in (8 * STEPS, 9 * STEPS):
+        assert float(lr(start)) == pytest.approx(1e-3 * FGE_RESTART_FRACTION)
+        assert float(lr(start + STEPS - 1)) < 2.5e-5
+    assert fge.averaging_epochs(cfg) == 1, "the EMA is capped to half a short cycle"
+
+
+def test_swa_decays_then_holds_the_rate():
+    from ensemble_cnn.recipes import SWA_LR_FRACTION, SwaRecipe
+
+    swa = SwaRecipe()
+    cfg = TrainConfig(recipe="swa", epochs=8, ema=0.0, learning_rate=1e-3)
+    assert swa.averaging_start(cfg) == 7, "the last quarter of 8 epochs: epochs 7 and 8"
+    assert swa.averaging_start(TrainConfig(recipe="swa", epochs=4, ema=0.0)) == 4
+    lr = swa.learning_rate(cfg, steps_per_epoch=STEPS)
+    assert float(lr(0)) == pytest.approx(1e-3)
+    assert float(lr(3 * STEPS)) == pytest.approx(1e-4 + 0.9e-3 * 0.5)
+    assert [float(lr(s)) for s in range(6 * STEPS, 8 * STEPS)] == pytest.approx([1e-3 * SWA_LR_FRACTION] * 2 * STEPS)
+
+
+@pytest.mark.parametrize("recipe, change, message", [
+    ("swa", {}, "ema must be 0 with recipe swa"),
+    ("swa", {"ema": 0.0, "epochs": 3}, "epochs must be at least 4 with recipe swa"),
+    ("swa", {"ema": 0.0, "schedule": "exponential"}, "schedule must be cosine with recipe swa"),
+    ("swa", {"ema": 0.0, "checkpoint": "best"}, "checkpoint must be last with recipe swa"),
+    ("fge", {"epochs": 4}, "epochs must be at least 5 with recipe fge"),
+    ("fge", {"schedule": "onecycle"}, "schedule must be cosine with recipe fge"),
+    ("fge", {"checkpoint": "best"}, "checkpoint must be last with recipe fge"),
+])
+def test_swa_and_fge_options_are_validated(recipe, change, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{"recipe": recipe, "epochs": 30, **change})
+
+
+def test_weight_average_is_the_mean_of_the_phase_and_is_what_validation_sees():
+    import keras
+
+    from ensemble_cnn.callbacks import WeightAverage
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    average = WeightAverage(start_epoch=2)
+    average.set_model(model)
+    kernel = lambda: model.get_weights()[0]  # noqa: E731
+    seen = []
+    for epoch, value in enumerate([10.0, 1.0, 2.0, 6.0]):  # epoch 1 (10.0) is before the phase
+        average.on_epoch_begin(epoch)
+        model.set_weights([np.full((2, 1), value, np.float32), np.zeros(1, np.float32)])
+        average.on_test_begin()
+        seen.append(float(kernel()[0, 0]))
+        average.on_test_end()
+        assert float(kernel()[0, 0]) == value, "training goes on from the raw weights"
+        average.on_epoch_end(epoch)
+    assert seen == [10.0, 1.0, 1.5, 3.0], "validation sees the running average from the phase's start"
+    assert average.count == 3
+    average.on_train_end()
+    assert np.allclose(kernel(), 3.0) and kernel().dtype == np.float32
+
+
+def test_weight_average_without_validation_counts_each_epoch_once():
+    import keras
+
+    from ensemble_cnn.callbacks import WeightAverage
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    average = WeightAverage(start_epoch=1)
+    average.set_model(model)
+    for epoch, value in enumerate([2.0, 4.0]):
+        average.on_epoch_begin(epoch)
+        model.set_weights([np.full((1, 1), value, np.float32)])
+        average.on_epoch_end(epoch)
+    average.on_train_end()
+    assert average.count == 2 and float(model.get_weights()[0][0, 0]) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("mode", ["sequential", "fused"])
+def test_swa_member_is_the_validated_average(tiny_config, tmp_path, mode):
+    """The saved member scores on its hold-out exactly what the last epoch's validation (the average) said."""
+    from ensemble_cnn.member import load_checked_pool, plan_run
+    from ensemble_cnn.run_folder import load_member
+
+    cfg = tiny_config(recipe="swa", epochs=8, members=2, mode=mode, width=0.5, limit=1000, val_size=200)  # averages epochs 7, 8
+    result = train_ensemble(cfg, tmp_path / "run", log=None)
+    assert result.complete and len(result.records) == 2
+    pool = load_checked_pool(cfg)
+    folder = RunFolder(tmp_path / "run")
+    for index, record in enumerate(sorted(result.records, key=lambda r: r["index"])):
+        assert record["checkpoint"] == "swa-average" and record["recipe"] == "swa" and record["best_epoch"] == 8
+        plan = plan_run(cfg, index, pool)
+        probabilities = load_member(folder.files(index).model).predict(plan.x_val, verbose=0)
+        target = np.full(probabilities.shape, cfg.label_smoothing / 10) + np.eye(10)[plan.y_val] * (1 - cfg.label_smoothing)
+        loss = float(np.mean(-(target * np.log(probabilities)).sum(axis=1)))  # the smoothed cross-entropy
+        history = json.loads(folder.files(index).history.read_text())
+        key = "val_loss" if "val_loss" in history else f"val_member_{index}_loss"
+        assert loss == pytest.approx(history[key][-1], rel=1e-4), "the saved weights are the ones last validated"
+        assert float(np.mean(probabilities.argmax(1) == plan.y_val)) == pytest.approx(record["val_accuracy"])
+        assert record["test_accuracy"] > 0.45
+
+
+def test_fge_run_gives_three_members_from_the_cycle_ends(tiny_config, tmp_path):
+    cfg = tiny_config(recipe="fge", epochs=5, members=3, ema=0.9, width=0.5, limit=1000)
+    result = train_ensemble(cfg, tmp_path / "run", log=None)
+    records = sorted(result.records, key=lambda r: r["index"])
+    assert [r["best_epoch"] for r in records] == [3, 4, 5]
+    assert len({r["seed"] for r in records}) == 1 and all(r["checkpoint"] == "cycle-end+ema" for r in records)
+    probabilities = [np.load(RunFolder(tmp_path / "run").files(i).probabilities) for i in range(3)]
+    assert not np.allclose(probabilities[1], probabilities[2]), "each short cycle ends in other weights"
+    assert records[2]["test_accuracy"] > 0.45
