@@ -62,6 +62,13 @@ FGE_RESTART_FRACTION = 0.1
 def _refuse(recipe: str, option: str, expected: str, why: str, got: Any) -> None:
     raise ValueError(f"{option} must be {expected} with recipe {recipe} ({why}), got {got!r}")
 
+
+def _require(recipe: str, cfg: "TrainConfig", **needs: tuple[Any, str]) -> None:
+    """Refuse ``cfg`` unless every named field has its value: ``schedule=("cosine", why)``."""
+    for option, (value, why) in needs.items():
+        if getattr(cfg, option) != value:
+            _refuse(recipe, option, str(value), why, getattr(cfg, option))
+
 ONECYCLE_WARMUP = 0.3  # fraction of the steps spent warming up in the one-cycle schedule
 ONECYCLE_START = 1 / 25  # one-cycle starts at this fraction of the peak learning rate
 
@@ -205,10 +212,8 @@ class SnapshotRecipe(Recipe):
         cycles = self.members_per_run
         if cfg.epochs % cycles:
             _refuse(self.name, "epochs", f"a multiple of {cycles}", f"{cycles} equal cycles", cfg.epochs)
-        if cfg.schedule != "cosine":
-            _refuse(self.name, "schedule", "cosine", "its cycles are cosine restarts", cfg.schedule)
-        if cfg.checkpoint != "last":
-            _refuse(self.name, "checkpoint", "last", "each cycle's last epoch is a member", cfg.checkpoint)
+        _require(self.name, cfg, schedule=("cosine", "its cycles are cosine restarts"),
+                 checkpoint=("last", "each cycle's last epoch is a member"))
 
     def cycle_ends(self, cfg: "TrainConfig") -> list[int]:
         """The 1-based epochs whose weights become the run's members: ``[E/3, 2E/3, E]``."""
@@ -250,12 +255,9 @@ class SwaRecipe(Recipe):
                    "Needs --ema 0 (the average replaces it), --schedule cosine, --checkpoint last, --epochs >= 4")
 
     def check(self, cfg: "TrainConfig") -> None:
-        if cfg.ema:
-            _refuse(self.name, "ema", "0", "its uniform weight average replaces the EMA", cfg.ema)
-        if cfg.schedule != "cosine":
-            _refuse(self.name, "schedule", "cosine", "it decays along a cosine before averaging", cfg.schedule)
-        if cfg.checkpoint != "last":
-            _refuse(self.name, "checkpoint", "last", "the member is the average at the run's end", cfg.checkpoint)
+        _require(self.name, cfg, ema=(0, "its uniform weight average replaces the EMA"),
+                 schedule=("cosine", "it decays along a cosine before averaging"),
+                 checkpoint=("last", "the member is the average at the run's end"))
         if cfg.epochs < 4:
             _refuse(self.name, "epochs", "at least 4", "3/4 of the run decays, the rest averages", cfg.epochs)
 
@@ -303,10 +305,8 @@ class FgeRecipe(SnapshotRecipe):
                    "weights) is a member. Needs --schedule cosine, --checkpoint last, --epochs >= 5")
 
     def check(self, cfg: "TrainConfig") -> None:
-        if cfg.schedule != "cosine":
-            _refuse(self.name, "schedule", "cosine", "its cycles are cosine decays", cfg.schedule)
-        if cfg.checkpoint != "last":
-            _refuse(self.name, "checkpoint", "last", "each cycle's last epoch is a member", cfg.checkpoint)
+        _require(self.name, cfg, schedule=("cosine", "its cycles are cosine decays"),
+                 checkpoint=("last", "each cycle's last epoch is a member"))
         if cfg.epochs < 5:
             _refuse(self.name, "epochs", "at least 5", "a main cycle of 3 epochs and two short ones", cfg.epochs)
 
