@@ -3,6 +3,7 @@
     python benchmarks/recipe_study.py run NAME [NAME ...] [--seeds 0] [--members 2] [--stage screen]
     python benchmarks/recipe_study.py pool LABEL RUN [RUN ...] [--stage screen]
     python benchmarks/recipe_study.py table [--stage screen]
+    python benchmarks/recipe_study.py sizes RUN --first 5 6 [--stage screen]
     python benchmarks/recipe_study.py list
 
 Protocol (honest: nothing is chosen on the test set):
@@ -40,7 +41,7 @@ from ensemble_cnn.data import load_mnist  # noqa: E402
 from ensemble_cnn.evaluate import member_probabilities  # noqa: E402
 from ensemble_cnn.hardware import cpu_class  # noqa: E402
 from ensemble_cnn.run_folder import RunFolder  # noqa: E402
-from ensemble_cnn.stats import wilson_interval  # noqa: E402
+from ensemble_cnn.stats import mcnemar_exact, wilson_interval  # noqa: E402
 from ensemble_cnn.vote import VOTES  # noqa: E402
 
 STUDY = ROOT / "artifacts" / "study"
@@ -169,6 +170,29 @@ def score(run_dir: Path, members: int) -> dict:
     return out
 
 
+def sizes(name: str, stage: str, firsts: list[int]) -> None:
+    """Print the votes of a finished run's first K members for each K, with the exact McNemar test of
+    each size against the previous one on the same digits (study validation decides; test beside it)."""
+    folder = RunFolder(STUDY / stage / name)
+    records = folder.records(max(firsts))
+    splits = {"val": (load_mnist(study_data()), False),
+              "test": (load_mnist(ROOT.parent / "shared" / "data" / "mnist.npz"), True)}
+    probabilities = {split: member_probabilities(folder, records, data, reload=reload)
+                     for split, (data, reload) in splits.items()}
+    previous: dict = {}
+    for k in firsts:
+        line = [f"first {k} members:"]
+        for split, (data, _) in splits.items():
+            for vote, rule in VOTES.items():
+                right = rule.labels(probabilities[split][:k]) == data.y_test
+                line.append(f"{split} {vote} {100 * right.mean():.2f}%")
+                if (split, vote) in previous:
+                    test = mcnemar_exact(right, previous[split, vote])
+                    line.append(f"(vs the previous size: {test['only_a']} vs {test['only_b']}, p = {test['p_value']:.2g})")
+                previous[split, vote] = right
+        print(" ".join(line), flush=True)
+
+
 def pool(names: list[str], stage: str, label: str) -> dict:
     """Score the vote of several finished candidates' members together (e.g. heterogeneous architectures).
 
@@ -237,6 +261,10 @@ def main() -> None:
     together.add_argument("--stage", default="screen")
     show = sub.add_parser("table", help="print a stage's results as Markdown")
     show.add_argument("--stage", default="screen")
+    sizes_parser = sub.add_parser("sizes", help="votes of a finished run's first K members, for several K")
+    sizes_parser.add_argument("run", help="a run folder under artifacts/study/STAGE, e.g. nielsen-std-k2-s0")
+    sizes_parser.add_argument("--first", type=int, nargs="+", required=True, help="member counts K")
+    sizes_parser.add_argument("--stage", default="screen")
     sub.add_parser("list", help="print the candidates")
     args = parser.parse_args()
     if args.command == "list":
@@ -246,6 +274,8 @@ def main() -> None:
         pool(args.runs, args.stage, args.label)
     elif args.command == "table":
         table(args.stage)
+    elif args.command == "sizes":
+        sizes(args.run, args.stage, args.first)
     else:
         for seed in (int(s) for s in args.seeds.split(",")):
             for name in args.names:
