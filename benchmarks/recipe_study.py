@@ -69,6 +69,7 @@ CANDIDATES: dict[str, list[str]] = {
     # epochs and batch size for the chosen recipe (the default's 30 epochs and batch 128, checked on validation)
     "nielsen-cos-ema-ls-mild-e10": ["--arch", "nielsen", "--epochs", "10", *COS_EMA_LS, *MILD],  # --preset quick's
     "nielsen-cos-ema-ls-mild-e30": ["--arch", "nielsen", "--epochs", "30", *COS_EMA_LS, *MILD],
+    "nielsen-cos-ema-ls-mild-e60": ["--arch", "nielsen", "--epochs", "60", *COS_EMA_LS, *MILD],  # fewer, longer members
     "nielsen-cos-ema-ls-mild-b256": ["--arch", "nielsen", "--epochs", "16", "--batch-size", "256", "--lr", "0.002",
                                      *COS_EMA_LS, *MILD],
     "nielsen-cos-ema-ls-mild-b512": ["--arch", "nielsen", "--epochs", "16", "--batch-size", "512", "--lr", "0.004",
