@@ -113,13 +113,15 @@ def run_candidate(name: str, seed: int, members: int, stage: str, *, shared: boo
     command = [sys.executable, "-m", "cli", "train", "--data", str(study_data()), *options,
                "--members", str(members), "--seed", str(seed), "--out", str(run_dir)]
     print("$ ensemble-cnn " + " ".join(command[3:]), flush=True)
+    reused = len(RunFolder(run_dir).records(members)) if run_dir.is_dir() else 0  # the wall time is of the rest
     start = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{name} seed {seed}: training failed (exit {done.returncode})")
     result = {"name": name, "seed": seed, "members": members, "stage": stage, "options": options,
-              "wall_minutes": round(wall / 60, 2), "cpu": cpu_class(), "shared": shared, **score(run_dir, members)}
+              "wall_minutes": round(wall / 60, 2), "members_reused": reused, "cpu": cpu_class(), "shared": shared,
+              **score(run_dir, members)}
     append_result(result)
     print(json.dumps({k: v for k, v in result.items() if k != "options"}), flush=True)
     return result
@@ -219,9 +221,9 @@ def pool(names: list[str], stage: str, label: str) -> dict:
 def table(stage: str) -> None:
     """Markdown table of a stage: mean over seeds per candidate, ranked by validation (majority, soft, members)."""
     rows = [r for r in read_results() if r["stage"] == stage]
-    by_name: dict[str, list[dict]] = {}
+    by_name: dict[tuple[str, int], list[dict]] = {}  # one row per candidate and member count, over seeds
     for row in rows:
-        by_name.setdefault(row["name"], []).append(row)
+        by_name.setdefault((row["name"], row["members"]), []).append(row)
 
     def mean(key: str, runs: list[dict]) -> float:
         return float(np.mean([r[key] for r in runs]))
@@ -235,10 +237,12 @@ def table(stage: str) -> None:
     print("| rank | candidate | seeds | members | val: members mean | val: majority | val: soft | "
           "test: members mean | test: majority | test: soft | wall min |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for rank, (name, runs) in enumerate(ranked, start=1):
+    for rank, ((name, _), runs) in enumerate(ranked, start=1):
         members_val = np.mean([np.mean(r["val_members"]) for r in runs])
         members_test = np.mean([np.mean(r["test_members"]) for r in runs])
         shared = " (shared)" if any(r["shared"] for r in runs) else ""
+        reused = sum(r.get("members_reused", 0) for r in runs)
+        shared += f" ({reused} reused members not in it)" if reused else ""
         print(f"| {rank} | `{name}` | {len(runs)} | {runs[0]['members']} | {100 * members_val:.2f}% | "
               f"**{100 * mean('val_majority', runs):.2f}%**{sd('val_majority', runs)} | "
               f"{100 * mean('val_soft', runs):.2f}%{sd('val_soft', runs)} | {100 * members_test:.2f}% | "
