@@ -46,6 +46,7 @@ from ensemble_cnn.vote import VOTES  # noqa: E402
 
 STUDY = ROOT / "artifacts" / "study"
 STUDY_TRAIN = 50_000
+MNIST_FILE = ROOT.parent / "shared" / "data" / "mnist.npz"
 
 # The recipe options spelled out in full (they do not lean on TrainConfig's defaults, which this study set).
 STANDARD = ["--schedule", "exponential", "--ema", "0", "--label-smoothing", "0", "--checkpoint", "best"]
@@ -99,7 +100,7 @@ def study_data() -> Path:
         return path
     from ensemble_cnn import _atomic
 
-    mnist = load_mnist(ROOT.parent / "shared" / "data" / "mnist.npz")
+    mnist = load_mnist(MNIST_FILE)
     STUDY.mkdir(parents=True, exist_ok=True)
     _atomic.write_npz(path, x_train=mnist.x_train[:STUDY_TRAIN], y_train=mnist.y_train[:STUDY_TRAIN],
                       x_test=mnist.x_train[STUDY_TRAIN:], y_test=mnist.y_train[STUDY_TRAIN:])
@@ -137,19 +138,24 @@ def split_scores(split: str, probabilities: np.ndarray, labels: np.ndarray) -> d
     return out
 
 
-def score_members(runs: list[tuple[RunFolder, list[dict]]]) -> dict:
-    """Study-validation and test scores of the members of ``runs`` (folder, records) voting together.
+def split_probabilities(runs: list[tuple[RunFolder, list[dict]]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{"val": (probabilities (K, N, 10), labels), "test": ...}`` of the members of ``runs`` (folder, records).
 
     Study validation is each folder's saved "test" probabilities (the runs trained on
     ``study.npz``); MNIST's test digits are predicted from the saved members.
     """
-    validation = load_mnist(study_data())
-    test = load_mnist(ROOT.parent / "shared" / "data" / "mnist.npz")
+    out = {}
+    for split, data, reload in (("val", load_mnist(study_data()), False), ("test", load_mnist(MNIST_FILE), True)):
+        out[split] = (np.concatenate([member_probabilities(folder, records, data, reload=reload)
+                                      for folder, records in runs]), data.y_test)
+    return out
+
+
+def score_members(runs: list[tuple[RunFolder, list[dict]]]) -> dict:
+    """Study-validation and test scores of the members of ``runs`` voting together."""
     out: dict = {}
-    for split, data, reload in (("val", validation, False), ("test", test, True)):
-        probabilities = np.concatenate([member_probabilities(folder, records, data, reload=reload)
-                                        for folder, records in runs])
-        out.update(split_scores(split, probabilities, data.y_test))
+    for split, (probabilities, labels) in split_probabilities(runs).items():
+        out.update(split_scores(split, probabilities, labels))
     return out
 
 
@@ -177,17 +183,13 @@ def sizes(name: str, stage: str, firsts: list[int]) -> None:
     """Print the votes of a finished run's first K members for each K, with the exact McNemar test of
     each size against the previous one on the same digits (study validation decides; test beside it)."""
     folder = RunFolder(STUDY / stage / name)
-    records = folder.records(max(firsts))
-    splits = {"val": (load_mnist(study_data()), False),
-              "test": (load_mnist(ROOT.parent / "shared" / "data" / "mnist.npz"), True)}
-    probabilities = {split: member_probabilities(folder, records, data, reload=reload)
-                     for split, (data, reload) in splits.items()}
+    splits = split_probabilities([(folder, folder.records(max(firsts)))])
     previous: dict = {}
     for k in firsts:
         line = [f"first {k} members:"]
-        for split, (data, _) in splits.items():
+        for split, (probabilities, labels) in splits.items():
             for vote, rule in VOTES.items():
-                right = rule.labels(probabilities[split][:k]) == data.y_test
+                right = rule.labels(probabilities[:k]) == labels
                 line.append(f"{split} {vote} {100 * right.mean():.2f}%")
                 if (split, vote) in previous:
                     test = mcnemar_exact(right, previous[split, vote])

@@ -150,6 +150,7 @@ class WeightAverage(keras.callbacks.Callback):
         self.start_epoch = int(start_epoch)
         self.count = 0
         self.total: list[np.ndarray] | None = None
+        self._dtypes: list[np.dtype] = []
         self._epoch, self._added, self._raw = 0, False, None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -161,6 +162,7 @@ class WeightAverage(keras.callbacks.Callback):
         weights = self.model.get_weights()
         if self.total is None:
             self.total = [np.array(w, dtype=np.float64) for w in weights]
+            self._dtypes = [w.dtype for w in weights]
         else:
             for total, w in zip(self.total, weights):
                 total += w
@@ -171,8 +173,7 @@ class WeightAverage(keras.callbacks.Callback):
         """The mean weights so far, in the model's dtypes (the accumulation is float64)."""
         if not self.count:
             raise ValueError("no epoch has entered the weight average yet")
-        dtypes = [w.dtype for w in self.model.get_weights()]
-        return [(total / self.count).astype(dtype) for total, dtype in zip(self.total, dtypes)]
+        return [(total / self.count).astype(dtype) for total, dtype in zip(self.total, self._dtypes)]
 
     def on_test_begin(self, logs=None):  # the epoch's validation, after its training steps
         self._add()

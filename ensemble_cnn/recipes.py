@@ -215,13 +215,17 @@ class SnapshotRecipe(Recipe):
         _require(self.name, cfg, schedule=("cosine", "its cycles are cosine restarts"),
                  checkpoint=("last", "each cycle's last epoch is a member"))
 
+    def cycle_lengths(self, cfg: "TrainConfig") -> list[int]:
+        """Epochs per cycle, one cycle per member: ``[E/3, E/3, E/3]``."""
+        return [cfg.epochs // self.members_per_run] * self.members_per_run
+
     def cycle_ends(self, cfg: "TrainConfig") -> list[int]:
         """The 1-based epochs whose weights become the run's members: ``[E/3, 2E/3, E]``."""
-        length = cfg.epochs // self.members_per_run
-        return [length * (k + 1) for k in range(self.members_per_run)]
+        return [int(end) for end in np.cumsum(self.cycle_lengths(cfg))]
 
     def averaging_epochs(self, cfg: "TrainConfig") -> int:
-        return cfg.epochs // self.members_per_run
+        """The last (shortest) cycle: each member's weight average stays within its own cycle."""
+        return self.cycle_lengths(cfg)[-1]
 
     def learning_rate(self, cfg: "TrainConfig", *, steps_per_epoch: int) -> Any:
         import keras
@@ -314,12 +318,6 @@ class FgeRecipe(SnapshotRecipe):
         """Epochs per cycle: ``[E - 2c, c, c]`` with ``c = max(1, round(FGE_CYCLE_FRACTION * E))``."""
         short = max(1, round(FGE_CYCLE_FRACTION * cfg.epochs))
         return [cfg.epochs - 2 * short, short, short]
-
-    def cycle_ends(self, cfg: "TrainConfig") -> list[int]:
-        return [int(end) for end in np.cumsum(self.cycle_lengths(cfg))]
-
-    def averaging_epochs(self, cfg: "TrainConfig") -> int:
-        return self.cycle_lengths(cfg)[-1]
 
     def learning_rate(self, cfg: "TrainConfig", *, steps_per_epoch: int) -> Any:
         from ensemble_cnn.callbacks import CosineCycles
