@@ -74,6 +74,20 @@ def measure_one(arch: str, threads: int, data: str, repeat: int, *, tf_default: 
     return best
 
 
+def measure_in_processes(arch: str, threads: int, data: str, repeat: int, env: dict[str, str], *, copies: int = 1,
+                         batch_size: int = 128, tf_default: bool = False) -> list[float]:
+    """Run :func:`measure_one` in ``copies`` fresh processes at once (side by side); their img/s each."""
+    command = [sys.executable, __file__, "--measure-one", arch, str(threads), "--data", data, "--repeat", str(repeat),
+               "--batch-size", str(batch_size)] + (["--tf-default"] if tf_default else [])
+    workers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(copies)]
+    outs = [worker.communicate() for worker in workers]
+    for worker, (_, err) in zip(workers, outs):
+        if worker.returncode:
+            raise SystemExit(f"a measuring process failed ({' '.join(command[2:])}):\n{err[-2000:]}")
+    return [json.loads(out.strip().splitlines()[-1])["img_per_s"] for out, _ in outs]
+
+
 def onednn_table(archs: list[str], data: str, repeat: int) -> None:
     """Print default vs oneDNN throughput per architecture and thread count (and the AVX2 stand-in)."""
     flags = cpu_flags()
@@ -89,10 +103,7 @@ def onednn_table(archs: list[str], data: str, repeat: int) -> None:
                 for name, setting in ONEDNN_SETTINGS.items():
                     env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS",)}
                     env.update({"TF_CPP_MIN_LOG_LEVEL": "3", **extra, **setting})
-                    command = [sys.executable, __file__, "--measure-one", arch, str(threads), "--data", data,
-                               "--repeat", str(repeat)] + (["--tf-default"] if name == "default" else [])
-                    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-                    rates[name] = json.loads(out.strip().splitlines()[-1])["img_per_s"]
+                    rates[name], = measure_in_processes(arch, threads, data, repeat, env, tf_default=name == "default")
                 ratio = rates["oneDNN on"] / rates["default"]
                 print(f"{arch:<9}{threads:>8}{label:>15}{rates['default']:>15.0f}{rates['oneDNN on']:>14.0f}"
                       f"{ratio:>6.2f}x", flush=True)
@@ -112,13 +123,7 @@ def batch_table(arch: str, batches: list[int], data: str, repeat: int) -> None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "1"}
     rates = {}
     for batch in sorted(set(batches) | {128}):
-        command = [sys.executable, __file__, "--measure-one", arch, "1", "--data", data, "--repeat", str(repeat),
-                   "--batch-size", str(batch)]
-        workers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in range(cores)]
-        outs = [w.communicate()[0] for w in workers]
-        if any(w.returncode for w in workers):
-            raise SystemExit(f"batch {batch}: a measuring process failed")
-        rates[batch] = sum(json.loads(out.strip().splitlines()[-1])["img_per_s"] for out in outs)
+        rates[batch] = sum(measure_in_processes(arch, 1, data, repeat, env, copies=cores, batch_size=batch))
     for batch, rate in rates.items():
         print(f"{batch:>6}{rate:>13.0f}{rate / rates[128]:>7.2f}x", flush=True)
 
