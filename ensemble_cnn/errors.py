@@ -1,4 +1,4 @@
-"""The library's error types for run folders and execution engines (data errors: :mod:`ensemble_cnn.data`).
+"""The library's error types for run folders and execution engines (data errors: :mod:`ensemble_cnn.data.mnist`).
 
 Every message is one line that names the folder, file or engine and what is wrong;
 the command line prints it as is.

@@ -1,4 +1,4 @@
-"""ensemble_cnn.inputs: reading users' image and array files safely (real files written in tmp_path)."""
+"""ensemble_cnn.inference.inputs: reading users' image and array files safely (real files written in tmp_path)."""
 from __future__ import annotations
 
 import gzip
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from ensemble_cnn import inputs
-from ensemble_cnn.inputs import (
+from ensemble_cnn.inference import inputs
+from ensemble_cnn.inference.inputs import (
     ARRAY_SUFFIXES,
     IMAGE_SUFFIXES,
     MAX_IMAGE_PIXELS,
@@ -31,7 +31,7 @@ from ensemble_cnn.inputs import (
     read_arrays,
     read_image,
 )
-from ensemble_cnn.preprocess import preprocess_digits
+from ensemble_cnn.inference.preprocess import preprocess_digits
 
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
 

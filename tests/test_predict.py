@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import main
-from ensemble_cnn.ensemble import Ensemble, as_digits
-from ensemble_cnn.run_folder import RunFolder
-from ensemble_cnn.vote import VOTES, majority_vote, soft_vote
+from ensemble_cnn.inference.ensemble import Ensemble, as_digits
+from ensemble_cnn.storage.run_folder import RunFolder
+from ensemble_cnn.inference.vote import VOTES, majority_vote, soft_vote
 from test_bad_inputs import snapshot
 
 
@@ -259,7 +259,7 @@ def test_tta_averages_each_member_over_the_views(run_dir, test_digits):
 def test_evaluate_with_tta_reports_its_views_and_cost(run_dir, tmp_path, small_mnist_npz):
     import shutil
 
-    from ensemble_cnn.evaluate import evaluate_run
+    from ensemble_cnn.evaluation.evaluate import evaluate_run
 
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)

@@ -1,11 +1,11 @@
-"""ensemble_cnn.preprocess: arbitrary digit images -> MNIST-style 28x28 digits (exact answers where possible)."""
+"""ensemble_cnn.inference.preprocess: arbitrary digit images -> MNIST-style 28x28 digits (exact answers where possible)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from ensemble_cnn.preprocess import (
+from ensemble_cnn.inference.preprocess import (
     BLANK_LEVEL,
     INK_THRESHOLD,
     MNIST_BOX,

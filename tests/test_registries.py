@@ -1,8 +1,8 @@
 """Registry-wide tests: every architecture, every recipe and every vote, through the real paths.
 
 The package has three registries that the command line, the config and the trainer read:
-:data:`ensemble_cnn.models.ARCHITECTURES`, :data:`ensemble_cnn.recipes.RECIPES` and
-:data:`ensemble_cnn.vote.VOTES`. Adding an entry is meant to be one function or class plus
+:data:`ensemble_cnn.models.ARCHITECTURES`, :data:`ensemble_cnn.training.recipes.RECIPES` and
+:data:`ensemble_cnn.inference.vote.VOTES`. Adding an entry is meant to be one function or class plus
 one line, so the tests here are parametrized over the registries themselves (as
 albumentations runs every transform): a new entry is walked automatically, and an entry
 that does not work end to end fails here, not in a user's run.
@@ -37,17 +37,18 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import main
-from ensemble_cnn.ensemble import Ensemble
-from ensemble_cnn.evaluate import evaluate_run
-from ensemble_cnn.export import export_ensemble
+from ensemble_cnn.inference.ensemble import Ensemble
+from ensemble_cnn.evaluation.evaluate import evaluate_run
+from ensemble_cnn.inference.export import export_ensemble
 from ensemble_cnn.models import ARCHITECTURES, build_model
-from ensemble_cnn.predict import ImagePredictor
-from ensemble_cnn.preprocess import preprocess_digits
-from ensemble_cnn.recipes import RECIPES
-from ensemble_cnn.run_folder import RunFolder, load_member
-from ensemble_cnn.serve import make_server, server_url
-from ensemble_cnn.train import train_ensemble
-from ensemble_cnn.vote import VOTES
+from ensemble_cnn.inference.predict import ImagePredictor
+from ensemble_cnn.inference.preprocess import preprocess_digits
+from ensemble_cnn.training.recipes import RECIPES
+from ensemble_cnn.models import load_member
+from ensemble_cnn.storage.run_folder import RunFolder
+from ensemble_cnn.inference.serve import make_server, server_url
+from ensemble_cnn.training.train import train_ensemble
+from ensemble_cnn.inference.vote import VOTES
 
 WIDTH = 0.25  # every net at a quarter of its channels: the An nets cost width**2, seconds at 0.25
 LIMIT, VAL_SIZE = 300, 50  # the hold-out is capped to a tenth (30): 270 training digits, 9 steps of 32

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ensemble_cnn.serve import (
+from ensemble_cnn.inference.serve import (
     MAX_BODY_BYTES,
     is_loopback,
     make_server,
@@ -227,7 +227,7 @@ def test_query_string_is_ignored(port):
     "/static/../serve.py",
     "/static/app.js",
     "/serve.py",
-    "/ensemble_cnn/serve.py",
+    "/ensemble_cnn/inference/serve.py",
     "/app.js/",
     "/APP.JS",
     "/etc/passwd",
@@ -431,7 +431,7 @@ def test_body_shorter_than_announced(port, predictor):
 
 
 def test_slow_client_times_out(port, monkeypatch):
-    import ensemble_cnn.serve as serve_module
+    import ensemble_cnn.inference.serve as serve_module
 
     monkeypatch.setattr(serve_module, "READ_TIMEOUT_S", 0.5)
     raw = (b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
@@ -557,8 +557,7 @@ def test_info_and_predict_share_the_lock(server, port):
 
 # ---- serve() and helpers -----------------------------------------------------------------------
 def test_serve_prints_the_address_and_stops_cleanly_on_ctrl_c(monkeypatch, predictor):
-    from ensemble_cnn import serve as serve_module
-
+    from ensemble_cnn.inference import serve as serve_module
     lines: list[str] = []
     closed: list[bool] = []
     real_make_server = serve_module.make_server

@@ -1,7 +1,7 @@
 """Predicting users' own digits: files in, one row per digit out (table, CSV or JSON), and a preview.
 
 Image files (PNG, JPEG, BMP, GIF, TIFF) hold one digit each and go through MNIST's
-own preprocessing by default (:mod:`ensemble_cnn.preprocess`); array files (``.npy``,
+own preprocessing by default (:mod:`ensemble_cnn.inference.preprocess`); array files (``.npy``,
 ``.npz`` with ``x`` or ``x_test``, IDX) hold MNIST-style 28x28 digits and are used as
 they are. A file that cannot be read is reported in one line and the others are
 still predicted. Nothing here writes to an input.
@@ -17,11 +17,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ensemble_cnn.ensemble import Ensemble
-from ensemble_cnn.inputs import InputError, classify_path, expand_paths, read_arrays, read_image
-from ensemble_cnn.outputs import shown
-from ensemble_cnn.preprocess import preprocess_digits, to_grayscale
-from ensemble_cnn.vote import VOTES
+from ensemble_cnn.inference.ensemble import Ensemble
+from ensemble_cnn.inference.inputs import InputError, classify_path, expand_paths, read_arrays, read_image
+from ensemble_cnn.storage.outputs import shown
+from ensemble_cnn.inference.preprocess import preprocess_digits, to_grayscale
+from ensemble_cnn.inference.vote import VOTES
 
 __all__ = ["PREPROCESSING", "ImagePredictor", "Prediction", "Predictions", "format_predictions", "predict_paths",
            "preview_figure"]
@@ -122,7 +122,7 @@ def predict_paths(
         Image files: MNIST's preprocessing (polarity from the border, crop, fit
         20x20, centre of mass to the centre), or none (28x28 images as they are).
     vote : str
-        A name in :data:`ensemble_cnn.vote.VOTES`.
+        A name in :data:`ensemble_cnn.inference.vote.VOTES`.
     """
     if preprocess not in PREPROCESSING:
         raise ValueError(f"preprocess must be one of {', '.join(PREPROCESSING)}, got {preprocess!r}")
@@ -253,7 +253,7 @@ class ImagePredictor:
         "label", "probabilities"}], "probabilities", "input": 28x28 ints}``; raises ``ValueError``
         (one line) for bytes that are not a usable image.
         """
-        from ensemble_cnn.inputs import decode_image
+        from ensemble_cnn.inference.inputs import decode_image
 
         image = decode_image(data, name="upload")
         try:

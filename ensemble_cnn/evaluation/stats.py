@@ -12,7 +12,7 @@ NumPy, SciPy and scikit-learn (no TensorFlow), for the members' test-set probabi
 * :func:`disagreement_matrix` -- pairwise disagreement rates of the members' labels.
 
 Stacks of member probabilities have shape ``(K, N, C)`` (``K`` members, ``N``
-samples, ``C`` classes), as in :mod:`ensemble_cnn.vote`. Accuracies, rates and
+samples, ``C`` classes), as in :mod:`ensemble_cnn.inference.vote`. Accuracies, rates and
 proportions are fractions in [0, 1].
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike
 from scipy.stats import binomtest
 from sklearn.metrics import pairwise_distances
 
-from ensemble_cnn.vote import _check_probabilities
+from ensemble_cnn.inference.vote import _check_probabilities
 
 __all__ = [
     "calibration",
@@ -370,7 +370,7 @@ def vote_subset_curve(
     rules : mapping of str to callable
         Vote name (e.g. ``"majority"``, ``"soft"``) to a function taking a
         ``(k, N, C)`` stack and returning labels of shape ``(N,)``, e.g.
-        :func:`ensemble_cnn.vote.majority_vote`. Non-empty; no rule may be named
+        :func:`ensemble_cnn.inference.vote.majority_vote`. Non-empty; no rule may be named
         ``"oracle"``.
     max_subsets : int, default=200
         Most subsets evaluated per ``k``, ``>= 1``.

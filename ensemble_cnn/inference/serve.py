@@ -12,7 +12,7 @@ call to it is serialised by one lock)::
 Routes
 ------
 ``GET /``, ``/index.html``, ``/app.js``, ``/style.css``
-    The page, from the package folder ``ensemble_cnn/static/``. Only these names are served
+    The page, from the package folder ``ensemble_cnn/inference/static/``. Only these names are served
     (an allowlist, matched exactly: no file-system path is ever built from the request).
 ``GET /api/info``
     ``predictor.info()`` as JSON.
@@ -149,14 +149,14 @@ def _json_default(value: Any) -> Any:
 
 
 def _load_static() -> dict[str, bytes]:
-    folder = resources.files("ensemble_cnn") / "static"
+    folder = resources.files("ensemble_cnn.inference") / "static"
     files = {}
     for name in sorted({name for name, _ in STATIC_FILES.values()}):
         try:
             files[name] = (folder / name).read_bytes()
         except (FileNotFoundError, NotADirectoryError) as error:
             raise FileNotFoundError(
-                f"ensemble_cnn/static/{name} is missing: the package was installed without its "
+                f"ensemble_cnn/inference/static/{name} is missing: the package was installed without its "
                 "static files (package data)"
             ) from error
     return files
