@@ -47,7 +47,8 @@ def test_ensemble_matches_what_training_saved(run_dir, test_digits):
     np.testing.assert_allclose(probabilities, saved, atol=1e-5)
     assert np.array_equal(ensemble.predict(x), majority_vote(probabilities))
     assert np.array_equal(ensemble.vote(x, rule="soft"), soft_vote(probabilities))
-    np.testing.assert_allclose(ensemble.predict_proba(x), probabilities.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(Ensemble.load(run_dir, voting="soft").predict_proba(x), probabilities.mean(axis=0),
+                               atol=1e-6)
     accuracy = ensemble.score(x, y)
     report = json.loads((run_dir / "report.json").read_text())
     assert accuracy == pytest.approx(report["ensemble"]["majority"]["test_accuracy"], abs=2e-3)
@@ -221,7 +222,7 @@ def test_export_saved_model_round_trip(run_dir, test_digits, tmp_path):
 
     loaded = tf.saved_model.load(str(out))  # keep a reference: its variables live as long as it does
     served = loaded.serve(tf.constant(test_digits[0][:100]))
-    expected = Ensemble.load(run_dir).predict_proba(test_digits[0][:100])
+    expected = Ensemble.load(run_dir, voting="soft").predict_proba(test_digits[0][:100])
     np.testing.assert_allclose(served["vote"].numpy(), expected, atol=1e-5)
     again = CliRunner().invoke(main, ["export", "--run", str(run_dir), "--out", str(out), "--format", "saved_model"])
     assert again.exit_code == 2 and "exists; a SavedModel goes into a new folder" in again.output

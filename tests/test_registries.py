@@ -193,6 +193,19 @@ def test_vote_through_evaluate(name: str, voted_run: Path, real_digits: dict[str
 
 
 @pytest.mark.parametrize("name", list(VOTES))
+def test_predict_is_the_argmax_of_predict_proba(name: str, voted_run: Path, real_digits: dict[str, np.ndarray]) -> None:
+    """scikit-learn's discipline: ``predict == predict_proba.argmax`` and ``score`` is predict's accuracy."""
+    ensemble = Ensemble.load(voted_run, voting=name)
+    x, y = real_digits["x"], real_digits["y"]
+    proba = ensemble.predict_proba(x)
+    labels = ensemble.predict(x)
+    assert proba.shape == (len(x), 10)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    assert np.array_equal(proba.argmax(axis=1), labels)
+    assert ensemble.score(x, y) == pytest.approx(float(np.mean(labels == y)))
+
+
+@pytest.mark.parametrize("name", list(VOTES))
 def test_vote_through_predict(name: str, voted_run: Path, real_digits: dict[str, np.ndarray],
                               tmp_path: Path) -> None:
     digits = real_digits["x"][:40]
@@ -228,6 +241,7 @@ def test_vote_through_export(name: str, voted_run: Path, real_digits: dict[str, 
                                **TOLERANCE)
     np.testing.assert_allclose(outputs["vote"].sum(axis=1), 1.0, atol=1e-5)
     assert outputs["vote"].argmax(axis=1).tolist() == ensemble.predict(digits).tolist()
+    np.testing.assert_allclose(outputs["vote"], ensemble.predict_proba(digits), **TOLERANCE)
 
 
 @pytest.fixture

@@ -180,12 +180,17 @@ class Ensemble:
         return VOTES[rule].labels(self.member_probabilities(x))
 
     def predict(self, x: ArrayLike) -> np.ndarray:
-        """Labels (N,) by :attr:`voting`."""
+        """Labels (N,) by :attr:`voting`: ``predict_proba(x).argmax(axis=1)``, for every vote."""
         return self.vote(x)
 
     def predict_proba(self, x: ArrayLike) -> np.ndarray:
-        """The soft vote's probabilities: the members' mean, shape (N, 10)."""
-        return VOTES["soft"].shares(self.member_probabilities(x))
+        """The vote's probabilities, shape (N, 10), rows summing to 1; their argmax is :meth:`predict`.
+
+        Soft vote: the members' mean. Majority vote: each class's share of the votes with
+        the tie rule folded in (:func:`ensemble_cnn.inference.vote.majority_shares`), the
+        exported model's ``vote`` output.
+        """
+        return VOTES[self.voting].shares(self.member_probabilities(x))
 
     def score(self, x: ArrayLike, y: ArrayLike) -> float:
         """Accuracy of :meth:`predict` on digits ``x`` with labels ``y``."""
