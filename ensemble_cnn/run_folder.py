@@ -15,11 +15,14 @@ A member is *complete* when its record is a JSON object for that index naming th
 member's own files with their sha256, and the files match. :meth:`RunFolder.scan`
 hashes each member's files once; :meth:`RunFolder.verify` checks what a worker
 returned (sha256, then a Keras ``safe_mode`` load) before anyone trusts it.
+Which members a folder holds is read from one listing of it (its ``member_XX.json``
+records), never by looking for every index that could exist.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 import time
@@ -31,7 +34,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from ensemble_cnn import _atomic
-from ensemble_cnn.config import TrainConfig
+from ensemble_cnn.config import MAX_MEMBERS, TrainConfig
 from ensemble_cnn.errors import RunFolderBusy, RunFolderError, UnsafeMemberError
 from ensemble_cnn.hashing import sha256_file
 from ensemble_cnn.outputs import check_run_folder_target, shown
@@ -41,6 +44,7 @@ __all__ = ["CONFIG_NAME", "LOCK_NAME", "MemberFiles", "MemberStatus", "RunFolder
 CONFIG_NAME = "config.json"
 LOCK_NAME = ".ensemble-cnn.lock"  # held by the one train/run writing the folder
 _HELD: dict[Path, int] = {}  # run folders this process holds the lock of (nested holds are counted)
+RECORD_NAME = re.compile(r"member_(\d+)\.json")
 # The files a member owns; their sha256 are in the record.
 HASHED_FILES = ("model", "probabilities")
 
@@ -287,13 +291,39 @@ class RunFolder:
         problem = self._check_files(record, files, hash_files=True)
         return MemberStatus(index, None if problem else record, problem)
 
+    def recorded(self) -> set[int] | None:
+        """The member indices whose record (``member_XX.json``) the folder holds, from one listing of it.
+
+        An empty set when the folder does not exist; ``None`` when it cannot be listed
+        (then each member's record must be looked for by its name).
+        """
+        try:
+            names = os.listdir(self.path)
+        except (FileNotFoundError, NotADirectoryError):
+            return set()
+        except OSError:
+            return None
+        indices = set()
+        for name in names:
+            match = RECORD_NAME.fullmatch(name)
+            if match and name == self.files(int(match[1])).record.name:  # member_07.json, not member_007.json
+                indices.add(int(match[1]))
+        return indices
+
     def scan(self, indices: Iterable[int]) -> dict[int, MemberStatus]:
-        """:meth:`status` of every index."""
-        return {index: self.status(index) for index in indices}
+        """:meth:`status` of every index; an index without a record is incomplete without a look at the disk."""
+        return self._scan(indices, self.recorded())
 
     def records(self, count: int) -> list[dict[str, Any]]:
         """The records of the complete members among indices ``0 .. count - 1``, by index."""
-        return [s.record for s in self.scan(range(count)).values() if s.record is not None]
+        present = self.recorded()
+        indices = range(min(count, MAX_MEMBERS)) if present is None else sorted(i for i in present if i < count)
+        return [s.record for s in self._scan(indices, present).values() if s.record is not None]
+
+    def _scan(self, indices: Iterable[int], present: set[int] | None) -> dict[int, MemberStatus]:
+        """:meth:`status` of the indices in ``present`` (all when ``None``); the others are never written."""
+        return {index: self.status(index) if present is None or index in present else MemberStatus(index, None)
+                for index in indices}
 
     def write_member(
         self,
