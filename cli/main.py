@@ -18,7 +18,8 @@ from click.core import ParameterSource
 from augment import LIMITS, TRANSFORMS as TRANSFORM_NAMES
 from augment import TTA_VIEWS, Distortion
 from ensemble_cnn.config import (
-    AUGMENTATIONS, BACKENDS, CHECKPOINTS, MODES, PRECISIONS, PRESETS, SCHEDULES, field_default, option_name,
+    AUGMENTATIONS, BACKENDS, CHECKPOINTS, MAX_MEMBERS, MODES, PRECISIONS, PRESETS, SCHEDULES, field_default,
+    option_name,
 )
 from ensemble_cnn.models import ARCHITECTURES
 from ensemble_cnn.training.recipes import RECIPES
@@ -230,7 +231,7 @@ def training_options(func):
         data_option,
         click.option("--expanded", type=click.Path(path_type=Path), default=None,
                      help="Train on a pre-expanded npz written by `ensemble-cnn augment` instead of --data."),
-        click.option("--members", "-k", type=click.IntRange(min=1), default=d("members"),
+        click.option("--members", "-k", type=click.IntRange(1, MAX_MEMBERS), default=d("members"),
                      help="Ensemble members K. On a finished run, a larger K keeps its members and trains the rest."),
         click.option("--arch", type=click.Choice(ARCHITECTURES), default=d("arch"),
                      help="Member architecture (see the README's Models)."),
@@ -386,7 +387,7 @@ def train(**opts):
               help="A run folder written by `ensemble-cnn train`.")
 @data_option
 @vote_option("The vote shown in the confusion matrix and error grid (every vote is scored).")
-@click.option("--members", "-k", type=click.IntRange(min=1), default=None,
+@click.option("--members", "-k", type=click.IntRange(1, MAX_MEMBERS), default=None,
               help="Score only the first K members [default: every member of the run].")
 @click.option("--allow-missing", is_flag=True,
               help="Exit 0 even when members are missing or unusable (they are always listed and left out).")
@@ -439,7 +440,7 @@ def compare(runs, data, method, as_json):
 # --------------------------------------------------------------------------- predict
 run_option = click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True,
                           help="A run folder written by `ensemble-cnn train`.")
-members_option = click.option("--members", "-k", type=click.IntRange(min=1), default=None,
+members_option = click.option("--members", "-k", type=click.IntRange(1, MAX_MEMBERS), default=None,
                               help="Use only the first K members [default: every member of the run].")
 
 

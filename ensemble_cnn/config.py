@@ -28,6 +28,9 @@ CHECKPOINTS = ("best", "last")
 MODES = ("auto", "sequential", "processes", "fused")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 BACKENDS = ("loky", "dask", "ray")
+# The most members a run may have (member indices 0 .. MAX_MEMBERS - 1): a bound for config.json and
+# every --members, so that a count read from a file or typed by mistake cannot make a command loop for hours.
+MAX_MEMBERS = 1000
 
 # On-the-fly training distortion: smooth elastic fields (sigma 6, as in Ciresan et al.'s MNIST
 # committees) with a mild random affine. Chosen on validation by benchmarks/recipe_study.py
@@ -75,7 +78,7 @@ class TrainConfig:
     arch : str
         Architecture name, one of :data:`ensemble_cnn.models.ARCHITECTURES`.
     members : int
-        Number of ensemble members K (>= 1).
+        Number of ensemble members K (1 .. :data:`MAX_MEMBERS`).
     recipe : str
         How one member is trained, one of :data:`ensemble_cnn.training.recipes.RECIPES`
         (its learning-rate schedule and checkpoint policy).
@@ -189,7 +192,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(self.arch in ARCHITECTURES, "arch", f"one of {', '.join(ARCHITECTURES)}", self.arch)
         _check(self.recipe in RECIPES, "recipe", f"one of {', '.join(RECIPES)}", self.recipe)
-        _check(_is_int(self.members) and self.members >= 1, "members", "an integer >= 1", self.members)
+        _check(_is_int(self.members) and 1 <= self.members <= MAX_MEMBERS, "members",
+               f"an integer from 1 to {MAX_MEMBERS}", self.members)
         _check(_is_int(self.epochs) and self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
         _check(_is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
         _check(_finite(self.learning_rate) and self.learning_rate > 0, "learning_rate", "a finite number > 0",

@@ -10,7 +10,6 @@ import errno
 import gzip
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,9 @@ from click.testing import CliRunner
 
 from cli.main import main
 from conftest import TINY_ARGS
+from ensemble_cnn.storage.run_folder import RunFolder
 from test_bad_inputs import assert_one_line_error, good_arrays, invoke, snapshot
+from test_lock import dead_pid, stale_lock, start_lock_holder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,30 +134,22 @@ def test_second_train_on_a_busy_folder_stops_at_once_naming_the_holder(tmp_path,
             assert time.monotonic() - started < 30, "the second run must stop at once"
             assert_one_line_error(second, 1, f"in use by another train/run (pid {first.pid} on this machine")
             evaluated = CliRunner().invoke(main, ["evaluate", "--run", str(run_dir), "--allow-missing"])
-            if (run_dir / ".ensemble-cnn.lock").exists() and evaluated.exit_code == 0:
+            if RunFolder(run_dir).holder() is not None and evaluated.exit_code == 0:  # held then, as it is now
                 assert "is being trained" in evaluated.output
         finally:
             first.wait(timeout=600)
     assert first.returncode == 0, (tmp_path / "first.log").read_text()[-3000:]
     assert (run_dir / "member_00.json").exists() and (run_dir / "member_01.json").exists()
-    assert not (run_dir / ".ensemble-cnn.lock").exists(), "the lock is released at the end"
-
-
-def dead_pid() -> int:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
+    assert RunFolder(run_dir).holder() is None, "the lock is released at the end"
 
 
 def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, tiny_config):
     from ensemble_cnn.training.train import train_ensemble
 
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / ".ensemble-cnn.lock").write_text(json.dumps(
-        {"pid": dead_pid(), "host": socket.gethostname(), "started": "yesterday", "token": "x"}))
+    stale_lock(run_dir, dead_pid())
     result = train_ensemble(tiny_config(), run_dir, log=None)
-    assert result.complete and not (run_dir / ".ensemble-cnn.lock").exists()
+    assert result.complete and RunFolder(run_dir).holder() is None
 
 
 def test_live_lock_blocks_train_and_evaluate_says_so(tmp_path, make_run):
@@ -165,12 +158,11 @@ def test_live_lock_blocks_train_and_evaluate_says_so(tmp_path, make_run):
 
     run_dir = tmp_path / "run"
     config = make_run(run_dir, members=1)
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    sleeper = start_lock_holder(run_dir)
     try:
-        (run_dir / ".ensemble-cnn.lock").write_text(json.dumps(
-            {"pid": sleeper.pid, "host": socket.gethostname(), "started": "just now", "token": "y"}))
-        with pytest.raises(RunFolderBusy, match=f"pid {sleeper.pid} on this machine"):
+        with pytest.raises(RunFolderBusy, match=f"pid {sleeper.pid} on this machine") as busy:
             train_ensemble(config, run_dir, log=None)
+        assert str(run_dir / ".ensemble-cnn.lock") in str(busy.value), "the message names the lock file"
         result = CliRunner().invoke(main, ["evaluate", "--run", str(run_dir)])
         assert result.exit_code == 0, result.output
         assert f"is being trained (pid {sleeper.pid}" in result.output

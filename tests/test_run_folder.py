@@ -120,3 +120,76 @@ def test_run_preview_is_member_zeros_training_digits(tmp_path, tiny_config):
     config = tiny_config(augmentation="distort", epochs=3)
     path = write_training_preview(config, tmp_path / "preview.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+# --------------------------------------------------------------------------- member counts are bounded
+BILLION = 10**9
+
+
+def test_scan_asks_the_disk_only_about_the_members_the_folder_holds(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from conftest import write_fake_member
+    from test_guarantees import finishes_within
+
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    untrained = SimpleNamespace(save=lambda path: Path(path).write_bytes(b"weights"))
+    for index in (0, 1):
+        write_fake_member(folder.path, index, untrained, n_test=5)
+    folder.files(5).record.write_text("{not json")
+    (folder.path / "member_007.json").write_text("{}")  # not a member's name (member_07.json is)
+    looked_at = Counter()
+    status = RunFolder.status
+    monkeypatch.setattr(RunFolder, "status", lambda self, index: looked_at.update([index]) or status(self, index))
+    statuses = folder.scan(range(1000))
+    assert sorted(statuses) == list(range(1000))
+    assert [i for i, s in statuses.items() if s.complete] == [0, 1]
+    assert statuses[5].problem.endswith("member_05.json: not valid JSON")
+    assert all(s.record is None and s.problem is None for i, s in statuses.items() if i not in (0, 1, 5))
+    assert sorted(looked_at) == [0, 1, 5], "only the members with a record are read"
+    records = finishes_within(5, lambda: folder.records(BILLION))
+    assert [r["index"] for r in records] == [0, 1]
+
+
+def test_a_config_with_a_billion_members_is_refused_in_one_line(tmp_path, tiny_config, small_mnist_npz):
+    from conftest import tiny_args
+    from ensemble_cnn.config import TrainConfig
+    from test_bad_inputs import assert_one_line_error, invoke
+    from test_guarantees import finishes_within
+
+    run_dir = tmp_path / "run"
+    RunFolder(run_dir).claim(tiny_config(members=2))
+    config = json.loads((run_dir / "config.json").read_text())
+    for members in (BILLION, 1001, 0, True, "5", 2.0):
+        with pytest.raises(ValueError, match=f"members must be an integer from 1 to 1000, got {members!r}"):
+            TrainConfig.from_dict({**config, "members": members})
+    (run_dir / "config.json").write_text(json.dumps({**config, "members": BILLION}))
+    expected = f"config.json: not a valid run config (members must be an integer from 1 to 1000, got {BILLION})"
+    for args in (["evaluate", "--run", str(run_dir)],
+                 ["train", "--data", str(small_mnist_npz), *tiny_args(members="3"), "--out", str(run_dir)]):
+        result = finishes_within(30, lambda: invoke(args, tmp_path))
+        assert_one_line_error(result, 1, expected)
+
+
+@pytest.mark.parametrize("command", ["train", "run", "evaluate", "predict", "export", "serve"])
+def test_a_billion_members_asked_on_the_command_line_is_a_usage_error(tmp_path, tiny_config, small_mnist_npz,
+                                                                      command):
+    from conftest import tiny_args
+    from test_bad_inputs import assert_one_line_error, invoke
+    from test_guarantees import finishes_within
+
+    run_dir = tmp_path / "run"
+    RunFolder(run_dir).claim(tiny_config(members=2))
+    training = ["--data", str(small_mnist_npz), *tiny_args(members=str(BILLION)), "--out", str(tmp_path / "new")]
+    members = ["--members", str(BILLION)]
+    args = {
+        "train": ["train", *training],
+        "run": ["run", *training],
+        "evaluate": ["evaluate", "--run", str(run_dir), *members],
+        "predict": ["predict", "--run", str(run_dir), *members, str(small_mnist_npz)],
+        "export": ["export", "--run", str(run_dir), *members, "--out", str(tmp_path / "e.keras")],
+        "serve": ["serve", "--run", str(run_dir), *members, "--port", "0"],
+    }[command]
+    result = finishes_within(30, lambda: invoke(args, tmp_path))
+    assert_one_line_error(result, 2, f"{BILLION} is not in the range 1<=x<=1000")

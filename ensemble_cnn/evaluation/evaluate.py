@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from augment.views import TTA_VIEWS
-from ensemble_cnn.config import TrainConfig
+from ensemble_cnn.config import MAX_MEMBERS, TrainConfig
 from ensemble_cnn.data.mnist import MnistData, load_mnist
 from ensemble_cnn.inference.ensemble import Ensemble, check_tta, digit_views
 from ensemble_cnn.errors import RunFolderError, UnsafeMemberError
@@ -115,8 +115,8 @@ def evaluate_run(
         The vote (a name in :data:`ensemble_cnn.inference.vote.VOTES`) whose predictions the
         confusion matrix and error grid show (every vote is scored).
     members : int, optional
-        Score only the first ``members`` members (default: every member the folder
-        holds).
+        Score only the first ``members`` members, 1 .. :data:`~ensemble_cnn.config.MAX_MEMBERS`
+        (default: every member the folder holds).
     reload : bool, default True
         Load the saved ``.keras`` members and predict (``False``: use the
         probabilities saved at training time).
@@ -140,8 +140,8 @@ def evaluate_run(
 
     if method not in VOTES:
         raise ValueError(f"method must be one of {', '.join(VOTES)}, got {method!r}")
-    if members is not None and members < 1:
-        raise ValueError(f"members must be >= 1, got {members}")
+    if members is not None and not 1 <= members <= MAX_MEMBERS:
+        raise ValueError(f"members must be an integer from 1 to {MAX_MEMBERS}, got {members}")
     check_tta(tta)
     if tta != "none" and not reload:
         raise ValueError(f"test-time augmentation (tta={tta!r}) needs reload=True")

@@ -4,7 +4,7 @@ Everything that reads or writes a run folder goes through :class:`RunFolder`:
 
 ```
 config.json               the run's settings (TrainConfig); its identity decides who may write here
-.ensemble-cnn.lock        present while a train/run writes the folder (pid, host, start)
+.ensemble-cnn.lock        the writers' lock file: a train/run holds a flock on it (its pid, host and start in it)
 member_XX.keras           member XX (plain keras.saving.load_model)
 member_XX_test_proba.npy  its test-set probabilities, float32 (N, 10)
 member_XX_history.json    its per-epoch curves
@@ -15,13 +15,24 @@ A member is *complete* when its record is a JSON object for that index naming th
 member's own files with their sha256, and the files match. :meth:`RunFolder.scan`
 hashes each member's files once; :meth:`RunFolder.verify` checks what a worker
 returned (sha256, then a Keras ``safe_mode`` load) before anyone trusts it.
+Which members a folder holds is read from one listing of it (its ``member_XX.json``
+records), never by looking for every index that could exist.
+
+One ``train``/``run`` writes a folder at a time: it holds an exclusive ``flock`` on
+``.ensemble-cnn.lock`` (the kernel frees it when the process ends, however it ends) and
+writes its pid, host and start time into the file for the "in use by" message of the
+next writer and for ``evaluate``. The file is never removed (removing it as the lock is
+let go would let a waiting writer and a new one lock two different files).
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
-import secrets
+import re
 import socket
+import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +42,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from ensemble_cnn.storage import atomic as _atomic
-from ensemble_cnn.config import TrainConfig
+from ensemble_cnn.config import MAX_MEMBERS, TrainConfig
 from ensemble_cnn.errors import RunFolderBusy, RunFolderError
 from ensemble_cnn.storage.hashing import sha256_file
 from ensemble_cnn.storage.outputs import check_run_folder_target, shown
@@ -41,6 +52,10 @@ __all__ = ["CONFIG_NAME", "LOCK_NAME", "MemberFiles", "MemberStatus", "RunFolder
 CONFIG_NAME = "config.json"
 LOCK_NAME = ".ensemble-cnn.lock"  # held by the one train/run writing the folder
 _HELD: dict[Path, int] = {}  # run folders this process holds the lock of (nested holds are counted)
+# A writer that finds the lock taken looks again for this long before calling the folder busy: an
+# ``evaluate`` testing the lock holds it (shared) for an instant, and must not turn a writer away.
+BUSY_GRACE_SECONDS = 0.25
+RECORD_NAME = re.compile(r"member_(\d+)\.json")
 # The files a member owns; their sha256 are in the record.
 HASHED_FILES = ("model", "probabilities")
 
@@ -179,22 +194,45 @@ class RunFolder:
         return self.path / LOCK_NAME
 
     def holder(self) -> dict[str, Any] | None:
-        """Who else holds the folder's lock (``pid``, ``host``, ``started``); ``None`` when nobody alive, or we, do."""
+        """Who else holds the folder's lock (``pid``, ``host``, ``started``); ``None`` when nobody, or we, do.
+
+        Tests the kernel lock itself (a shared, non-blocking ``flock`` on a read-only
+        descriptor, let go at once): the lock file a killed writer left is free.
+        """
         if _HELD.get(self.path.resolve()):
+            return None  # (never open our own lock file: where flock is emulated by POSIX locks, closing drops them)
+        try:
+            fd = _open_lock(self.lock_path, os.O_RDONLY)
+        except (OSError, RunFolderError):
             return None
-        info = _read_lock(self.lock_path)
-        if info is None or not _alive(info):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _lock_info(fd)
+        except OSError:
+            return None  # a file system without locks: nobody can be told apart
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
             return None
-        return info
+        finally:
+            os.close(fd)
 
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the folder for one writer (a ``train``/``run``) for the block; create the folder if needed.
 
-        A second writer stops at once with :class:`RunFolderBusy` naming the holder
-        (pid, host, start time). The lock of a process that died (same host, pid
-        gone) is taken over. Re-entrant within a process (``run`` holds it around
+        The lock is an exclusive kernel lock (``flock``) on :data:`LOCK_NAME`: a second
+        writer stops at once with a one-line :class:`RunFolderBusy` naming the holder
+        (pid, host, start time) and the lock file; the lock of a process that died,
+        however it died, is free. Re-entrant within a process (``run`` holds it around
         training and evaluation; training takes it again).
+
+        Raises
+        ------
+        RunFolderBusy
+            Another process holds the lock.
+        RunFolderError
+            The folder or its lock file cannot be created, or the file system refuses locks.
         """
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -208,37 +246,63 @@ class RunFolder:
             finally:
                 _HELD[key] -= 1
             return
-        token = secrets.token_hex(8)
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "token": token}
-        for _ in range(5):
-            try:
-                fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                holder = _read_lock(self.lock_path)
-                if holder is not None and _alive(holder):
-                    where = "this machine" if holder.get("host") == socket.gethostname() else f"host {holder.get('host')}"
-                    raise RunFolderBusy(
-                        f"{shown(self.path)}: in use by another train/run (pid {holder.get('pid')} on {where}, "
-                        f"since {holder.get('started')}); wait for it to finish"
-                        + ("" if where == "this machine" else f", or delete {LOCK_NAME} if it is gone")
-                    ) from None
-                _take_over(self.lock_path, token)  # the holder died: its lock is stale
-                continue
-            except OSError as exc:
-                raise RunFolderError(f"{shown(self.path)}: cannot lock the run folder ({exc.strerror or exc})") from None
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(info, fh)
-            break
-        else:
-            raise RunFolderBusy(f"{shown(self.path)}: could not take the run folder's lock; try again")
+        fd = self._acquire()
         _HELD[key] = 1
         try:
             yield
         finally:
             _HELD.pop(key, None)
-            if (_read_lock(self.lock_path) or {}).get("token") == token:
-                self.lock_path.unlink(missing_ok=True)
+            _release(fd)
+
+    def _acquire(self) -> int:
+        """Take the kernel lock on the lock file and write who holds it; return the locked descriptor."""
+        deadline = time.monotonic() + BUSY_GRACE_SECONDS
+        for _ in range(1000):  # each turn waits 10 ms, or finds the lock file deleted by hand
+            try:
+                fd = _open_lock(self.lock_path, os.O_RDWR | os.O_CREAT)
+            except OSError as exc:
+                raise RunFolderError(f"{shown(self.lock_path)}: cannot create the run folder's lock "
+                                     f"({exc.strerror or exc})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    info = _lock_info(fd)
+                    os.close(fd)
+                    raise RunFolderBusy(self._busy_message(info)) from None
+                os.close(fd)
+                time.sleep(0.01)
+                continue
+            except OSError as exc:
+                os.close(fd)
+                raise RunFolderError(f"{shown(self.lock_path)}: cannot lock the run folder ({exc.strerror or exc}; "
+                                     "a file system without file locks?)") from None
+            if not _names(self.lock_path, fd):
+                os.close(fd)  # someone deleted the file after we opened it: lock the one now at the path
+                continue
+            info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
+            except OSError:
+                pass  # the lock holds without its note; a second writer is told less about us
+            return fd
+        raise RunFolderBusy(f"{shown(self.path)}: could not take the run folder's lock "
+                            f"({shown(self.lock_path)} keeps changing); try again")
+
+    def _busy_message(self, info: dict[str, Any]) -> str:
+        """The one line a second writer gets: who holds the lock, and how to tell whether it still runs."""
+        pid, host = info.get("pid"), info.get("host")
+        lock_file = shown(self.lock_path)
+        if pid is None:
+            return (f"{shown(self.path)}: in use by another train/run that has just started (it holds "
+                    f"{lock_file}); wait for it to finish")
+        if host == socket.gethostname():
+            return (f"{shown(self.path)}: in use by another train/run (pid {pid} on this machine, since "
+                    f"{info.get('started')}); wait for it to finish (it holds the lock on {lock_file})")
+        return (f"{shown(self.path)}: in use by another train/run (pid {pid} on host {host}, since "
+                f"{info.get('started')}); wait for it to finish (it holds the lock on {lock_file}; "
+                f"`ps -p {pid}` on {host} tells whether it still runs)")
 
     def claim(self, config: TrainConfig) -> TrainConfig:
         """Create the folder, remove temporaries of killed writers, write the config; return what was written.
@@ -287,13 +351,39 @@ class RunFolder:
         problem = self._check_files(record, files, hash_files=True)
         return MemberStatus(index, None if problem else record, problem)
 
+    def recorded(self) -> set[int] | None:
+        """The member indices whose record (``member_XX.json``) the folder holds, from one listing of it.
+
+        An empty set when the folder does not exist; ``None`` when it cannot be listed
+        (then each member's record must be looked for by its name).
+        """
+        try:
+            names = os.listdir(self.path)
+        except (FileNotFoundError, NotADirectoryError):
+            return set()
+        except OSError:
+            return None
+        indices = set()
+        for name in names:
+            match = RECORD_NAME.fullmatch(name)
+            if match and name == self.files(int(match[1])).record.name:  # member_07.json, not member_007.json
+                indices.add(int(match[1]))
+        return indices
+
     def scan(self, indices: Iterable[int]) -> dict[int, MemberStatus]:
-        """:meth:`status` of every index."""
-        return {index: self.status(index) for index in indices}
+        """:meth:`status` of every index; an index without a record is incomplete without a look at the disk."""
+        return self._scan(indices, self.recorded())
 
     def records(self, count: int) -> list[dict[str, Any]]:
         """The records of the complete members among indices ``0 .. count - 1``, by index."""
-        return [s.record for s in self.scan(range(count)).values() if s.record is not None]
+        present = self.recorded()
+        indices = range(min(count, MAX_MEMBERS)) if present is None else sorted(i for i in present if i < count)
+        return [s.record for s in self._scan(indices, present).values() if s.record is not None]
+
+    def _scan(self, indices: Iterable[int], present: set[int] | None) -> dict[int, MemberStatus]:
+        """:meth:`status` of the indices in ``present`` (all when ``None``); the others are never written."""
+        return {index: self.status(index) if present is None or index in present else MemberStatus(index, None)
+                for index in indices}
 
     def write_member(
         self,
@@ -402,53 +492,57 @@ class RunFolder:
         return None
 
 
-def _read_lock(path: Path) -> dict[str, Any] | None:
-    """The lock's JSON, ``None`` when there is none; a lock being written (empty) counts as held just now."""
+def _lock_info(fd: int) -> dict[str, Any]:
+    """What the lock's holder wrote into the lock file (pid, host, started); ``pid`` ``None`` when not yet written."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return {"pid": None, "host": None, "started": "unknown"}
-    try:
-        info = json.loads(text)
-    except ValueError:
+        info = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+    except (OSError, ValueError):
         info = None
-    if not isinstance(info, dict):
-        # Written by the open+write of another process this very moment, or garbage: young = held.
-        try:
-            young = time.time() - path.stat().st_mtime < 10
-        except OSError:
-            return None
-        return {"pid": None, "host": None, "started": "just now", "young": young}
-    return info
+    return info if isinstance(info, dict) else {"pid": None, "host": None, "started": None}
 
 
-def _alive(info: dict[str, Any]) -> bool:
-    """True unless the lock's process is known to be gone (same host, no such pid; or an old unreadable lock)."""
-    if "young" in info:
-        return bool(info["young"])
-    if info.get("host") != socket.gethostname():
-        return True  # another machine: cannot tell
-    pid = info.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
-        return False
+def _open_lock(path: Path, flags: int) -> int:
+    """Open the lock file: never through a symbolic link, never a special file or a file with other names.
+
+    Raises
+    ------
+    RunFolderError
+        Something else has the lock file's name (the lock file is truncated: it must be ours alone).
+    OSError
+        It cannot be opened.
+    """
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        fd = None
+    if fd is not None:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+            return fd
+        os.close(fd)
+    raise RunFolderError(f"{shown(path)}: not a lock file (a symbolic link, a special file or a file with other "
+                         "names); remove it")
+
+
+def _names(path: Path, fd: int) -> bool:
+    """True when ``path`` is the file open as ``fd`` (same device and inode)."""
+    try:
+        on_disk, opened = os.stat(path), os.fstat(fd)
     except OSError:
-        return True
-    return True
+        return False
+    return (on_disk.st_dev, on_disk.st_ino) == (opened.st_dev, opened.st_ino)
 
 
-def _take_over(path: Path, token: str) -> None:
-    """Remove a stale lock so that exactly one contender can create a new one (rename is atomic)."""
-    stale = path.with_name(f"{path.name}.stale-{token}")
+def _release(fd: int) -> None:
+    """Empty the lock file and let go of the lock (explicitly: a forked child sharing ``fd`` must not keep it)."""
     try:
-        os.rename(path, stale)
-    except FileNotFoundError:
-        return  # another contender took it over first
-    stale.unlink(missing_ok=True)
+        os.ftruncate(fd, 0)  # nobody named in a lock file nobody holds
+    except OSError:
+        pass
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
