@@ -479,10 +479,10 @@ def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, pr
 
     if not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")
-    if preview is not None:
-        preview_format(preview)  # an unknown picture type is refused before anything is loaded
     outputs = [(name, path) for name, path in (("--out", out), ("--preview", preview)) if path is not None]
     check_output_files(outputs, inputs=[*expand_paths(paths, recursive=recursive)[0], *paths])
+    if preview is not None:
+        preview_format(preview)  # an unknown picture type is refused before the model is loaded
     ensemble = Ensemble.load(run_dir, members=members, voting=method, tta=tta)
     predictions = predict_paths(ensemble, paths, recursive=recursive, preprocess=preprocess, vote=method,
                                 thumbnails=preview is not None)
