@@ -43,6 +43,8 @@ PREPROCESSING = ("mnist", "none")
 PREVIEW_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".svg": "svg", ".pdf": "pdf"}
 """``--preview`` file endings (any case) and the picture format each is written in."""
 NO_INK = "no ink found"
+PREVIEW_ITEMS = 40
+"""Most inputs a preview draws (the first ones); only they keep a thumbnail."""
 CSV_COLUMNS = ("path", "label", "confidence", "vote_share", "member_labels", *(f"p{c}" for c in range(10)))
 
 
@@ -155,8 +157,9 @@ def predict_paths(
     vote : str
         A name in :data:`ensemble_cnn.vote.VOTES`.
     thumbnails : bool, keyword-only
-        Keep a small grey copy of each image file (:attr:`Prediction.thumbnail`) for
-        :func:`preview_figure`; decoded images themselves are never kept.
+        Keep a small grey copy of the first :data:`PREVIEW_ITEMS` image files
+        (:attr:`Prediction.thumbnail`) for :func:`preview_figure`; decoded images
+        themselves are never kept.
 
     Returns
     -------
@@ -176,12 +179,13 @@ def predict_paths(
     kept: list[np.ndarray | None] = []
     for path in files:
         try:
-            file_names, file_digits, small = _digits_of(path, preprocess=preprocess, thumbnails=thumbnails)
+            keep = thumbnails and len(names) < PREVIEW_ITEMS
+            file_names, file_digits, small = _digits_of(path, preprocess=preprocess, thumbnails=keep)
         except InputError as exc:
             result.failures.append((str(path), _reason(exc, path)))
             continue
         inked = has_ink(file_digits)
-        if len(file_names) > 1 or not inked.all():  # an array file's blank digits (images were checked already)
+        if not inked.all():  # an array file's blank digits (an image's digit always has ink)
             span = _no_ink_span()
             result.failures += [(name, f"{NO_INK} (its pixels span less than {span} grey levels)")
                                 for name, ok in zip(file_names, inked) if not ok]
@@ -252,7 +256,7 @@ def format_predictions(predictions: Predictions, *, fmt: str = "table") -> str:
     return "\n".join(lines) + "\n"
 
 
-def preview_figure(predictions: Predictions, *, max_items: int = 40, per_row: int = 4):
+def preview_figure(predictions: Predictions, *, max_items: int = PREVIEW_ITEMS, per_row: int = 4):
     """Each input (its thumbnail, or the array's digit) next to the 28x28 digit the members saw, labelled.
 
     Pairs go ``per_row`` to a row (a grid of ``2 * per_row`` panels), at most ``max_items`` of them.
