@@ -498,6 +498,8 @@ def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, pr
         click.echo(f"no digit predicted: {shown(out)} not written", err=True)
     if preview is not None and predictions.items:
         write_preview(predictions, preview)
+    elif preview is not None:
+        click.echo(f"no digit predicted: {shown(preview)} not drawn", err=True)
     if predictions.failures:
         raise click.ClickException(f"{len(predictions.failures)} path(s) not predicted (listed above); "
                                    f"{len(predictions.items)} digit(s) predicted")

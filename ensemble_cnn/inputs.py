@@ -61,7 +61,7 @@ from ensemble_cnn.preprocess import preprocess_digits
 MAX_IMAGE_PIXELS = 40_000_000
 """Largest image (width x height) decoded; larger ones are refused from the header alone."""
 DECODE_PIXELS = 4_000_000
-"""Most pixels of a decoded image: larger ones are reduced by a whole factor while decoding (see :func:`decode_image`)."""
+"""Most pixels of a decoded image: larger ones are reduced by a whole factor while decoding (:func:`decode_image`)."""
 MAX_IMAGE_FILE_BYTES = 64 * 2**20
 """Largest image file read (64 MiB)."""
 MAX_ARRAY_FILE_BYTES = 256 * 2**20

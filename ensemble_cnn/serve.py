@@ -296,7 +296,7 @@ class _Handler(BaseHTTPRequestHandler):
         return b"".join(chunks)
 
     def _call_predictor(self, call: Callable[[Predictor], Any], what: str) -> Any:
-        """``call(predictor)`` under the lock: NoInkError -> 422, other ValueError -> 400, any other exception -> 500."""
+        """``call(predictor)`` under the lock: NoInkError -> 422, other ValueError -> 400, anything else -> 500."""
         lock = self.server.predictor_lock
         if not lock.acquire(timeout=PREDICTOR_WAIT_S):
             raise _HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "the model is busy: try again")

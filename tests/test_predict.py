@@ -408,6 +408,7 @@ def test_out_is_left_untouched_when_nothing_is_predicted(fake_run, tmp_path):
                                            "--preview", str(tmp_path / "p.png")])
         assert result.exit_code == 1, result.output
         assert f"no digit predicted: {target} not written" in result.output
+        assert f"no digit predicted: {tmp_path / 'p.png'} not drawn" in result.output
     assert out.read_text() == "earlier answers\n"
     assert not (tmp_path / "new.csv").exists() and not (tmp_path / "p.png").exists()
 
