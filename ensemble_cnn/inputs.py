@@ -793,7 +793,8 @@ def load_inputs(path: str | os.PathLike) -> tuple[np.ndarray, Kind]:
     Raises
     ------
     InputError
-        One line naming the file.
+        One line naming the file; ``"FILE: no ink found (...)"`` for an image with no ink
+        (all white, all black, fully transparent, ...: see :class:`~ensemble_cnn.errors.NoInkError`).
     """
     path = Path(path)
     kind = classify_path(path)

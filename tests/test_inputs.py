@@ -288,9 +288,9 @@ def test_decoding_a_36_megapixel_photo_keeps_memory_bounded(tmp_path):
         "load_inputs(sys.argv[1])\n"
         "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
     )
-    root = Path(__file__).resolve().parent.parent
+    root = Path(inputs.__file__).resolve().parent.parent  # the package under test
     done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(root)})
+                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
     assert done.returncode == 0, done.stderr
     grown_mb = int(done.stdout.split()[-1])
     assert grown_mb < 400, f"decoding one 36 MP image grew the peak RSS by {grown_mb} MB"
@@ -816,3 +816,12 @@ def test_load_inputs_refuses_unreadable_images(tmp_path):
     path = tmp_path / "fake.jpg"
     path.write_text("not a jpeg")
     refused(load_inputs, path, names=path, words="not a PNG, JPEG, BMP, GIF or TIFF image")
+
+
+@pytest.mark.parametrize("image", ["white", "black", "transparent"])
+def test_load_inputs_refuses_an_image_with_no_ink(tmp_path, image):
+    make = {"white": lambda: Image.new("L", (10000, 1), 255), "black": lambda: Image.new("1", (1, 1), 0),
+            "transparent": lambda: Image.new("RGBA", (30, 30), (255, 0, 0, 0))}[image]
+    path = tmp_path / f"{image}.png"
+    make().save(path)
+    refused(load_inputs, path, names=path, words="no ink found")
