@@ -25,8 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from ensemble_cnn.config import TrainConfig  # noqa: E402
 from ensemble_cnn.models import ARCHITECTURES  # noqa: E402
-from ensemble_cnn.runtime import available_cores  # noqa: E402
-from ensemble_cnn.train import train_ensemble  # noqa: E402
+from ensemble_cnn.hardware import available_cores  # noqa: E402
+from ensemble_cnn.training.train import train_ensemble  # noqa: E402
 
 
 def main() -> None:

@@ -35,10 +35,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ensemble_cnn.data import load_mnist  # noqa: E402
-from ensemble_cnn.ensemble import Ensemble  # noqa: E402
+from ensemble_cnn.data.mnist import load_mnist  # noqa: E402
+from ensemble_cnn.inference.ensemble import Ensemble  # noqa: E402
 from ensemble_cnn.hardware import cpu_class  # noqa: E402
-from ensemble_cnn.runtime import available_cores, import_keras  # noqa: E402
+from ensemble_cnn.hardware import available_cores
+from ensemble_cnn.runtime import import_keras  # noqa: E402
 
 
 def best_rate(func, n: int, repeat: int) -> float:

@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 import augment  # noqa: E402
 from ensemble_cnn.config import TrainConfig  # noqa: E402
-from ensemble_cnn.fused import fused_stream  # noqa: E402
-from ensemble_cnn.member import plan_member  # noqa: E402
-from ensemble_cnn.training_data import load_pool  # noqa: E402
+from ensemble_cnn.training.fused import fused_stream  # noqa: E402
+from ensemble_cnn.training.member import plan_member  # noqa: E402
+from ensemble_cnn.data.training import load_pool  # noqa: E402
 
 
 def best_rate(make_steps, steps: int, repeat: int) -> float:

@@ -21,9 +21,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ensemble_cnn.compare import compare_predictions, format_comparison, load_run_predictions  # noqa: E402
-from ensemble_cnn.stats import wilson_interval  # noqa: E402
-from ensemble_cnn.vote import majority_vote, soft_vote  # noqa: E402
+from ensemble_cnn.evaluation.compare import compare_predictions, format_comparison, load_run_predictions  # noqa: E402
+from ensemble_cnn.evaluation.stats import wilson_interval  # noqa: E402
+from ensemble_cnn.inference.vote import majority_vote, soft_vote  # noqa: E402
 
 
 def main() -> None:

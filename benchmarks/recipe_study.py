@@ -37,12 +37,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ensemble_cnn.data import load_mnist  # noqa: E402
-from ensemble_cnn.evaluate import member_probabilities  # noqa: E402
+from ensemble_cnn.data.mnist import load_mnist  # noqa: E402
+from ensemble_cnn.evaluation.evaluate import member_probabilities  # noqa: E402
 from ensemble_cnn.hardware import cpu_class  # noqa: E402
-from ensemble_cnn.run_folder import RunFolder  # noqa: E402
-from ensemble_cnn.stats import mcnemar_exact, wilson_interval  # noqa: E402
-from ensemble_cnn.vote import VOTES  # noqa: E402
+from ensemble_cnn.storage.run_folder import RunFolder  # noqa: E402
+from ensemble_cnn.evaluation.stats import mcnemar_exact, wilson_interval  # noqa: E402
+from ensemble_cnn.inference.vote import VOTES  # noqa: E402
 
 STUDY = ROOT / "artifacts" / "study"
 STUDY_TRAIN = 50_000
@@ -98,8 +98,7 @@ def study_data() -> Path:
     path = STUDY / "study.npz"
     if path.exists():
         return path
-    from ensemble_cnn import _atomic
-
+    from ensemble_cnn.storage import atomic as _atomic
     mnist = load_mnist(MNIST_FILE)
     STUDY.mkdir(parents=True, exist_ok=True)
     _atomic.write_npz(path, x_train=mnist.x_train[:STUDY_TRAIN], y_train=mnist.y_train[:STUDY_TRAIN],

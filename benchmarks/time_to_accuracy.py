@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ensemble_cnn.hardware import cpu_class  # noqa: E402
-from ensemble_cnn.runtime import available_cores  # noqa: E402
+from ensemble_cnn.hardware import available_cores  # noqa: E402
 
 
 def main() -> None:

@@ -31,14 +31,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from augment.views import TTA_VIEWS, View, apply_view  # noqa: E402
-from ensemble_cnn.data import load_mnist  # noqa: E402
-from ensemble_cnn.ensemble import Ensemble  # noqa: E402
-from ensemble_cnn.evaluate import test_split  # noqa: E402
+from ensemble_cnn.data.mnist import load_mnist  # noqa: E402
+from ensemble_cnn.inference.ensemble import Ensemble  # noqa: E402
+from ensemble_cnn.evaluation.evaluate import test_split  # noqa: E402
 from ensemble_cnn.hardware import cpu_class  # noqa: E402
-from ensemble_cnn.member import load_checked_pool, plan_run, run_of  # noqa: E402
-from ensemble_cnn.recipes import get_recipe  # noqa: E402
-from ensemble_cnn.stats import mcnemar_exact, mcnemar_p_value, wilson_interval  # noqa: E402
-from ensemble_cnn.vote import VOTES  # noqa: E402
+from ensemble_cnn.training.member import load_checked_pool, plan_run, run_of  # noqa: E402
+from ensemble_cnn.training.recipes import get_recipe  # noqa: E402
+from ensemble_cnn.evaluation.stats import mcnemar_exact, mcnemar_p_value, wilson_interval  # noqa: E402
+from ensemble_cnn.inference.vote import VOTES  # noqa: E402
 
 DISTINCT_VIEWS: list[View] = sorted({view for views in TTA_VIEWS.values() for view in views})
 

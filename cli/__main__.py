@@ -1,4 +1,4 @@
-"""``python -m cli`` = the ``ensemble-cnn`` command."""
-from cli.main import main
+"""``python -m cli`` (in the source tree) or ``python -m ensemble_cnn_cli`` (installed) = the ``ensemble-cnn`` command."""
+from .main import main
 
 main(prog_name="ensemble-cnn")

@@ -3,7 +3,7 @@
 This module only parses options and wires library calls; TensorFlow is imported
 only by the commands that train or evaluate. Every training default is read from
 :class:`ensemble_cnn.config.TrainConfig`, every vote from
-:data:`ensemble_cnn.vote.VOTES`.
+:data:`ensemble_cnn.inference.vote.VOTES`.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from ensemble_cnn.config import (
     AUGMENTATIONS, BACKENDS, CHECKPOINTS, MODES, PRECISIONS, PRESETS, SCHEDULES, field_default, option_name,
 )
 from ensemble_cnn.models import ARCHITECTURES
-from ensemble_cnn.recipes import RECIPES
-from ensemble_cnn.vote import VOTES
+from ensemble_cnn.training.recipes import RECIPES
+from ensemble_cnn.inference.vote import VOTES
 
 DEFAULT_ARTIFACTS = Path("artifacts")
 DEFAULT_EXPANDED = DEFAULT_ARTIFACTS / "mnist_expanded.npz"
@@ -33,9 +33,9 @@ def _library_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from ensemble_cnn.data import DataError
+        from ensemble_cnn.data.mnist import DataError
         from ensemble_cnn.errors import BackendError, RunFolderError
-        from ensemble_cnn.outputs import OutputPathError, shown
+        from ensemble_cnn.storage.outputs import OutputPathError, shown
 
         try:
             return func(*args, **kwargs)
@@ -123,7 +123,7 @@ limit_option = click.option(
 seed_option = click.option("--seed", type=click.IntRange(min=0), default=field_default("seed"), show_default=True,
                            help="Root seed of every random draw.")
 def vote_option(help_text: str):
-    """``--vote``: one of the rules in :data:`ensemble_cnn.vote.VOTES`."""
+    """``--vote``: one of the rules in :data:`ensemble_cnn.inference.vote.VOTES`."""
     return click.option("--vote", "method", type=click.Choice(list(VOTES)), default="majority",
                         help=help_text + " " + "; ".join(f"{name}: {rule.description}" for name, rule in VOTES.items()))
 
@@ -178,9 +178,9 @@ def main(verbose: bool) -> None:
 def augment(data, out, copies, nielsen, transforms, max_shift, max_rotation, max_scale, alpha, sigma,
             seed, jobs, limit, preview):
     """Write an expanded MNIST training set (originals + COPIES distorted variants each)."""
-    from ensemble_cnn.data import check_expansion_size, data_files, load_mnist
-    from ensemble_cnn.expanded import manifest_path, write_expanded
-    from ensemble_cnn.outputs import check_output_files
+    from ensemble_cnn.data.mnist import check_expansion_size, data_files, load_mnist
+    from ensemble_cnn.data.expanded import manifest_path, write_expanded
+    from ensemble_cnn.storage.outputs import check_output_files
 
     distortion = None if nielsen else _distortion(transforms, max_shift, max_rotation, max_scale, alpha, sigma)
     if preview is not None and copies == 0 and not nielsen:
@@ -354,7 +354,7 @@ def _run_dir(config, out: Path | None) -> Path:
 
 
 def _train_and_report(config, run_dir: Path, *, preview: bool = False) -> None:
-    from ensemble_cnn.job import train_and_evaluate
+    from ensemble_cnn.training.job import train_and_evaluate
 
     click.echo(f"run folder {run_dir}")
     job = train_and_evaluate(config, run_dir, preview=preview, log=click.echo)
@@ -394,7 +394,7 @@ def train(**opts):
 @_library_errors
 def evaluate(run_dir, data, method, members, allow_missing, tta):
     """Reload a run's saved members, predict the test set, and report members vs the ensemble."""
-    from ensemble_cnn.evaluate import evaluate_run
+    from ensemble_cnn.evaluation.evaluate import evaluate_run
 
     if not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")
@@ -425,7 +425,7 @@ def compare(runs, data, method, as_json):
     """
     import json
 
-    from ensemble_cnn.compare import compare_runs, format_comparison
+    from ensemble_cnn.evaluation.compare import compare_runs, format_comparison
 
     if len(runs) < 2:
         raise click.BadParameter("give at least two run folders", param_hint="RUNS")
@@ -471,11 +471,11 @@ def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, pr
     others are still predicted (exit 1 if any failed; --out is not written when nothing was predicted).
     Inputs are never written to.
     """
-    from ensemble_cnn import _atomic
-    from ensemble_cnn.ensemble import Ensemble
-    from ensemble_cnn.inputs import expand_paths
-    from ensemble_cnn.outputs import check_output_files, shown
-    from ensemble_cnn.predict import format_predictions, predict_paths, preview_format, write_preview
+    from ensemble_cnn.storage import atomic as _atomic
+    from ensemble_cnn.inference.ensemble import Ensemble
+    from ensemble_cnn.inference.inputs import expand_paths
+    from ensemble_cnn.storage.outputs import check_output_files, shown
+    from ensemble_cnn.inference.predict import format_predictions, predict_paths, preview_format, write_preview
 
     if not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")
@@ -519,9 +519,9 @@ def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, pr
 def export(run_dir, out, method, members, fmt):
     """Export every member and the vote as ONE model: input uint8 (N, 28, 28); outputs `vote` (N, 10),
     the vote's probabilities, and `members` (N, K, 10)."""
-    from ensemble_cnn.export import export_ensemble
-    from ensemble_cnn.outputs import OutputPathError, check_output_files
-    from ensemble_cnn.run_folder import RunFolder
+    from ensemble_cnn.inference.export import export_ensemble
+    from ensemble_cnn.storage.outputs import OutputPathError, check_output_files
+    from ensemble_cnn.storage.run_folder import RunFolder
 
     if not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")
@@ -549,9 +549,9 @@ def export(run_dir, out, method, members, fmt):
 def serve(run_dir, host, port, method, members, tta):
     """Serve a page where you draw a digit (mouse, pen or touch) and see the 28x28 digit the members saw,
     each member's guess and the vote. Ctrl-C stops it."""
-    from ensemble_cnn.ensemble import Ensemble
-    from ensemble_cnn.predict import ImagePredictor
-    from ensemble_cnn.serve import serve as serve_forever
+    from ensemble_cnn.inference.ensemble import Ensemble
+    from ensemble_cnn.inference.predict import ImagePredictor
+    from ensemble_cnn.inference.serve import serve as serve_forever
 
     if not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")

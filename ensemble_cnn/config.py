@@ -3,7 +3,7 @@
 ``TrainConfig()`` is the command line's default recipe, on every machine: the
 execution settings that depend on the hardware (``mode``, ``jobs``, ``precision``)
 default to ``"auto"`` / ``None`` and are resolved when training starts
-(:func:`ensemble_cnn.runtime.resolve_execution`), never stored as a recipe.
+(:func:`ensemble_cnn.training.execution.resolve_execution`), never stored as a recipe.
 
 A run's *identity* is what changes a member's weights (architecture, recipe,
 distortion, seed, the data's fingerprint, ...): :meth:`TrainConfig.identity`. The
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ensemble_cnn.models import ARCHITECTURES
-from ensemble_cnn.recipes import RECIPES
+from ensemble_cnn.training.recipes import RECIPES
 
 AUGMENTATIONS = ("distort", "none")
 SCHEDULES = ("exponential", "cosine", "onecycle")
@@ -77,7 +77,7 @@ class TrainConfig:
     members : int
         Number of ensemble members K (>= 1).
     recipe : str
-        How one member is trained, one of :data:`ensemble_cnn.recipes.RECIPES`
+        How one member is trained, one of :data:`ensemble_cnn.training.recipes.RECIPES`
         (its learning-rate schedule and checkpoint policy).
     epochs : int
         Training epochs per member (>= 1).
@@ -94,7 +94,7 @@ class TrainConfig:
     ema : float
         Keep an exponential moving average of the weights with this momentum per
         step (e.g. 0.999; 0 = off), capped so the average spans at most half of a
-        run's steps (see :func:`ensemble_cnn.recipes.ema_momentum`). Validation
+        run's steps (see :func:`ensemble_cnn.training.recipes.ema_momentum`). Validation
         scores, checkpoints and the saved member use the averaged weights.
     label_smoothing : float
         Cross-entropy against labels smoothed by this amount (0 = off).

@@ -1,4 +1,4 @@
-"""The library's error types for run folders and execution engines (data errors: :mod:`ensemble_cnn.data`).
+"""The library's error types for run folders and execution engines (data errors: :mod:`ensemble_cnn.data.mnist`).
 
 Every message is one line that names the folder, file or engine and what is wrong;
 the command line prints it as is.
@@ -25,6 +25,6 @@ class BackendError(RuntimeError):
 class NoInkError(ValueError):
     """An image (or digit) holds no ink: nothing stands out from its background, so it is not a digit.
 
-    Raised by :func:`ensemble_cnn.preprocess.preprocess_digits` (and so by ``predict`` and ``serve``)
-    instead of labelling a blank picture; see :data:`ensemble_cnn.preprocess.NO_INK_LEVEL`.
+    Raised by :func:`ensemble_cnn.inference.preprocess.preprocess_digits` (and so by ``predict`` and ``serve``)
+    instead of labelling a blank picture; see :data:`ensemble_cnn.inference.preprocess.NO_INK_LEVEL`.
     """

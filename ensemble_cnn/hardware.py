@@ -110,3 +110,10 @@ def default_mode() -> str:
 def default_jobs(mode: str, *, members: int, cores: int) -> int:
     """Worker processes for ``mode``: one per core (at most one per member) for processes, else 1."""
     return max(1, min(cores, members)) if mode == "processes" else 1
+
+
+def available_cores() -> int:
+    """CPU cores this process may use."""
+    import joblib
+
+    return max(1, joblib.cpu_count(only_physical_cores=False))

@@ -32,7 +32,10 @@ rates (``None`` keeps each architecture's own).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
+
+from ensemble_cnn.errors import RunFolderError, UnsafeMemberError
 
 INPUT_SHAPE = (28, 28)
 N_CLASSES = 10
@@ -157,3 +160,34 @@ _BUILDERS = {
 
 ARCHITECTURES: tuple[str, ...] = tuple(_BUILDERS)
 """Every architecture by name (derived from the builders: adding one is a function plus an entry)."""
+
+
+def load_member(path: str | Path):
+    """Load a saved member with Keras ``safe_mode`` (no deserialised Python code).
+
+    Raises
+    ------
+    RunFolderError
+        One line: the file is missing, unreadable, not a Keras model, or carries
+        Python code (e.g. a ``Lambda`` layer) that ``safe_mode`` refuses.
+    """
+    from ensemble_cnn.runtime import import_keras
+
+    keras = import_keras()
+    path = Path(path)
+    if not path.is_file():
+        raise RunFolderError(f"{path}: member model missing")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file; all mean "refused"
+        text = str(exc)
+        if "safe_mode" in text or "lambda" in text.lower():
+            raise UnsafeMemberError(
+                f"{path}: refused: it carries Python code (e.g. a Lambda layer), unsafe to load"
+            ) from None
+        raise RunFolderError(f"{path}: not a loadable Keras model ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

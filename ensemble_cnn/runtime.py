@@ -1,4 +1,4 @@
-"""Starting TensorFlow quietly and fast, in this process and in every worker, and the execution plan.
+"""Starting TensorFlow quietly and fast, in this process and in every worker.
 
 * **Quiet.** TensorFlow's C++ start-up lines ("Could not find cuda drivers", "failed
   call to cuInit", the oneDNN and CPU-feature notes) are hidden unless the user asks
@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Iterator
 
 VERBOSE_ENV = "ENSEMBLE_CNN_VERBOSE"
@@ -138,73 +137,3 @@ def set_precision(policy: str) -> None:
     """Set Keras' global dtype policy (``float32`` or ``mixed_bfloat16``) in this process."""
     keras = import_keras()
     keras.mixed_precision.set_global_policy(policy)
-
-
-def available_cores() -> int:
-    """CPU cores this process may use."""
-    import joblib
-
-    return max(1, joblib.cpu_count(only_physical_cores=False))
-
-
-@dataclass(frozen=True)
-class Execution:
-    """How a run executes on this machine: the ``auto`` settings of a config, resolved.
-
-    Attributes
-    ----------
-    mode : {"sequential", "processes", "fused"}
-    jobs : int
-        Worker processes (or fused groups) at once.
-    precision : {"float32", "mixed_bfloat16"}
-    cores : int
-        CPU cores of this machine.
-    """
-
-    mode: str
-    jobs: int
-    precision: str
-    cores: int
-
-    @property
-    def threads(self) -> int:
-        """TensorFlow intra-op threads of each worker: cores shared among the workers."""
-        return max(1, self.cores // max(1, self.jobs))
-
-    def concurrent(self, members: int) -> int:
-        """How many training runs make progress at once."""
-        if self.mode == "fused":
-            return members
-        if self.mode == "processes":
-            return max(1, min(self.jobs, members))
-        return 1
-
-    def describe(self) -> str:
-        if self.mode == "processes":
-            how = f"{self.jobs} worker process{'es' if self.jobs > 1 else ''} x {self.threads} TensorFlow threads"
-        elif self.mode == "fused":
-            how = f"fused, {self.jobs} group{'s' if self.jobs > 1 else ''} x {self.threads} TensorFlow threads"
-        else:
-            how = f"one after another, {self.cores} TensorFlow threads"
-        return f"{how}, {self.precision}"
-
-
-def resolve_execution(mode: str, jobs: int | None, precision: str, *, backend: str, members: int) -> Execution:
-    """Resolve ``auto`` settings for this hardware (imports TensorFlow quietly to look for GPUs).
-
-    Parameters
-    ----------
-    mode, jobs, precision, backend : as in :class:`ensemble_cnn.config.TrainConfig`
-    members : int
-        Training runs to schedule (for the default worker count).
-    """
-    from ensemble_cnn import hardware
-
-    cores = available_cores()
-    if mode == "auto":
-        mode = "processes" if backend != "loky" else hardware.default_mode()
-    if jobs is None:
-        jobs = hardware.default_jobs(mode, members=members, cores=cores)
-    if precision == "auto":
-        precision = hardware.default_precision()
-    return Execution(mode=mode, jobs=jobs, precision=precision, cores=cores)

@@ -96,7 +96,7 @@ def synthetic_digits() -> np.ndarray:
 
 def write_fake_member(run_dir: Path, index: int, model, *, n_test: int) -> dict:
     """Save ``model`` as member ``index`` with random probabilities and a record that matches its files."""
-    from ensemble_cnn.run_folder import RunFolder
+    from ensemble_cnn.storage.run_folder import RunFolder
 
     probabilities = np.random.default_rng(index).dirichlet(np.ones(10), size=n_test).astype(np.float32)
     details = {"run": index, "seed": index, "recipe": "standard", "checkpoint": "best-validation", "best_epoch": 1,
@@ -122,8 +122,8 @@ def make_run(tiny_config):
     ``ensemble-cnn train`` and saves ``model`` (default: a fresh member of the run's
     architecture) as every member, each with a record matching its files. Returns the config.
     """
-    from ensemble_cnn.member import build_member
-    from ensemble_cnn.train import prepare_run
+    from ensemble_cnn.training.member import build_member
+    from ensemble_cnn.training.train import prepare_run
 
     def make(run_dir: Path, *, members: int = 1, model=None, **overrides):
         config = prepare_run(tiny_config(members=members, **overrides), run_dir)
@@ -137,8 +137,8 @@ def make_run(tiny_config):
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, tiny_config):
     """A real 3-member run, trained enough to read digits (~90% on the slice's test digits), evaluated."""
-    from ensemble_cnn.evaluate import evaluate_run
-    from ensemble_cnn.train import train_ensemble
+    from ensemble_cnn.evaluation.evaluate import evaluate_run
+    from ensemble_cnn.training.train import train_ensemble
 
     path = tmp_path_factory.mktemp("trained") / "run"
     config = tiny_config(members=3, epochs=3, width=0.5, limit=3000, val_size=300, augmentation="distort",

@@ -370,8 +370,8 @@ def test_evaluate_run_without_members(tmp_path, make_run):
 
 def test_evaluate_member_that_is_not_a_keras_file(tmp_path, make_run):
     """A member whose record matches its bytes but whose bytes are no model: refused in one line."""
-    from ensemble_cnn import _atomic
-    from ensemble_cnn.hashing import sha256_file
+    from ensemble_cnn.storage import atomic as _atomic
+    from ensemble_cnn.storage.hashing import sha256_file
 
     run_dir = tmp_path / "run"
     make_run(run_dir)
@@ -386,8 +386,7 @@ def test_evaluate_member_that_is_not_a_keras_file(tmp_path, make_run):
 # --------------------------------------------------------------------------- cluster backends
 def test_unreachable_dask_scheduler(tmp_path, small_mnist_npz, monkeypatch):
     pytest.importorskip("distributed")
-    from ensemble_cnn import backends
-
+    from ensemble_cnn.training import backends
     monkeypatch.setattr(backends, "CONNECT_TIMEOUT_S", 1.0)
     args = ["train", "--data", str(small_mnist_npz), *TINY_ANY_MODE, "--backend", "dask",
             "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path / "run")]

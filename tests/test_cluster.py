@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import tiny_args
 
-from ensemble_cnn.evaluate import evaluate_run
-from ensemble_cnn.run_folder import RunFolder
-from ensemble_cnn.train import train_ensemble
+from ensemble_cnn.evaluation.evaluate import evaluate_run
+from ensemble_cnn.models import load_member
+from ensemble_cnn.storage.run_folder import RunFolder
+from ensemble_cnn.training.train import train_ensemble
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # 62 steps per member: clearly past chance (about 0.65 on the 1,000 test digits), whatever the CPU's kernels.
@@ -24,7 +25,7 @@ def assert_run_complete(run_dir: Path, members: int = 2) -> None:
     """Every member present, its files matching its record, loadable with safe_mode; the vote scores."""
     records = RunFolder(run_dir).records(members)
     assert [r["index"] for r in records] == list(range(members))
-    assert RunFolder(run_dir).verify_all(records) == {}
+    assert RunFolder(run_dir).verify_all(records, load=load_member) == {}
     report = evaluate_run(run_dir, reload=True, plots=False, log=None)
     assert len(report["members"]) == members
     assert report["ensemble"]["majority"]["test_accuracy"] > 0.3, "the members learned something"
@@ -132,7 +133,7 @@ def test_ray_local_session(tmp_path, tiny_config, monkeypatch):
     ],
 )
 def test_plan_groups_sends_every_member_to_a_cluster(mode, backend, jobs, remote, local):
-    from ensemble_cnn.train import plan_groups
+    from ensemble_cnn.training.train import plan_groups
 
     runs = [(run, [run]) for run in range(3)]
 

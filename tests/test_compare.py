@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from ensemble_cnn.compare import compare_runs
-from ensemble_cnn.stats import mcnemar_exact
-from ensemble_cnn.train import train_ensemble
+from ensemble_cnn.evaluation.compare import compare_runs
+from ensemble_cnn.evaluation.stats import mcnemar_exact
+from ensemble_cnn.training.train import train_ensemble
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def test_compare_two_real_runs(two_runs):
     right = []
     for row, run in zip(comparison["runs"], two_runs):
         stack = np.stack([np.load(run / f"member_0{i}_test_proba.npy") for i in range(2)])
-        from ensemble_cnn.vote import majority_vote
+        from ensemble_cnn.inference.vote import majority_vote
 
         correct = majority_vote(stack) == labels
         right.append(correct)
@@ -69,7 +69,7 @@ def test_compare_usage_errors(args, text, tmp_path, monkeypatch):
 
 
 def test_evaluate_writes_the_statistics_and_pictures(two_runs):
-    from ensemble_cnn.evaluate import evaluate_run
+    from ensemble_cnn.evaluation.evaluate import evaluate_run
 
     report = evaluate_run(two_runs[0], log=None)
     saved = json.loads((two_runs[0] / "report.json").read_text())

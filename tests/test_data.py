@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ensemble_cnn.data import DataError, load_mnist, read_idx
+from ensemble_cnn.data.mnist import DataError, load_mnist, read_idx
 
 
 def write_idx(path: Path, array: np.ndarray, *, compress: bool = False) -> None:
@@ -118,7 +118,7 @@ def test_bad_idx_files(tmp_path, mnist):
 
 def test_loading_a_file_never_imports_tensorflow(mnist_npz_path):
     code = (
-        "import sys; from ensemble_cnn.data import load_mnist; import ensemble_cnn, augment, cli.main;"
+        "import sys; from ensemble_cnn.data.mnist import load_mnist; import ensemble_cnn, augment, cli.main;"
         f"load_mnist({str(mnist_npz_path)!r}); assert 'tensorflow' not in sys.modules, 'tf imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)

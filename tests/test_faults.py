@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import ensemble_cnn.member
+import ensemble_cnn.training.member
 from cli.main import main
 from conftest import TINY_ARGS as TINY
-from ensemble_cnn.run_folder import RunFolder
+from ensemble_cnn.models import load_member
+from ensemble_cnn.storage.run_folder import RunFolder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STRAY = ".member_00.keras.k1lled00.tmp.keras"  # what a writer killed inside _atomic.atomic_path leaves
@@ -77,14 +78,14 @@ def test_sigkill_mid_run_then_resume(tmp_path, small_mnist_npz):
 
 
 def test_failing_member_does_not_lose_the_others(tmp_path, small_mnist_npz, monkeypatch):
-    real = ensemble_cnn.member.train_runs
+    real = ensemble_cnn.training.member.train_runs
 
     def member_1_fails(config, runs, run_dir, **kwargs):
         if any(run == 1 for run, _ in runs):
             raise RuntimeError("simulated failure of member 1\nwith a second line nobody should see")
         return real(config, runs, run_dir, **kwargs)
 
-    monkeypatch.setattr(ensemble_cnn.member, "train_runs", member_1_fails)
+    monkeypatch.setattr(ensemble_cnn.training.member, "train_runs", member_1_fails)
     run_dir = tmp_path / "run"
     args = ["train", "--data", str(small_mnist_npz), *TINY, "--members", "3", "--out", str(run_dir)]
     result = CliRunner().invoke(main, args)
@@ -97,11 +98,11 @@ def test_failing_member_does_not_lose_the_others(tmp_path, small_mnist_npz, monk
                       "(run the same command again to retry)"]
     records = RunFolder(run_dir).records(3)
     assert [r["index"] for r in records] == [0, 2]
-    assert RunFolder(run_dir).verify_all(records) == {}
+    assert RunFolder(run_dir).verify_all(records, load=load_member) == {}
     report = json.loads((run_dir / "report.json").read_text())
     assert len(report["members"]) == 2 and report["missing_members"] == [1]
 
-    monkeypatch.setattr(ensemble_cnn.member, "train_runs", real)
+    monkeypatch.setattr(ensemble_cnn.training.member, "train_runs", real)
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0, again.output
     assert "members 00, 02 already trained, kept" in again.output and "(trained 1, kept 2)" in again.output
@@ -109,7 +110,7 @@ def test_failing_member_does_not_lose_the_others(tmp_path, small_mnist_npz, monk
 
 def test_stray_temporaries_do_not_break_resume(tmp_path, make_run):
     """Temp files a killed attempt (or a retried cluster task) left are ignored by resume and then removed."""
-    from ensemble_cnn.train import train_ensemble
+    from ensemble_cnn.training.train import train_ensemble
 
     run_dir = tmp_path / "run"
     config = make_run(run_dir, members=2)
@@ -133,8 +134,7 @@ def _member_1_worker_dies(config, group, folder, settings, log, round_index=0, a
     is complete on disk: whichever way the race between its result and the crash goes,
     member 0 must be kept.
     """
-    from ensemble_cnn import train
-
+    from ensemble_cnn.training import train
     if any(run == 1 for run, _ in group):
         deadline = time.monotonic() + 300
         while not (Path(folder) / "member_00.json").exists() and time.monotonic() < deadline:
@@ -145,8 +145,7 @@ def _member_1_worker_dies(config, group, folder, settings, log, round_index=0, a
 
 def test_lost_worker_without_retry_keeps_finished_members(tmp_path, tiny_config, monkeypatch):
     """A loky worker that dies mid-run: the finished member is kept, the lost one fails with the reason."""
-    from ensemble_cnn import train
-
+    from ensemble_cnn.training import train
     monkeypatch.setattr(train, "_task", lambda mode: _member_1_worker_dies)
     config = tiny_config(members=2, mode="processes", jobs=2)
     runs = [(0, [0]), (1, [1])]
@@ -160,7 +159,7 @@ def test_lost_worker_without_retry_keeps_finished_members(tmp_path, tiny_config,
     assert result.failures[1].startswith("worker lost: TerminatedWorkerError"), result.failures[1]
     assert "\n" not in result.failures[1]
     assert not result.complete
-    assert RunFolder(run_dir).verify_all(result.records) == {}
+    assert RunFolder(run_dir).verify_all(result.records, load=load_member) == {}
     assert not (run_dir / "member_01.json").exists()
     assert [r["index"] for r in RunFolder(run_dir).records(2)] == [0]
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 import augment
-from ensemble_cnn.fused import build_fused, fused_stream
-from ensemble_cnn.member import build_member, compile_members, plan_run
+from ensemble_cnn.training.fused import build_fused, fused_stream
+from ensemble_cnn.training.member import build_member, compile_members, plan_run
 from ensemble_cnn.seeding import DISTORTION_STREAM, EPOCH_STREAM, rng_for
-from ensemble_cnn.train import train_ensemble
-from ensemble_cnn.training_data import load_pool
+from ensemble_cnn.training.train import train_ensemble
+from ensemble_cnn.data.training import load_pool
 
 
 @pytest.mark.parametrize("arch", ["nielsen", "deotte"])

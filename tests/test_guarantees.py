@@ -149,7 +149,7 @@ def dead_pid() -> int:
 
 
 def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, tiny_config):
-    from ensemble_cnn.train import train_ensemble
+    from ensemble_cnn.training.train import train_ensemble
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -161,7 +161,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, tiny_config):
 
 def test_live_lock_blocks_train_and_evaluate_says_so(tmp_path, make_run):
     from ensemble_cnn.errors import RunFolderBusy
-    from ensemble_cnn.train import train_ensemble
+    from ensemble_cnn.training.train import train_ensemble
 
     run_dir = tmp_path / "run"
     config = make_run(run_dir, members=1)
@@ -216,7 +216,7 @@ def test_a_fifo_as_data_is_refused_without_hanging(command, tmp_path, make_run):
 
 
 def test_a_fifo_in_an_idx_folder_is_refused(tmp_path):
-    from ensemble_cnn.data import DataError, load_mnist
+    from ensemble_cnn.data.mnist import DataError, load_mnist
 
     folder = tmp_path / "idx"
     folder.mkdir()
@@ -343,8 +343,7 @@ def test_preview_without_variants_is_refused_and_writes_nothing(tmp_path, small_
 
 
 def test_a_failing_preview_leaves_no_half_written_set(tmp_path, small_mnist_npz, monkeypatch):
-    from ensemble_cnn import plots
-
+    from ensemble_cnn.evaluation import plots
     def broken(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -371,8 +370,8 @@ def test_a_diverging_member_is_a_failed_member(tmp_path, small_mnist_npz):
 
 
 def test_a_member_with_nan_predictions_is_left_out_by_evaluate(tmp_path, make_run):
-    from ensemble_cnn import _atomic
-    from ensemble_cnn.hashing import sha256_file
+    from ensemble_cnn.storage import atomic as _atomic
+    from ensemble_cnn.storage.hashing import sha256_file
 
     run_dir = tmp_path / "run"
     make_run(run_dir, members=2)
@@ -380,7 +379,7 @@ def test_a_member_with_nan_predictions_is_left_out_by_evaluate(tmp_path, make_ru
     record = json.loads((run_dir / "member_01.json").read_text())
     _atomic.write_json(run_dir / "member_01.json",
                        {**record, "probabilities_sha256": sha256_file(run_dir / "member_01_test_proba.npy")})
-    from ensemble_cnn.evaluate import evaluate_run
+    from ensemble_cnn.evaluation.evaluate import evaluate_run
 
     report = evaluate_run(run_dir, reload=False, plots=False, log=None)
     assert [m["name"] for m in report["members"]] == ["member_00"]
@@ -444,8 +443,7 @@ def test_data_path_is_stored_resolved_and_evaluate_works_from_elsewhere(tmp_path
 
 
 def test_disk_full_names_the_file_being_written(tmp_path, monkeypatch):
-    from ensemble_cnn import _atomic
-
+    from ensemble_cnn.storage import atomic as _atomic
     real = os.replace
 
     def full(src, dst):

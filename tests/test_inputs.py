@@ -1,4 +1,4 @@
-"""ensemble_cnn.inputs: reading users' image and array files safely (real files written in tmp_path)."""
+"""ensemble_cnn.inference.inputs: reading users' image and array files safely (real files written in tmp_path)."""
 from __future__ import annotations
 
 import gzip
@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from ensemble_cnn import inputs
-from ensemble_cnn.inputs import (
+import ensemble_cnn
+from ensemble_cnn.inference import inputs
+from ensemble_cnn.inference.inputs import (
     ARRAY_SUFFIXES,
     IMAGE_SUFFIXES,
     MAX_IMAGE_PIXELS,
@@ -33,7 +34,7 @@ from ensemble_cnn.inputs import (
     read_arrays,
     read_image,
 )
-from ensemble_cnn.preprocess import preprocess_digits
+from ensemble_cnn.inference.preprocess import preprocess_digits
 
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
 
@@ -283,12 +284,12 @@ def test_decoding_a_36_megapixel_photo_keeps_memory_bounded(tmp_path):
     big_photo().save(path)
     script = (
         "import resource, sys\n"
-        "from ensemble_cnn.inputs import load_inputs\n"
+        "from ensemble_cnn.inference.inputs import load_inputs\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "load_inputs(sys.argv[1])\n"
         "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
     )
-    root = Path(inputs.__file__).resolve().parent.parent  # the package under test
+    root = Path(ensemble_cnn.__file__).resolve().parent.parent  # the package under test
     done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=300,
                           cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
     assert done.returncode == 0, done.stderr

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import main
-from ensemble_cnn.ensemble import Ensemble, as_digits
-from ensemble_cnn.run_folder import RunFolder
-from ensemble_cnn.vote import VOTES, majority_vote, soft_vote
+from ensemble_cnn.inference.ensemble import Ensemble, as_digits
+from ensemble_cnn.storage.run_folder import RunFolder
+from ensemble_cnn.inference.vote import VOTES, majority_vote, soft_vote
 from test_bad_inputs import snapshot
 
 
@@ -47,7 +47,8 @@ def test_ensemble_matches_what_training_saved(run_dir, test_digits):
     np.testing.assert_allclose(probabilities, saved, atol=1e-5)
     assert np.array_equal(ensemble.predict(x), majority_vote(probabilities))
     assert np.array_equal(ensemble.vote(x, rule="soft"), soft_vote(probabilities))
-    np.testing.assert_allclose(ensemble.predict_proba(x), probabilities.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(Ensemble.load(run_dir, voting="soft").predict_proba(x), probabilities.mean(axis=0),
+                               atol=1e-6)
     accuracy = ensemble.score(x, y)
     report = json.loads((run_dir / "report.json").read_text())
     assert accuracy == pytest.approx(report["ensemble"]["majority"]["test_accuracy"], abs=2e-3)
@@ -222,7 +223,7 @@ def test_export_saved_model_round_trip(run_dir, test_digits, tmp_path):
 
     loaded = tf.saved_model.load(str(out))  # keep a reference: its variables live as long as it does
     served = loaded.serve(tf.constant(test_digits[0][:100]))
-    expected = Ensemble.load(run_dir).predict_proba(test_digits[0][:100])
+    expected = Ensemble.load(run_dir, voting="soft").predict_proba(test_digits[0][:100])
     np.testing.assert_allclose(served["vote"].numpy(), expected, atol=1e-5)
     again = CliRunner().invoke(main, ["export", "--run", str(run_dir), "--out", str(out), "--format", "saved_model"])
     assert again.exit_code == 2 and "exists; a SavedModel goes into a new folder" in again.output
@@ -260,7 +261,7 @@ def test_tta_averages_each_member_over_the_views(run_dir, test_digits):
 def test_evaluate_with_tta_reports_its_views_and_cost(run_dir, tmp_path, small_mnist_npz):
     import shutil
 
-    from ensemble_cnn.evaluate import evaluate_run
+    from ensemble_cnn.evaluation.evaluate import evaluate_run
 
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
@@ -435,7 +436,7 @@ def test_predict_paths_keeps_no_decoded_image(fake_run, test_digits, tmp_path, m
     import gc
     import weakref
 
-    import ensemble_cnn.predict as predict_module
+    import ensemble_cnn.inference.predict as predict_module
 
     x, _ = test_digits
     paths = [a_digit(x[i], tmp_path / f"d{i}.png") for i in range(4)]

@@ -1,4 +1,4 @@
-"""ensemble_cnn.preprocess: arbitrary digit images -> MNIST-style 28x28 digits (exact answers where possible)."""
+"""ensemble_cnn.inference.preprocess: arbitrary digit images -> MNIST-style 28x28 digits (exact answers where possible)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from ensemble_cnn.errors import NoInkError
-from ensemble_cnn.preprocess import (
+from ensemble_cnn.inference.preprocess import (
     INK_THRESHOLD,
     MNIST_BOX,
     MNIST_SIZE,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from ensemble_cnn.config import TrainConfig
-from ensemble_cnn.recipes import ONECYCLE_START, ONECYCLE_WARMUP, RECIPES, schedule
-from ensemble_cnn.run_folder import RunFolder
-from ensemble_cnn.train import train_ensemble
+from ensemble_cnn.training.recipes import ONECYCLE_START, ONECYCLE_WARMUP, RECIPES, schedule
+from ensemble_cnn.storage.run_folder import RunFolder
+from ensemble_cnn.training.train import train_ensemble
 
 STEPS = 10  # steps per epoch in the schedule tests
 
@@ -43,7 +43,7 @@ def test_onecycle_warms_up_then_decays():
 
 
 def test_label_smoothing_loss_matches_the_formula():
-    from ensemble_cnn.callbacks import SmoothedSparseCrossentropy
+    from ensemble_cnn.training.callbacks import SmoothedSparseCrossentropy
 
     probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype=np.float32)
     labels = np.array([0, 1])
@@ -82,7 +82,7 @@ def test_last_epoch_member_without_hold_out_trains_on_every_digit(tiny_config, t
     (0.999, 1, 1, 0.0),  # one step: the average is the weights
 ])
 def test_ema_momentum_is_capped_to_half_the_run(tiny_config, ema, epochs, steps, expected):
-    from ensemble_cnn.recipes import ema_momentum
+    from ensemble_cnn.training.recipes import ema_momentum
 
     assert ema_momentum(tiny_config(ema=ema, epochs=epochs), steps_per_epoch=steps) == pytest.approx(expected)
 
@@ -90,8 +90,7 @@ def test_ema_momentum_is_capped_to_half_the_run(tiny_config, ema, epochs, steps,
 def test_ema_member_is_the_averaged_weights(tiny_config, tmp_path, monkeypatch):
     """With a momentum so close to 1 that the average barely moves (the run-length cap lifted), the saved
     member is ~ its initial weights: the same run that learns with the capped default is at chance level."""
-    from ensemble_cnn import recipes
-
+    from ensemble_cnn.training import recipes
     trained = train_ensemble(tiny_config(epochs=2, checkpoint="last", width=0.5, limit=1000), tmp_path / "plain",
                              log=None)
     monkeypatch.setattr(recipes, "EMA_MAX_HORIZON", 1e12)
@@ -130,7 +129,7 @@ def test_recipes_registry():
 
 
 def test_snapshot_schedule_restarts_at_each_cycle():
-    from ensemble_cnn.recipes import SnapshotRecipe
+    from ensemble_cnn.training.recipes import SnapshotRecipe
 
     cfg = TrainConfig(recipe="snapshot", epochs=6, learning_rate=1e-3, final_lr_fraction=0.1)
     lr = SnapshotRecipe().learning_rate(cfg, steps_per_epoch=STEPS)
@@ -143,7 +142,7 @@ def test_snapshot_schedule_restarts_at_each_cycle():
 
 
 def test_snapshot_ema_is_capped_to_half_a_cycle(tiny_config):
-    from ensemble_cnn.recipes import RECIPES, ema_momentum
+    from ensemble_cnn.training.recipes import RECIPES, ema_momentum
 
     cfg = tiny_config(recipe="snapshot", epochs=3, ema=0.999, checkpoint="last")
     span = RECIPES["snapshot"].averaging_epochs(cfg)
@@ -187,8 +186,8 @@ def test_snapshot_run_gives_one_member_per_cycle(tiny_config, tmp_path, mode):
 
 
 def _pool(n: int):
-    from ensemble_cnn.data import MnistData
-    from ensemble_cnn.training_data import TrainingPool
+    from ensemble_cnn.data.mnist import MnistData
+    from ensemble_cnn.data.training import TrainingPool
 
     images = np.zeros((n, 28, 28), np.uint8)
     labels = np.arange(n) % 10
@@ -197,7 +196,7 @@ def _pool(n: int):
 
 
 def test_bootstrap_draws_the_training_rows_with_replacement_from_the_member_seed():
-    from ensemble_cnn.training_data import split_for_member
+    from ensemble_cnn.data.training import split_for_member
 
     pool = _pool(2000)
     plain = split_for_member(pool, val_size=200, seed=5)
@@ -214,9 +213,9 @@ def test_bootstrap_draws_the_training_rows_with_replacement_from_the_member_seed
 
 
 def test_bootstrap_run_trains_on_its_draw_and_says_so(tiny_config, tmp_path):
-    from ensemble_cnn.member import load_checked_pool, plan_run
+    from ensemble_cnn.training.member import load_checked_pool, plan_run
     from ensemble_cnn.seeding import member_seed
-    from ensemble_cnn.training_data import split_for_member
+    from ensemble_cnn.data.training import split_for_member
 
     cfg = tiny_config(bootstrap=True, epochs=2)
     pool = load_checked_pool(cfg)
@@ -233,7 +232,7 @@ def test_bootstrap_run_trains_on_its_draw_and_says_so(tiny_config, tmp_path):
 
 # --------------------------------------------------------------------------- SWA and FGE
 def test_cosine_cycles_follow_each_segment():
-    from ensemble_cnn.callbacks import CosineCycles
+    from ensemble_cnn.training.callbacks import CosineCycles
 
     lr = CosineCycles([(10, 1.0, 0.1), (4, 0.1, 0.1), (4, 0.5, 0.0)])
     assert float(lr(0)) == pytest.approx(1.0)
@@ -246,7 +245,7 @@ def test_cosine_cycles_follow_each_segment():
 
 
 def test_fge_cycles_a_long_run_then_two_short_ones():
-    from ensemble_cnn.recipes import FGE_RESTART_FRACTION, FgeRecipe
+    from ensemble_cnn.training.recipes import FGE_RESTART_FRACTION, FgeRecipe
 
     fge = FgeRecipe()
     assert fge.cycle_lengths(TrainConfig(recipe="fge", epochs=30)) == [24, 3, 3]
@@ -263,7 +262,7 @@ def test_fge_cycles_a_long_run_then_two_short_ones():
 
 
 def test_swa_decays_then_holds_the_rate():
-    from ensemble_cnn.recipes import SWA_LR_FRACTION, SwaRecipe
+    from ensemble_cnn.training.recipes import SWA_LR_FRACTION, SwaRecipe
 
     swa = SwaRecipe()
     cfg = TrainConfig(recipe="swa", epochs=8, ema=0.0, learning_rate=1e-3)
@@ -292,7 +291,7 @@ def test_swa_and_fge_options_are_validated(recipe, change, message):
 def test_weight_average_is_the_mean_of_the_phase_and_is_what_validation_sees():
     import keras
 
-    from ensemble_cnn.callbacks import WeightAverage
+    from ensemble_cnn.training.callbacks import WeightAverage
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     average = WeightAverage(start_epoch=2)
@@ -316,7 +315,7 @@ def test_weight_average_is_the_mean_of_the_phase_and_is_what_validation_sees():
 def test_weight_average_without_validation_counts_each_epoch_once():
     import keras
 
-    from ensemble_cnn.callbacks import WeightAverage
+    from ensemble_cnn.training.callbacks import WeightAverage
 
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
     average = WeightAverage(start_epoch=1)
@@ -332,8 +331,8 @@ def test_weight_average_without_validation_counts_each_epoch_once():
 @pytest.mark.parametrize("mode", ["sequential", "fused"])
 def test_swa_member_is_the_validated_average(tiny_config, tmp_path, mode):
     """The saved member scores on its hold-out exactly what the last epoch's validation (the average) said."""
-    from ensemble_cnn.member import load_checked_pool, plan_run
-    from ensemble_cnn.run_folder import load_member
+    from ensemble_cnn.training.member import load_checked_pool, plan_run
+    from ensemble_cnn.models import load_member
 
     cfg = tiny_config(recipe="swa", epochs=8, members=2, mode=mode, width=0.5, limit=1000, val_size=200)  # averages epochs 7, 8
     result = train_ensemble(cfg, tmp_path / "run", log=None)

@@ -1,4 +1,4 @@
-"""Tests for ensemble_cnn.report and ensemble_cnn.plots."""
+"""Tests for ensemble_cnn.evaluation.report and ensemble_cnn.evaluation.plots."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ensemble_cnn.report import build_report, format_markdown, format_table, write_report
+from ensemble_cnn.evaluation.report import build_report, format_markdown, format_table, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -38,7 +38,7 @@ def report() -> dict:
 
 
 def test_hand_case_predictions_are_as_designed() -> None:
-    from ensemble_cnn.vote import majority_vote, soft_vote
+    from ensemble_cnn.inference.vote import majority_vote, soft_vote
 
     assert PROBA.argmax(axis=2).tolist() == [[0, 1, 2, 1, 1, 1], [0, 1, 2, 1, 1, 2], [0, 2, 1, 0, 2, 0]]
     assert majority_vote(PROBA).tolist() == MAJORITY
@@ -91,7 +91,7 @@ def test_build_report_confusion_matrix_of_every_vote(report: dict) -> None:
 
 def test_markdown_and_figures_show_the_chosen_vote(report: dict) -> None:
     """`evaluate --vote soft`: the confusion matrix (table and picture) is the soft vote's, and says so."""
-    from ensemble_cnn.plots import confusion_figure
+    from ensemble_cnn.evaluation.plots import confusion_figure
 
     soft_md = format_markdown({**report, "vote_shown": "soft"})
     assert "## Confusion matrix (soft vote)" in soft_md
@@ -200,7 +200,7 @@ def test_format_markdown(report: dict) -> None:
 
 
 def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """The Wilson score interval written out (independently of ensemble_cnn.stats)."""
+    """The Wilson score interval written out (independently of ensemble_cnn.evaluation.stats)."""
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
@@ -288,7 +288,7 @@ def _digits(n: int, seed: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("k", [3, 5, 8, 15])
 def test_accuracy_figure_labels_do_not_overlap(k: int) -> None:
     """The member names under the bars and the accuracy labels over them never overlap, at any ensemble size."""
-    from ensemble_cnn.plots import accuracy_figure
+    from ensemble_cnn.evaluation.plots import accuracy_figure
 
     rng = np.random.default_rng(k)
     proba = rng.dirichlet(np.ones(10), size=(k, 200))
@@ -309,7 +309,7 @@ def test_accuracy_figure_labels_do_not_overlap(k: int) -> None:
 
 
 def test_write_plots(report: dict, tmp_path: Path) -> None:
-    from ensemble_cnn.plots import write_plots
+    from ensemble_cnn.evaluation.plots import write_plots
 
     images = _digits(6)
     paths = write_plots(report, images, Y_TRUE, np.array(MAJORITY), tmp_path / "plots")
@@ -322,7 +322,7 @@ def test_write_plots(report: dict, tmp_path: Path) -> None:
 
 
 def test_plot_errors_none_wrong_and_many_wrong(tmp_path: Path) -> None:
-    from ensemble_cnn.plots import plot_errors
+    from ensemble_cnn.evaluation.plots import plot_errors
 
     images = _digits(150, seed=1)
     y = np.arange(150) % 10
@@ -339,7 +339,7 @@ def test_plot_errors_none_wrong_and_many_wrong(tmp_path: Path) -> None:
 
 
 def test_plot_preview(tmp_path: Path) -> None:
-    from ensemble_cnn.plots import plot_preview
+    from ensemble_cnn.evaluation.plots import plot_preview
 
     originals = _digits(4, seed=2)
     variants = np.stack([np.roll(originals, s, axis=2) for s in (-2, -1, 1, 2, 3)], axis=1)
@@ -360,7 +360,7 @@ def test_failed_plot_leaves_previous_file_and_no_temp(
 ) -> None:
     from matplotlib.figure import Figure
 
-    from ensemble_cnn.plots import plot_confusion
+    from ensemble_cnn.evaluation.plots import plot_confusion
 
     target = tmp_path / "confusion.png"
     plot_confusion(report, target)

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 import augment
-from ensemble_cnn import _atomic, run_folder
+from ensemble_cnn.storage import atomic as _atomic
+from ensemble_cnn.storage import run_folder
 from ensemble_cnn.errors import RunFolderError
-from ensemble_cnn.run_folder import RunFolder
-from ensemble_cnn.train import train_ensemble
+from ensemble_cnn.storage.run_folder import RunFolder
+from ensemble_cnn.training.train import train_ensemble
 
 
 def test_resume_hashes_each_member_file_once(tmp_path, make_run, monkeypatch):
@@ -79,7 +80,7 @@ def test_atomic_files_get_the_umask_without_it_being_changed(tmp_path, monkeypat
 
 
 def test_one_per_class_and_expanded_preview(tmp_path, synthetic_digits):
-    from ensemble_cnn.preview import one_per_class, write_preview
+    from ensemble_cnn.evaluation.preview import one_per_class, write_preview
 
     labels = np.array([3, 1, 3, 0, 9, 1, 2, 5, 4, 6, 7, 8, 0])
     assert one_per_class(labels).tolist() == [3, 1, 6, 0, 8, 7, 9, 10, 11, 4]
@@ -90,7 +91,7 @@ def test_one_per_class_and_expanded_preview(tmp_path, synthetic_digits):
 
 def test_distorted_views_are_the_batches_the_stream_yields(synthetic_digits):
     """The run preview shows what the member really trained on: rebuilt views equal the streamed batches."""
-    from ensemble_cnn.training_data import batch_stream, distorted_views, epoch_order
+    from ensemble_cnn.data.training import batch_stream, distorted_views, epoch_order
 
     images = synthetic_digits[:100]
     labels = np.arange(100) % 10
@@ -114,7 +115,7 @@ def test_distorted_views_are_the_batches_the_stream_yields(synthetic_digits):
 
 
 def test_run_preview_is_member_zeros_training_digits(tmp_path, tiny_config):
-    from ensemble_cnn.preview import write_training_preview
+    from ensemble_cnn.evaluation.preview import write_training_preview
 
     config = tiny_config(augmentation="distort", epochs=3)
     path = write_training_preview(config, tmp_path / "preview.png")

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import TINY_ARGS, tiny_args
 from ensemble_cnn import runtime
+from ensemble_cnn.training.execution import Execution
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # What TensorFlow prints at start-up on a CPU-only machine when nobody hides it.
@@ -80,7 +81,7 @@ def test_prepare_environment_defaults(monkeypatch):
                          [("processes", 2, 5, 2, 1), ("processes", 2, 1, 1, 1), ("sequential", 1, 3, 1, 2),
                           ("fused", 1, 5, 5, 2)])
 def test_execution_concurrency_and_threads(mode, jobs, members, concurrent, threads):
-    execution = runtime.Execution(mode=mode, jobs=jobs, precision="float32", cores=2)
+    execution = Execution(mode=mode, jobs=jobs, precision="float32", cores=2)
     assert execution.concurrent(members) == concurrent and execution.threads == threads
 
 
@@ -88,7 +89,7 @@ def test_finish_estimate_counts_the_rounds_left(monkeypatch):
     """Round 0 of 3 rounds, 10 epochs of 30 s: the run ends 3 x 10 x 30 s after this member started."""
     import time
 
-    from ensemble_cnn.callbacks import FinishEstimate
+    from ensemble_cnn.training.callbacks import FinishEstimate
 
     monkeypatch.setattr(time, "time", lambda: 1000.0)
     estimate = FinishEstimate(started=900.0, rounds=3, round_index=0)
@@ -97,7 +98,7 @@ def test_finish_estimate_counts_the_rounds_left(monkeypatch):
 
 
 def test_train_prints_an_estimated_finish_after_the_first_epoch(tiny_config, tmp_path):
-    from ensemble_cnn.train import train_ensemble
+    from ensemble_cnn.training.train import train_ensemble
 
     lines = []
     train_ensemble(tiny_config(epochs=2), tmp_path / "run", log=lines.append)

@@ -8,11 +8,11 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from ensemble_cnn import _atomic
+from ensemble_cnn.storage import atomic as _atomic
 from ensemble_cnn.errors import RunFolderError
 from conftest import TINY_ARGS
-from ensemble_cnn.run_folder import RunFolder
-from ensemble_cnn.train import train_ensemble
+from ensemble_cnn.storage.run_folder import RunFolder
+from ensemble_cnn.training.train import train_ensemble
 
 
 def read_record(run_dir, index):
@@ -80,7 +80,7 @@ def test_record_paths_never_leave_the_run_folder(key, name, tmp_path, make_run, 
         read_record(run_dir, 0)
     with pytest.raises(RunFolderError, match="points outside the run folder"):
         train_ensemble(config, run_dir, log=None)
-    assert RunFolder(run_dir).verify_all([{**record, key: name}], load=False)[0].count("outside the run folder") == 1
+    assert RunFolder(run_dir).verify_all([{**record, key: name}])[0].count("outside the run folder") == 1
 
     result = CliRunner().invoke(main, ["evaluate", "--run", str(run_dir)])
     assert_one_line_error(result, f"member file {name!r} points outside the run folder")

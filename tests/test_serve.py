@@ -8,16 +8,19 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from ensemble_cnn.serve import (
+from ensemble_cnn.inference.serve import (
     MAX_BODY_BYTES,
     is_loopback,
     make_server,
@@ -111,15 +114,24 @@ def predictor() -> StandInPredictor:
     return StandInPredictor()
 
 
-@pytest.fixture()
-def server(predictor):
-    server = make_server(predictor, port=0)
+@contextmanager
+def serving(predictor: StandInPredictor, host: str = "127.0.0.1", log=None) -> Iterator:
+    """A server for ``predictor`` on an ephemeral port of ``host``, serving in a thread."""
+    server = make_server(predictor, host=host, port=0, log=log)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture()
+def server(predictor):
+    with serving(predictor) as server:
+        yield server
     assert predictor.overlaps == 0
 
 
@@ -128,9 +140,10 @@ def port(server) -> int:
     return server.server_address[1]
 
 
-def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+            host: str = "127.0.0.1"):
     """(status, headers, body bytes) of one request on a fresh connection."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    connection = http.client.HTTPConnection(host, port, timeout=20)
     try:
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
@@ -139,25 +152,36 @@ def request(port: int, method: str, path: str, body: bytes | None = None, header
         connection.close()
 
 
-def predict(port: int, body: bytes, content_type: str = "image/png"):
-    return request(port, "POST", "/api/predict", body, {"Content-Type": content_type})
+def predict(port: int, body: bytes, content_type: str = "image/png", host: str = "127.0.0.1"):
+    return request(port, "POST", "/api/predict", body, {"Content-Type": content_type}, host)
 
 
-def raw_exchange(port: int, raw: bytes) -> tuple[int, dict, bytes]:
-    """Send ``raw`` bytes as the request, read the response until the server closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+def raw_response(port: int, raw: bytes, host: str = "127.0.0.1") -> tuple[str, dict, bytes]:
+    """Send ``raw`` bytes as the request; (status line, headers with lower-case names, the rest)
+    once the server closes. Bounded: 20 s and 16 MB in all (what came by then, if it keeps the
+    connection open)."""
+    deadline, data = time.monotonic() + 20, b""
+    with socket.create_connection((host, port), timeout=20) as sock:
         sock.sendall(raw)
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
+        while len(data) < 16 * 1024 * 1024 and (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
             if not chunk:
                 break
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-    return status, headers, body
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)}
+    return lines[0], headers, body
+
+
+def raw_exchange(port: int, raw: bytes) -> tuple[int, dict, bytes]:
+    """Send ``raw`` bytes as the request, read the response until the server closes."""
+    status_line, headers, body = raw_response(port, raw)
+    return int(status_line.split()[1]), headers, body
 
 
 def assert_json_error(status: int, headers, body: bytes, expected_status: int) -> str:
@@ -171,10 +195,22 @@ def assert_json_error(status: int, headers, body: bytes, expected_status: int) -
     return message
 
 
-def assert_still_serves(port: int) -> None:
-    status, _, body = predict(port, image_bytes(180))
+def assert_still_serves(port: int, host: str = "127.0.0.1") -> None:
+    status, _, body = predict(port, image_bytes(180), host=host)
     assert status == 200
     assert json.loads(body)["label"] == stand_in_answer(image_bytes(180))["label"]
+
+
+def assert_refused_400(port: int, raw: bytes, host: str = "127.0.0.1") -> str:
+    """``raw`` gets one full HTTP/1.x 400 response (status line, JSON error, the connection
+    closed, nothing after it), and the server still serves; the error message is returned."""
+    status_line, headers, body = raw_response(port, raw, host)
+    assert re.fullmatch(r"HTTP/1\.[01] 400 \S.*", status_line), (status_line, body)
+    assert headers["connection"] == "close"
+    assert int(headers["content-length"]) == len(body)  # one response, nothing smuggled after it
+    message = assert_json_error(400, headers, body, 400)
+    assert_still_serves(port, host)
+    return message
 
 
 # ---- static files --------------------------------------------------------------------------
@@ -227,7 +263,7 @@ def test_query_string_is_ignored(port):
     "/static/../serve.py",
     "/static/app.js",
     "/serve.py",
-    "/ensemble_cnn/serve.py",
+    "/ensemble_cnn/inference/serve.py",
     "/app.js/",
     "/APP.JS",
     "/etc/passwd",
@@ -431,7 +467,7 @@ def test_body_shorter_than_announced(port, predictor):
 
 
 def test_slow_client_times_out(port, monkeypatch):
-    import ensemble_cnn.serve as serve_module
+    import ensemble_cnn.inference.serve as serve_module
 
     monkeypatch.setattr(serve_module, "READ_TIMEOUT_S", 0.5)
     raw = (b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
@@ -482,6 +518,108 @@ def test_foreign_host_header_is_refused(port):
     for host in (b"localhost:1234", b"127.0.0.1", b"[::1]:80", b"LOCALHOST"):
         raw = b"GET /api/info HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n"
         assert raw_exchange(port, raw)[0] == 200, host
+
+
+@pytest.mark.parametrize("raw", [
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # bytes, not HTTP (a TLS hello, cut)
+    b"hello\r\n\r\n",
+    b"GET /\r\n\r\n",  # HTTP/0.9: its answer would have no status line and no headers
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # the HTTP/2 connection preface
+    b"GET / HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n",
+    b"GET / HTTP/1.1 extra\r\nHost: 127.0.0.1\r\n\r\n",
+    b"GET / HTTP/1.x\r\nHost: 127.0.0.1\r\n\r\n",
+    b"GET / http/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    b"GET /a\x00b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    b"G(T / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+])
+def test_bad_request_line_gets_a_full_400(port, predictor, raw):
+    message = assert_refused_400(port, raw)
+    assert "request line" in message or "HTTP version" in message
+    assert predictor.calls == 1  # assert_still_serves's request only
+
+
+def test_bad_request_line_after_a_good_request_on_one_connection(port):
+    # The second request line is garbage: its answer must have a status line, and the stale
+    # HEAD of the first request must not drop the error body.
+    raw = (b"HEAD /app.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+           b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    status_line, headers, rest = raw_response(port, raw)  # HEAD: no body, the rest is the 2nd response
+    assert status_line == "HTTP/1.1 200 OK" and int(headers["content-length"]) > 0
+    second_head, _, body = rest.partition(b"\r\n\r\n")
+    assert re.fullmatch(rb"HTTP/1\.1 400 \S[^\r]*", second_head.split(b"\r\n", 1)[0]), rest
+    assert "HTTP version" in json.loads(body)["error"]
+    assert_still_serves(port)
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1", "::1"])
+def test_duplicate_host_headers_are_refused(predictor, bind):
+    if bind == "::1" and not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    with serving(predictor, bind) as server:
+        port = server.server_address[1]
+        for first, second in ((b"127.0.0.1", b"evil.com"), (b"evil.com", b"127.0.0.1"), (b"localhost", b"localhost")):
+            raw = b"GET /api/info HTTP/1.1\r\nHost: " + first + b"\r\nHost: " + second + b"\r\n\r\n"
+            assert assert_refused_400(port, raw, bind) == "more than one Host header"
+        # One Host, with a port or as an IPv6 literal, still works on this bind.
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", "127.0.0.1", f"[::1]:{port}", "[::1]", "LOCALHOST"):
+            raw = f"GET /api/info HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+            status_line, _, body = raw_response(port, raw, bind)
+            assert status_line == "HTTP/1.1 200 OK", (host, body)
+            assert json.loads(body)["members"] == list(MEMBERS)
+        raw = f"GET /api/info HTTP/1.1\r\nHost: evil.com:{port}\r\n\r\n".encode()
+        status_line, headers, body = raw_response(port, raw, bind)
+        assert status_line.startswith("HTTP/1.1 403 ")
+        assert "evil.com" in assert_json_error(403, headers, body, 403)
+    assert predictor.overlaps == 0
+
+
+def test_empty_or_missing_host_header_is_a_400(port):
+    for raw in (b"GET /api/info HTTP/1.1\r\nHost:\r\n\r\n", b"GET /api/info HTTP/1.1\r\nHost:   \r\n\r\n"):
+        message = assert_refused_400(port, raw)
+        assert message.startswith("empty Host header") and "'error'" not in message
+    message = assert_refused_400(port, b"GET /api/info HTTP/1.1\r\nAccept: */*\r\n\r\n")
+    assert message.startswith("missing Host header")
+    # HTTP/1.0 may leave Host out.
+    status_line, _, body = raw_response(port, b"GET /api/info HTTP/1.0\r\n\r\n")
+    assert status_line == "HTTP/1.1 200 OK" and json.loads(body)["members"] == list(MEMBERS)
+
+
+def test_duplicate_content_length_is_refused_even_when_equal(port, predictor):
+    data = image_bytes(150)
+    head = (b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+            b"Content-Length: %d\r\nContent-Length: %d\r\n\r\n" % (len(data), len(data)))
+    assert assert_refused_400(port, head + data) == "more than one Content-Length header"
+    assert predictor.calls == 1  # assert_still_serves's request only
+
+
+def test_request_smuggled_behind_two_content_lengths_is_not_served(port):
+    # A front end honouring the second Content-Length would see one request; a server honouring
+    # the first would answer a second, smuggled one. Either reading is refused: one 400, closed.
+    smuggled = b"GET /app.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    raw = (b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n"
+           b"Content-Length: %d\r\n\r\n" % len(smuggled)) + smuggled
+    assert assert_refused_400(port, raw) == "more than one Content-Length header"
+
+
+def test_duplicate_content_type_is_refused(port, predictor):
+    data = image_bytes(150)
+    raw = (b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+           b"Content-Type: text/html\r\nContent-Length: %d\r\n\r\n" % len(data)) + data
+    assert assert_refused_400(port, raw) == "more than one Content-Type header"
+    assert predictor.calls == 1  # assert_still_serves's request only
+
+
+@pytest.mark.parametrize("header_lines", [
+    b"X : y\r\nHost: evil.com\r\n",  # space before the colon: http.server dropped every header after it
+    b"NoColonHere\r\nHost: evil.com\r\n",
+    b" X: y\r\nHost: 127.0.0.1\r\n",  # the first header line is a continuation
+    b"Host: 127.0.0.1\r\n evil.com\r\n",  # obs-fold: a folded Host
+    b"Host: 127.0.0.1\r\nX-Note: a\x00b\r\n",
+    b"Host: 127.0.0.1\r\nX(y): z\r\n",
+])
+def test_malformed_header_lines_are_refused(port, header_lines):
+    message = assert_refused_400(port, b"GET /api/info HTTP/1.1\r\n" + header_lines + b"\r\n")
+    assert "header" in message
 
 
 # ---- predictor failures ----------------------------------------------------------------------
@@ -557,8 +695,7 @@ def test_info_and_predict_share_the_lock(server, port):
 
 # ---- serve() and helpers -----------------------------------------------------------------------
 def test_serve_prints_the_address_and_stops_cleanly_on_ctrl_c(monkeypatch, predictor):
-    from ensemble_cnn import serve as serve_module
-
+    from ensemble_cnn.inference import serve as serve_module
     lines: list[str] = []
     closed: list[bool] = []
     real_make_server = serve_module.make_server
@@ -588,16 +725,10 @@ def test_serve_prints_the_address_and_stops_cleanly_on_ctrl_c(monkeypatch, predi
 
 def test_request_log_is_one_line_per_request(predictor):
     lines: list[str] = []
-    server = make_server(predictor, port=0, log=lines.append)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(predictor, log=lines.append) as server:
         port = server.server_address[1]
         request(port, "GET", "/")
         predict(port, b"nope")
-    finally:
-        server.shutdown()
-        server.server_close()
     assert len(lines) == 2
     assert lines[0].startswith('127.0.0.1 "GET /" 200 ')
     assert lines[1].startswith('127.0.0.1 "POST /api/predict" 400 ')
@@ -640,7 +771,7 @@ def png_of(image: Image.Image) -> bytes:
     ((40, 40), "RGBA", (0, 0, 0, 0)), ((8000, 5000), "RGB", (255, 255, 255)),  # the last: a 40 MP white upload
 ], ids=["white", "black", "1x1", "10000x1", "transparent", "40MP white"])
 def test_an_upload_with_no_ink_is_a_422(server, port, size, mode, colour):
-    from ensemble_cnn.predict import ImagePredictor
+    from ensemble_cnn.inference.predict import ImagePredictor
 
     server.predictor = ImagePredictor(UniformEnsemble())
     body = png_of(Image.new(mode, size, colour))

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 from test_serve import MEMBERS, StandInPredictor, image_bytes
 
-from ensemble_cnn.serve import make_server, server_url
+from ensemble_cnn.inference.serve import make_server, server_url
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -397,8 +397,8 @@ def test_drawing_on_the_real_model(trained_run, tmp_path):
     _require_browser()
     from selenium.webdriver.common.by import By
 
-    from ensemble_cnn.ensemble import Ensemble
-    from ensemble_cnn.predict import ImagePredictor
+    from ensemble_cnn.inference.ensemble import Ensemble
+    from ensemble_cnn.inference.predict import ImagePredictor
 
     recording = Recording(ImagePredictor(Ensemble.load(trained_run)))
     server = make_server(recording, port=0)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ensemble_cnn.ensemble import Ensemble
-from ensemble_cnn.predict import ImagePredictor
-from ensemble_cnn.preprocess import preprocess_digits
-from ensemble_cnn.serve import make_server, server_url
+from ensemble_cnn.inference.ensemble import Ensemble
+from ensemble_cnn.inference.predict import ImagePredictor
+from ensemble_cnn.inference.preprocess import preprocess_digits
+from ensemble_cnn.inference.serve import make_server, server_url
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for ensemble_cnn.stats: exact answers on tiny hand-made inputs."""
+"""Tests for ensemble_cnn.evaluation.stats: exact answers on tiny hand-made inputs."""
 from __future__ import annotations
 
 import itertools
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ensemble_cnn.stats import (
+from ensemble_cnn.evaluation.stats import (
     calibration,
     disagreement_matrix,
     expected_calibration_error,
@@ -18,7 +18,7 @@ from ensemble_cnn.stats import (
     vote_subset_curve,
     wilson_interval,
 )
-from ensemble_cnn.vote import majority_vote, soft_vote
+from ensemble_cnn.inference.vote import majority_vote, soft_vote
 
 EXACT = {"rel": 0.0, "abs": 1e-12}  # exact up to floating-point rounding
 Z_95 = 1.959963984540054  # the standard normal 0.975 quantile

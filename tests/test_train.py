@@ -7,9 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
-from ensemble_cnn.evaluate import evaluate_run
-from ensemble_cnn.run_folder import RunFolder, load_member
-from ensemble_cnn.train import RunFolderError, train_ensemble
+from ensemble_cnn.evaluation.evaluate import evaluate_run
+from ensemble_cnn.models import load_member
+from ensemble_cnn.storage.run_folder import RunFolder
+from ensemble_cnn.training.train import RunFolderError, train_ensemble
 
 PARALLEL = dict(width=0.5, members=2, epochs=2, limit=2000, val_size=200, final_lr_fraction=0.3,
                 augmentation="distort", ema=0.999, seed=7, jobs=2, mode="processes")  # the default recipe, short
@@ -48,7 +49,7 @@ def test_parallel_run_writes_loadable_members_that_learned(parallel_run, small_m
 
 
 def test_report_has_members_and_every_vote(parallel_run):
-    from ensemble_cnn.vote import VOTES
+    from ensemble_cnn.inference.vote import VOTES
 
     run_dir, _ = parallel_run
     report = evaluate_run(run_dir, reload=True, log=None)

@@ -1,11 +1,11 @@
-"""Tests for ensemble_cnn.vote: majority (plurality) and soft voting."""
+"""Tests for ensemble_cnn.inference.vote: majority (plurality) and soft voting."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from ensemble_cnn.vote import VOTE_METHODS, majority_vote, soft_vote, vote
+from ensemble_cnn.inference.vote import VOTE_METHODS, majority_vote, soft_vote, vote
 
 
 def _random_probabilities(rng: np.random.Generator, k: int, n: int, c: int) -> np.ndarray:

@@ -192,18 +192,7 @@ def majority_vote(probabilities: ArrayLike, *, weights: ArrayLike | None = None)
     >>> majority_vote(p, weights=[3, 1, 1])
     array([0])
     """
-    proba = _check_probabilities(probabilities)
-    w = _check_weights(weights, proba.shape[0])
-    n_classes = proba.shape[2]
-
-    member_labels = np.argmax(proba, axis=2)  # (K, N)
-    counts = _vote_counts(member_labels, w, n_classes)  # (N, C)
-    prob_sums = np.tensordot(w, proba, axes=1)  # (N, C)
-
-    most_voted = _is_max(counts, np.ones_like(counts, dtype=bool))
-    finalists = _is_max(prob_sums, most_voted)
-    # argmax of a boolean mask returns the first True: the lowest finalist label.
-    return np.argmax(finalists, axis=1).astype(np.int64)
+    return np.argmax(majority_shares(probabilities, weights=weights), axis=1).astype(np.int64)
 
 
 def soft_vote(probabilities: ArrayLike, *, weights: ArrayLike | None = None) -> np.ndarray:
@@ -243,15 +232,34 @@ def soft_vote(probabilities: ArrayLike, *, weights: ArrayLike | None = None) -> 
 
 
 def majority_shares(probabilities: ArrayLike, *, weights: ArrayLike | None = None) -> np.ndarray:
-    """Each class's (weighted) fraction of the members' votes, shape (N, C), rows summing to 1.
+    """The majority vote's probabilities: each class's share of the votes, the tie rule folded in.
 
-    Its argmax is the majority vote up to ties (:func:`majority_vote` breaks those
-    by summed probability, then by the lower label).
+    With ``W`` the total weight (``K`` unweighted), ``votes_c`` the (weighted) votes and
+    ``s_c`` the (weighted) summed probability of class ``c``, and ``g = min(1, margin)``
+    (``margin``: how far the most-voted classes lead the next; 1 when unweighted)::
+
+        shares_c = (votes_c + g * s_c / (W + 1)) / (W + g * W / (W + 1))
+
+    Rows sum to 1. The fold is smaller than ``g``, so it never overturns a vote; among
+    classes tied on votes (up to a relative 1e-9) the larger summed probability wins,
+    then the lower label (argmax's first maximum). So ``argmax(shares) ==
+    majority_vote`` by construction: :func:`majority_vote` *is* that argmax. Unweighted,
+    this is exactly the ``vote`` output of an exported model (:meth:`Ensemble.to_keras`).
     """
     proba = _check_probabilities(probabilities)
     w = _check_weights(weights, proba.shape[0])
-    counts = _vote_counts(np.argmax(proba, axis=2), w, proba.shape[2])
-    return counts / w.sum()
+    total = float(w.sum())
+    counts = _vote_counts(np.argmax(proba, axis=2), w, proba.shape[2])  # (N, C)
+    sums = np.tensordot(w, proba.astype(np.float64), axes=1)  # (N, C), each row sums to W
+    most_voted = _is_max(counts, np.ones_like(counts, dtype=bool))
+    top = counts.max(axis=1, keepdims=True)
+    counts = np.where(most_voted, top, counts)  # rounding in weighted sums does not decide a tie
+    finalists = _is_max(sums, most_voted)
+    sums = np.where(finalists, np.where(finalists, sums, -np.inf).max(axis=1, keepdims=True), sums)
+    runner_up = np.where(most_voted, -np.inf, counts).max(axis=1, keepdims=True)
+    gap = np.minimum(1.0, np.where(np.isfinite(runner_up), top - runner_up, 1.0))
+    fold = gap / (total + 1.0)
+    return (counts + fold * sums) / (total + fold * total)
 
 
 def soft_shares(probabilities: ArrayLike, *, weights: ArrayLike | None = None) -> np.ndarray:
@@ -283,7 +291,7 @@ def majority_ties(probabilities: ArrayLike, *, weights: ArrayLike | None = None)
 
 @dataclass(frozen=True)
 class VoteRule:
-    """A way to combine members: its name, its label function and its per-class shares.
+    """A way to combine members: its name, its label function and its probabilities (``labels == argmax(shares)``).
 
     Attributes
     ----------
@@ -292,7 +300,8 @@ class VoteRule:
         ``labels(probabilities (K, N, C), *, weights=None) -> (N,) int64``.
     shares : callable
         ``shares(probabilities, *, weights=None) -> (N, C)`` float, rows summing to 1:
-        the rule's support for each class (its "probabilities").
+        the rule's probabilities, whose argmax is ``labels`` (scikit-learn's
+        ``predict == predict_proba.argmax``; tested for every rule).
     description : str
         One line for help texts and reports.
     """

@@ -19,35 +19,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from ensemble_cnn.training.checkpoint import Checkpoint
+
 if TYPE_CHECKING:  # pragma: no cover
     from ensemble_cnn.config import TrainConfig
 
 __all__ = [
-    "RECIPES", "Checkpoint", "FgeRecipe", "Recipe", "SnapshotRecipe", "StandardRecipe", "SwaRecipe", "get_recipe",
+    "RECIPES", "FgeRecipe", "Recipe", "SnapshotRecipe", "StandardRecipe", "SwaRecipe", "get_recipe",
 ]
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """Weights a recipe hands back as one member.
-
-    Attributes
-    ----------
-    weights : list of ndarray
-        ``model.get_weights()`` of the member.
-    epoch : int
-        1-based epoch the weights come from.
-    val_accuracy, val_loss : float
-        The member's validation figures at that epoch.
-    policy : str
-        How it was chosen (e.g. ``"best-validation"``).
-    """
-
-    weights: list[np.ndarray]
-    epoch: int
-    val_accuracy: float
-    val_loss: float
-    policy: str
 
 
 # SWA: the last quarter of a run's epochs (at least one) is the averaging phase, at this fraction of --lr.
@@ -109,7 +88,7 @@ class Recipe:
         """The loss of one member's output: sparse cross-entropy (label-smoothed with ``cfg.label_smoothing``)."""
         if not cfg.label_smoothing:
             return "sparse_categorical_crossentropy"
-        from ensemble_cnn.callbacks import SmoothedSparseCrossentropy
+        from ensemble_cnn.training.callbacks import SmoothedSparseCrossentropy
 
         return SmoothedSparseCrossentropy(cfg.label_smoothing)
 
@@ -127,7 +106,7 @@ class Recipe:
         """A Keras callback with a ``checkpoints() -> list[Checkpoint]`` method, for one member model.
 
         ``n_outputs`` and ``position`` locate the member's metrics in the logs of a
-        fused model (see :func:`ensemble_cnn.callbacks.metric_keys`).
+        fused model (see :func:`ensemble_cnn.training.callbacks.metric_keys`).
         """
         raise NotImplementedError
 
@@ -185,7 +164,7 @@ class StandardRecipe(Recipe):
         return schedule(cfg, steps_per_epoch=steps_per_epoch)
 
     def checkpoint_policy(self, cfg: "TrainConfig", model: Any, *, n_outputs: int = 1, position: int = 0) -> Any:
-        from ensemble_cnn.callbacks import BestValidation, LastEpoch
+        from ensemble_cnn.training.callbacks import BestValidation, LastEpoch
 
         if cfg.checkpoint == "last":
             return LastEpoch(model, n_outputs=n_outputs, position=position)
@@ -236,7 +215,7 @@ class SnapshotRecipe(Recipe):
         )
 
     def checkpoint_policy(self, cfg: "TrainConfig", model: Any, *, n_outputs: int = 1, position: int = 0) -> Any:
-        from ensemble_cnn.callbacks import EpochSnapshots
+        from ensemble_cnn.training.callbacks import EpochSnapshots
 
         return EpochSnapshots(model, self.cycle_ends(cfg), n_outputs=n_outputs, position=position)
 
@@ -271,7 +250,7 @@ class SwaRecipe(Recipe):
         return cfg.epochs - phase + 1
 
     def learning_rate(self, cfg: "TrainConfig", *, steps_per_epoch: int) -> Any:
-        from ensemble_cnn.callbacks import CosineCycles
+        from ensemble_cnn.training.callbacks import CosineCycles
 
         decay_epochs = self.averaging_start(cfg) - 1
         held_epochs = cfg.epochs - decay_epochs
@@ -282,12 +261,12 @@ class SwaRecipe(Recipe):
         ])
 
     def training_callbacks(self, cfg: "TrainConfig") -> list[Any]:
-        from ensemble_cnn.callbacks import WeightAverage
+        from ensemble_cnn.training.callbacks import WeightAverage
 
         return [WeightAverage(self.averaging_start(cfg))]
 
     def checkpoint_policy(self, cfg: "TrainConfig", model: Any, *, n_outputs: int = 1, position: int = 0) -> Any:
-        from ensemble_cnn.callbacks import AveragedEnd
+        from ensemble_cnn.training.callbacks import AveragedEnd
 
         return AveragedEnd(model, n_outputs=n_outputs, position=position)
 
@@ -320,7 +299,7 @@ class FgeRecipe(SnapshotRecipe):
         return [cfg.epochs - 2 * short, short, short]
 
     def learning_rate(self, cfg: "TrainConfig", *, steps_per_epoch: int) -> Any:
-        from ensemble_cnn.callbacks import CosineCycles
+        from ensemble_cnn.training.callbacks import CosineCycles
 
         final = cfg.learning_rate * cfg.final_lr_fraction
         restart = cfg.learning_rate * FGE_RESTART_FRACTION

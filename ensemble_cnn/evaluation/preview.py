@@ -16,7 +16,7 @@ def one_per_class(labels: np.ndarray, *, n_classes: int = 10) -> np.ndarray:
 
 def write_preview(images: np.ndarray, labels: np.ndarray, n_original: int, path: str | Path) -> Path:
     """Draw :func:`expanded_preview` into ``path`` (PNG, atomically)."""
-    from ensemble_cnn.plots import _save
+    from ensemble_cnn.evaluation.plots import _save
 
     return _save(expanded_preview(images, labels, n_original), path)
 
@@ -27,7 +27,7 @@ def expanded_preview(images: np.ndarray, labels: np.ndarray, n_original: int):
     Parameters
     ----------
     images : ndarray of uint8, shape ((V + 1) * n_original, 28, 28)
-        Block layout of :func:`ensemble_cnn.expanded.expand_mnist`: the originals, then
+        Block layout of :func:`ensemble_cnn.data.expanded.expand_mnist`: the originals, then
         variant 1 of every digit, and so on.
     labels : ndarray, shape (len(images),)
     n_original : int
@@ -36,7 +36,7 @@ def expanded_preview(images: np.ndarray, labels: np.ndarray, n_original: int):
     -------
     matplotlib.figure.Figure
     """
-    from ensemble_cnn.plots import preview_figure
+    from ensemble_cnn.evaluation.plots import preview_figure
 
     n_variants = len(images) // n_original - 1
     if n_variants < 1:
@@ -51,7 +51,7 @@ def write_training_preview(config, path: str | Path, *, member: int = 0, epochs:
     """Draw what a run's member trained on: one digit of each class, then its distortion in each epoch.
 
     The digits and distortions are the member's own (its training split, its seed, its
-    batch stream), rebuilt without training (:func:`ensemble_cnn.training_data.distorted_views`).
+    batch stream), rebuilt without training (:func:`ensemble_cnn.data.training.distorted_views`).
 
     Parameters
     ----------
@@ -66,10 +66,10 @@ def write_training_preview(config, path: str | Path, *, member: int = 0, epochs:
     """
     from augment import Distortion
 
-    from ensemble_cnn.plots import plot_preview
-    from ensemble_cnn.recipes import get_recipe
-    from ensemble_cnn.member import plan_run, run_of
-    from ensemble_cnn.training_data import distorted_views, load_pool
+    from ensemble_cnn.evaluation.plots import plot_preview
+    from ensemble_cnn.training.recipes import get_recipe
+    from ensemble_cnn.training.member import plan_run, run_of
+    from ensemble_cnn.data.training import distorted_views, load_pool
 
     pool = load_pool(data=config.data, expanded=config.expanded, limit=config.limit)
     plan = plan_run(config, run_of(member, get_recipe(config.recipe)), pool)

@@ -2,14 +2,14 @@
 
 A *training run* ``r`` is one model trained from its own seed ``member_seed(root, r)``
 on its own validation split and its own stream of distorted batches; its recipe
-(:mod:`ensemble_cnn.recipes`) turns it into ``M = recipe.members_per_run`` members,
+(:mod:`ensemble_cnn.training.recipes`) turns it into ``M = recipe.members_per_run`` members,
 indices ``r * M ... r * M + M - 1`` (``M = 1`` today: run ``r`` is member ``r``).
 
 :func:`train_runs` is a module-level function that receives only plain data (the
 run config as a dict, the runs, the run folder, the execution settings), imports
 TensorFlow inside (TensorFlow is not fork-safe, and workers must set its thread
 pools before its first op), trains, writes each member's files atomically through
-:class:`ensemble_cnn.run_folder.RunFolder` and returns small records, never live models.
+:class:`ensemble_cnn.storage.run_folder.RunFolder` and returns small records, never live models.
 """
 from __future__ import annotations
 
@@ -22,10 +22,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ensemble_cnn.config import TrainConfig
-from ensemble_cnn.recipes import Checkpoint, Recipe, get_recipe
-from ensemble_cnn.run_folder import RunFolder
+from ensemble_cnn.training.checkpoint import Checkpoint
+from ensemble_cnn.training.recipes import Recipe, get_recipe
+from ensemble_cnn.storage.run_folder import RunFolder
 from ensemble_cnn.seeding import member_seed
-from ensemble_cnn.training_data import TrainingPool, batch_stream, data_fingerprint, load_pool, split_for_member
+from ensemble_cnn.data.training import TrainingPool, batch_stream, data_fingerprint, load_pool, split_for_member
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def estimate_for(settings: WorkerSettings, round_index: int, *, announce: bool =
     ``None`` without a plan, or when another task of the round announces it (``announce=False``:
     the run's estimate is printed once, not once per worker).
     """
-    from ensemble_cnn.callbacks import FinishEstimate
+    from ensemble_cnn.training.callbacks import FinishEstimate
 
     if not settings.rounds or not announce:
         return None
@@ -215,7 +216,7 @@ def train_runs(
     cfg = start_worker(config, settings)  # first: TensorFlow starts here, quietly, with its threads
     import keras
 
-    from ensemble_cnn.callbacks import EpochLog
+    from ensemble_cnn.training.callbacks import EpochLog
 
     recipe = get_recipe(cfg.recipe)
     pool = load_checked_pool(cfg)

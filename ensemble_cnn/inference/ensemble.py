@@ -2,7 +2,7 @@
 
 :class:`Ensemble` speaks scikit-learn's vocabulary (``predict``, ``predict_proba``,
 ``score``, ``classes_``, ``members_``) and takes MNIST-style digits: uint8 arrays of
-shape (N, 28, 28), light ink on black, centred by mass (:func:`ensemble_cnn.preprocess.preprocess_digits`
+shape (N, 28, 28), light ink on black, centred by mass (:func:`ensemble_cnn.inference.preprocess.preprocess_digits`
 turns arbitrary images into such digits). ``evaluate`` and ``predict`` use it, so a
 run is scored the same way everywhere.
 """
@@ -16,8 +16,9 @@ from numpy.typing import ArrayLike
 
 from augment.views import TTA_VIEWS, view_stack
 from ensemble_cnn.errors import RunFolderError
-from ensemble_cnn.run_folder import RunFolder, load_member, member_stem
-from ensemble_cnn.vote import VOTES
+from ensemble_cnn.models import load_member
+from ensemble_cnn.storage.run_folder import RunFolder, member_stem
+from ensemble_cnn.inference.vote import VOTES
 
 __all__ = ["Ensemble", "as_digits", "check_tta", "digit_views"]
 
@@ -35,7 +36,7 @@ def as_digits(x: ArrayLike) -> np.ndarray:
     ValueError
         One line: wrong shape, or values outside those ranges.
     """
-    from ensemble_cnn.inputs import as_uint8_levels
+    from ensemble_cnn.inference.inputs import as_uint8_levels
 
     array = np.asarray(x)
     if array.ndim == 4 and array.shape[-1] == 1:
@@ -75,7 +76,7 @@ class Ensemble:
     names : sequence of str
         One per member.
     voting : str, default "majority"
-        The rule :meth:`predict` uses (a name in :data:`ensemble_cnn.vote.VOTES`).
+        The rule :meth:`predict` uses (a name in :data:`ensemble_cnn.inference.vote.VOTES`).
     tta : str, default "none"
         Test-time augmentation: a view set of :data:`augment.TTA_VIEWS` ("shift",
         "rotate", "shift-rotate"); each member's probabilities are averaged over the
@@ -179,12 +180,17 @@ class Ensemble:
         return VOTES[rule].labels(self.member_probabilities(x))
 
     def predict(self, x: ArrayLike) -> np.ndarray:
-        """Labels (N,) by :attr:`voting`."""
+        """Labels (N,) by :attr:`voting`: ``predict_proba(x).argmax(axis=1)``, for every vote."""
         return self.vote(x)
 
     def predict_proba(self, x: ArrayLike) -> np.ndarray:
-        """The soft vote's probabilities: the members' mean, shape (N, 10)."""
-        return VOTES["soft"].shares(self.member_probabilities(x))
+        """The vote's probabilities, shape (N, 10), rows summing to 1; their argmax is :meth:`predict`.
+
+        Soft vote: the members' mean. Majority vote: each class's share of the votes with
+        the tie rule folded in (:func:`ensemble_cnn.inference.vote.majority_shares`), the
+        exported model's ``vote`` output.
+        """
+        return VOTES[self.voting].shares(self.member_probabilities(x))
 
     def score(self, x: ArrayLike, y: ArrayLike) -> float:
         """Accuracy of :meth:`predict` on digits ``x`` with labels ``y``."""

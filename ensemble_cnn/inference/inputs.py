@@ -4,7 +4,7 @@ Two kinds of input:
 
 * **images** (PNG, JPEG, BMP, GIF, TIFF) of one digit each, of any size and
   polarity: :func:`read_image` returns the decoded pixels, which
-  :func:`ensemble_cnn.preprocess.preprocess_digits` turns into an MNIST digit;
+  :func:`ensemble_cnn.inference.preprocess.preprocess_digits` turns into an MNIST digit;
 * **arrays** of digits that are already MNIST-style 28x28 (``.npy``, ``.npz``,
   IDX): :func:`read_arrays` returns them as uint8 (N, 28, 28), not re-centred.
 
@@ -34,7 +34,7 @@ Limits (module constants, read at call time):
   made from one image stay bounded (tens of MB) whatever its size.
 
 Every problem raises :class:`InputError` with a one-line message that starts with
-the file's name (control characters in it escaped by :func:`ensemble_cnn.outputs.shown`).
+the file's name (control characters in it escaped by :func:`ensemble_cnn.storage.outputs.shown`).
 """
 from __future__ import annotations
 
@@ -54,9 +54,9 @@ from typing import BinaryIO, Literal
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ensemble_cnn.data import DataError, read_idx
-from ensemble_cnn.outputs import shown
-from ensemble_cnn.preprocess import preprocess_digits
+from ensemble_cnn.data.mnist import DataError, read_idx
+from ensemble_cnn.storage.outputs import shown
+from ensemble_cnn.inference.preprocess import preprocess_digits
 
 MAX_IMAGE_PIXELS = 40_000_000
 """Largest image (width x height) decoded; larger ones are refused from the header alone."""
@@ -211,7 +211,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def decode_image(data: bytes, *, name: str) -> np.ndarray:
-    """Decode PNG, JPEG, BMP, GIF or TIFF bytes into an array :func:`~ensemble_cnn.preprocess.to_grayscale` accepts.
+    """Decode PNG, JPEG, BMP, GIF or TIFF bytes into an array :func:`~ensemble_cnn.inference.preprocess.to_grayscale` accepts.
 
     The pixel count is read from the header and checked against
     :data:`MAX_IMAGE_PIXELS` before anything is decoded; Pillow's own
@@ -388,7 +388,7 @@ def read_arrays(path: str | os.PathLike) -> np.ndarray:
 
     * ``.npy``: shape (28, 28), (N, 28, 28) or (N, 28, 28, 1).
     * ``.npz``: the array ``x``, else ``x_test`` (see :data:`NPZ_KEYS`), shaped as above.
-    * IDX: unsigned-byte images of 28x28 (read with :func:`ensemble_cnn.data.read_idx`).
+    * IDX: unsigned-byte images of 28x28 (read with :func:`ensemble_cnn.data.mnist.read_idx`).
 
     Shapes and dtypes are checked from the headers before any data is read, and
     the data is at most :data:`MAX_ARRAY_BYTES`. Pickled (object) arrays are
@@ -543,7 +543,7 @@ def _read_npz(path: Path) -> np.ndarray:
 
 
 def _read_idx_images(path: Path, *, compressed: bool) -> np.ndarray:
-    """Unsigned-byte 28x28 IDX images (gzip when ``compressed``) via :func:`ensemble_cnn.data.read_idx`.
+    """Unsigned-byte 28x28 IDX images (gzip when ``compressed``) via :func:`ensemble_cnn.data.mnist.read_idx`.
 
     The header (and, for gzip, the unpacked length, counted without keeping it)
     is checked first, so ``read_idx``, which reads the whole file, reads at most
@@ -777,7 +777,7 @@ def _unreadable_entry(exc: OSError) -> str:
 def load_inputs(path: str | os.PathLike) -> tuple[np.ndarray, Kind]:
     """The digits the model sees from one file, and the file's kind.
 
-    An image is decoded and made MNIST-style (:func:`~ensemble_cnn.preprocess.preprocess_digits`);
+    An image is decoded and made MNIST-style (:func:`~ensemble_cnn.inference.preprocess.preprocess_digits`);
     an array file's digits are used as stored.
 
     Parameters

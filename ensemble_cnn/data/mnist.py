@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ensemble_cnn.outputs import shown
+from ensemble_cnn.storage.outputs import shown
 
 IMAGE_SHAPE = (28, 28)
 N_CLASSES = 10

@@ -30,13 +30,13 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from ensemble_cnn import _atomic
+from ensemble_cnn.storage import atomic as _atomic
 from ensemble_cnn.config import TrainConfig
-from ensemble_cnn.errors import RunFolderBusy, RunFolderError, UnsafeMemberError
-from ensemble_cnn.hashing import sha256_file
-from ensemble_cnn.outputs import check_run_folder_target, shown
+from ensemble_cnn.errors import RunFolderBusy, RunFolderError
+from ensemble_cnn.storage.hashing import sha256_file
+from ensemble_cnn.storage.outputs import check_run_folder_target, shown
 
-__all__ = ["CONFIG_NAME", "LOCK_NAME", "MemberFiles", "MemberStatus", "RunFolder", "load_member", "member_stem"]
+__all__ = ["CONFIG_NAME", "LOCK_NAME", "MemberFiles", "MemberStatus", "RunFolder", "member_stem"]
 
 CONFIG_NAME = "config.json"
 LOCK_NAME = ".ensemble-cnn.lock"  # held by the one train/run writing the folder
@@ -340,7 +340,8 @@ class RunFolder:
         self.files(index).record.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ verification
-    def verify(self, record: dict[str, Any], *, hash_files: bool = True, load: bool = True) -> None:
+    def verify(self, record: dict[str, Any], *, hash_files: bool = True,
+               load: Callable[[Path], Any] | None = None) -> None:
         """Check one member against a record (e.g. what a worker returned); raise :class:`RunFolderError`.
 
         Parameters
@@ -350,8 +351,10 @@ class RunFolder:
         hash_files : bool, default True
             Compare the files' sha256 with the record (skip it for a record
             :meth:`status` has just checked).
-        load : bool, default True
-            Also load the model with Keras ``safe_mode`` (imports TensorFlow).
+        load : callable, optional
+            Also load the model with it (e.g. :func:`ensemble_cnn.models.load_member`,
+            Keras ``safe_mode``); it raises :class:`RunFolderError` for a bad file.
+            Storage itself never imports TensorFlow.
         """
         try:
             index = int(record["index"])
@@ -361,11 +364,12 @@ class RunFolder:
         problem = self._check_files(record, files, hash_files=hash_files)
         if problem:
             raise RunFolderError(problem)
-        if load:
-            load_member(files.model)
+        if load is not None:
+            load(files.model)
 
     def verify_all(
-        self, records: Iterable[dict[str, Any]], *, hashed: Iterable[int] = (), load: bool = True
+        self, records: Iterable[dict[str, Any]], *, hashed: Iterable[int] = (),
+        load: Callable[[Path], Any] | None = None,
     ) -> dict[int, str]:
         """:meth:`verify` every record; the indices in ``hashed`` are not hashed again. Returns the failures."""
         hashed = set(hashed)
@@ -448,34 +452,3 @@ def _take_over(path: Path, token: str) -> None:
     except FileNotFoundError:
         return  # another contender took it over first
     stale.unlink(missing_ok=True)
-
-
-def load_member(path: str | Path):
-    """Load a saved member with Keras ``safe_mode`` (no deserialised Python code).
-
-    Raises
-    ------
-    RunFolderError
-        One line: the file is missing, unreadable, not a Keras model, or carries
-        Python code (e.g. a ``Lambda`` layer) that ``safe_mode`` refuses.
-    """
-    from ensemble_cnn.runtime import import_keras
-
-    keras = import_keras()
-    path = Path(path)
-    if not path.is_file():
-        raise RunFolderError(f"{path}: member model missing")
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file; all mean "refused"
-        text = str(exc)
-        if "safe_mode" in text or "lambda" in text.lower():
-            raise UnsafeMemberError(
-                f"{path}: refused: it carries Python code (e.g. a Lambda layer), unsafe to load"
-            ) from None
-        raise RunFolderError(f"{path}: not a loadable Keras model ({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

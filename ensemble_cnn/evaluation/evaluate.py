@@ -9,11 +9,12 @@ import numpy as np
 
 from augment.views import TTA_VIEWS
 from ensemble_cnn.config import TrainConfig
-from ensemble_cnn.data import MnistData, load_mnist
-from ensemble_cnn.ensemble import Ensemble, check_tta, digit_views
+from ensemble_cnn.data.mnist import MnistData, load_mnist
+from ensemble_cnn.inference.ensemble import Ensemble, check_tta, digit_views
 from ensemble_cnn.errors import RunFolderError, UnsafeMemberError
-from ensemble_cnn.run_folder import RunFolder, load_member, member_stem  # noqa: F401 (load_member: API)
-from ensemble_cnn.vote import VOTES, vote
+from ensemble_cnn.models import load_member  # noqa: F401 (load_member: API)
+from ensemble_cnn.storage.run_folder import RunFolder, member_stem
+from ensemble_cnn.inference.vote import VOTES, vote
 
 __all__ = ["evaluate_run", "load_member", "member_probabilities", "test_split"]
 
@@ -45,7 +46,7 @@ def member_test_probabilities(
 ) -> np.ndarray:
     """One member's test-set probabilities, shape (N, 10).
 
-    ``views``: :func:`ensemble_cnn.ensemble.digit_views` of ``test.x_test`` under ``tta``,
+    ``views``: :func:`ensemble_cnn.inference.ensemble.digit_views` of ``test.x_test`` under ``tta``,
     when the caller made them once for several members (default: made here).
 
     Raises
@@ -107,11 +108,11 @@ def evaluate_run(
     Parameters
     ----------
     run_dir : path-like
-        A run folder written by :func:`ensemble_cnn.train.train_ensemble`.
+        A run folder written by :func:`ensemble_cnn.training.train.train_ensemble`.
     data : path-like, optional
         MNIST to take the test split from; default: the run's own source.
     method : str, default "majority"
-        The vote (a name in :data:`ensemble_cnn.vote.VOTES`) whose predictions the
+        The vote (a name in :data:`ensemble_cnn.inference.vote.VOTES`) whose predictions the
         confusion matrix and error grid show (every vote is scored).
     members : int, optional
         Score only the first ``members`` members (default: every member the folder
@@ -134,8 +135,8 @@ def evaluate_run(
     dict
         The report (also written as ``report.json`` and ``report.md``).
     """
-    from ensemble_cnn.plots import write_plots
-    from ensemble_cnn.report import build_report, format_table, write_report
+    from ensemble_cnn.evaluation.plots import write_plots
+    from ensemble_cnn.evaluation.report import build_report, format_table, write_report
 
     if method not in VOTES:
         raise ValueError(f"method must be one of {', '.join(VOTES)}, got {method!r}")

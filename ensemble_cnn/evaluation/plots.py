@@ -16,7 +16,7 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
-from ensemble_cnn._atomic import atomic_path
+from ensemble_cnn.storage.atomic import atomic_path
 
 __all__ = [
     "agreement_figure",
@@ -107,7 +107,7 @@ def accuracy_figure(report: dict[str, Any]) -> Figure:
     Parameters
     ----------
     report : dict
-        As returned by :func:`ensemble_cnn.report.build_report`.
+        As returned by :func:`ensemble_cnn.evaluation.report.build_report`.
 
     Returns
     -------
@@ -155,7 +155,7 @@ def confusion_figure(report: dict[str, Any], *, vote: str = "majority") -> Figur
     Parameters
     ----------
     report : dict
-        As returned by :func:`ensemble_cnn.report.build_report`.
+        As returned by :func:`ensemble_cnn.evaluation.report.build_report`.
     vote : str, default "majority"
         Whose confusion matrix (a key of ``report["ensemble"]``); named in the title.
 
@@ -196,7 +196,7 @@ def members_curve_figure(report: dict[str, Any]) -> Figure:
     Parameters
     ----------
     report : dict
-        As returned by :func:`ensemble_cnn.report.build_report` (its ``accuracy_vs_members``).
+        As returned by :func:`ensemble_cnn.evaluation.report.build_report` (its ``accuracy_vs_members``).
 
     Returns
     -------
@@ -236,7 +236,7 @@ def agreement_figure(report: dict[str, Any]) -> Figure:
     Parameters
     ----------
     report : dict
-        As returned by :func:`ensemble_cnn.report.build_report`.
+        As returned by :func:`ensemble_cnn.evaluation.report.build_report`.
 
     Returns
     -------
@@ -386,7 +386,7 @@ def write_plots(
     Parameters
     ----------
     report : dict
-        As returned by :func:`ensemble_cnn.report.build_report`.
+        As returned by :func:`ensemble_cnn.evaluation.report.build_report`.
     images : array-like of shape (N, H, W)
         Test images.
     y_true, y_pred : array-like of shape (N,)

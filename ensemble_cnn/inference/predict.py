@@ -1,20 +1,20 @@
 """Predicting users' own digits: files in, one row per digit out (table, CSV or JSON), and a preview.
 
 Image files (PNG, JPEG, BMP, GIF, TIFF) hold one digit each and go through MNIST's
-own preprocessing by default (:mod:`ensemble_cnn.preprocess`); array files (``.npy``,
+own preprocessing by default (:mod:`ensemble_cnn.inference.preprocess`); array files (``.npy``,
 ``.npz`` with ``x`` or ``x_test``, IDX) hold MNIST-style 28x28 digits and are used as
 they are. A file that cannot be read is reported in one line and the others are
 still predicted. Nothing here writes to an input.
 
 No ink, no label: an image with nothing standing out from its background (all white,
 all black, fully transparent, ...), and a 28x28 digit whose pixels span less than
-:data:`ensemble_cnn.preprocess.NO_INK_LEVEL` of the grey range, is reported as a failure
+:data:`ensemble_cnn.inference.preprocess.NO_INK_LEVEL` of the grey range, is reported as a failure
 ("no ink found") instead of being labelled. (:meth:`Ensemble.predict` itself takes digits as
 they are, so evaluation and the library API are unchanged.)
 
 Memory: files are read one at a time; each image is decoded within
-:data:`ensemble_cnn.inputs.DECODE_PIXELS`, made into its 28x28 digit and dropped (only a
-grey thumbnail of at most :data:`ensemble_cnn.preprocess.THUMBNAIL_SIZE` pixels a side is
+:data:`ensemble_cnn.inference.inputs.DECODE_PIXELS`, made into its 28x28 digit and dropped (only a
+grey thumbnail of at most :data:`ensemble_cnn.inference.preprocess.THUMBNAIL_SIZE` pixels a side is
 kept, and only when a preview is asked for), so the memory used does not grow with the
 size of the images or the number of files beyond those small per-digit arrays.
 """
@@ -29,12 +29,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ensemble_cnn.ensemble import Ensemble
 from ensemble_cnn.errors import NoInkError
-from ensemble_cnn.inputs import InputError, classify_path, expand_paths, read_arrays, read_image
-from ensemble_cnn.outputs import OutputPathError, shown
-from ensemble_cnn.preprocess import NO_INK_LEVEL, has_ink, mnist_style, thumbnail, to_grayscale
-from ensemble_cnn.vote import VOTES
+from ensemble_cnn.inference.ensemble import Ensemble
+from ensemble_cnn.inference.inputs import InputError, classify_path, expand_paths, read_arrays, read_image
+from ensemble_cnn.inference.preprocess import NO_INK_LEVEL, has_ink, mnist_style, thumbnail, to_grayscale
+from ensemble_cnn.inference.vote import VOTES
+from ensemble_cnn.storage.outputs import OutputPathError, shown
 
 __all__ = ["PREPROCESSING", "PREVIEW_FORMATS", "ImagePredictor", "Prediction", "Predictions", "format_predictions",
            "predict_paths", "preview_figure", "preview_format", "write_preview"]
@@ -70,7 +70,7 @@ class Prediction:
         What the members saw.
     thumbnail : ndarray of uint8, shape (h, w), or None
         A grey copy of the image file (255 = white), at most
-        :data:`~ensemble_cnn.preprocess.THUMBNAIL_SIZE` pixels a side, for the
+        :data:`~ensemble_cnn.inference.preprocess.THUMBNAIL_SIZE` pixels a side, for the
         preview; ``None`` for an array's digit or when no thumbnails were asked for.
     """
 
@@ -155,7 +155,7 @@ def predict_paths(
         Image files: MNIST's preprocessing (polarity from the border, crop, fit
         20x20, centre of mass to the centre), or none (28x28 images as they are).
     vote : str
-        A name in :data:`ensemble_cnn.vote.VOTES`.
+        A name in :data:`ensemble_cnn.inference.vote.VOTES`.
     thumbnails : bool, keyword-only
         Keep a small grey copy of the first :data:`PREVIEW_ITEMS` image files
         (:attr:`Prediction.thumbnail`) for :func:`preview_figure`; decoded images
@@ -303,7 +303,7 @@ def preview_format(path: str | Path) -> str:
 
 def write_preview(predictions: Predictions, path: str | Path) -> Path:
     """Draw :func:`preview_figure` into ``path`` atomically, in the format its ending names (:func:`preview_format`)."""
-    from ensemble_cnn._atomic import atomic_path
+    from ensemble_cnn.storage.atomic import atomic_path
 
     fmt = preview_format(path)
     figure = preview_figure(predictions)
@@ -343,7 +343,7 @@ class ImagePredictor:
         (one line) for bytes that are not a usable image, and its subclass
         :class:`~ensemble_cnn.errors.NoInkError` for an image with no ink (``serve`` answers 422).
         """
-        from ensemble_cnn.inputs import decode_image
+        from ensemble_cnn.inference.inputs import decode_image
 
         gray = to_grayscale(decode_image(data, name="upload"))
         try:

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ensemble_cnn.config import TrainConfig
-from ensemble_cnn.run_folder import RunFolder
-from ensemble_cnn.train import TrainResult, check_run, train_ensemble
+from ensemble_cnn.storage.run_folder import RunFolder
+from ensemble_cnn.training.train import TrainResult, check_run, train_ensemble
 
 __all__ = ["JobResult", "train_and_evaluate"]
 
@@ -47,7 +47,7 @@ def train_and_evaluate(
     log : callable, optional
         Receives progress lines and the report table.
     """
-    from ensemble_cnn.evaluate import evaluate_run
+    from ensemble_cnn.evaluation.evaluate import evaluate_run
 
     folder = RunFolder(run_dir)
     drawn = None
@@ -56,7 +56,7 @@ def train_and_evaluate(
         config = check_run(config, folder.path)  # validate everything before the folder is created
     with hold:
         if preview and config.augmentation == "distort":
-            from ensemble_cnn.preview import write_training_preview
+            from ensemble_cnn.evaluation.preview import write_training_preview
 
             folder.check_compatible(config)
             written = folder.claim(config)

@@ -8,12 +8,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ensemble_cnn import stats
+from ensemble_cnn.evaluation import stats
 from ensemble_cnn.errors import RunFolderError
-from ensemble_cnn.evaluate import member_probabilities, test_split
-from ensemble_cnn.report import CONFIDENCE, SIGNIFICANCE
-from ensemble_cnn.run_folder import RunFolder
-from ensemble_cnn.vote import VOTES
+from ensemble_cnn.evaluation.evaluate import member_probabilities, test_split
+from ensemble_cnn.evaluation.report import CONFIDENCE, SIGNIFICANCE
+from ensemble_cnn.storage.run_folder import RunFolder
+from ensemble_cnn.inference.vote import VOTES
 
 __all__ = ["RunPredictions", "compare_predictions", "compare_runs", "format_comparison", "load_run_predictions"]
 
@@ -73,7 +73,7 @@ def compare_runs(
         Score every run on this file's test split (members reloaded); default: the
         probabilities each run saved, which must be for the same test labels.
     vote : str
-        The vote (a name in :data:`ensemble_cnn.vote.VOTES`) the pairwise tests compare.
+        The vote (a name in :data:`ensemble_cnn.inference.vote.VOTES`) the pairwise tests compare.
 
     Returns
     -------

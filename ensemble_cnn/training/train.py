@@ -10,15 +10,16 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ensemble_cnn import member
+from ensemble_cnn.training import member
 from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.errors import RunFolderError
-from ensemble_cnn.member import WorkerSettings, run_of
-from ensemble_cnn.orphans import stop_with_driver
-from ensemble_cnn.recipes import get_recipe
-from ensemble_cnn.run_folder import RunFolder
-from ensemble_cnn.runtime import Execution, resolve_execution
-from ensemble_cnn.training_data import data_fingerprint, load_pool
+from ensemble_cnn.training.member import WorkerSettings, run_of
+from ensemble_cnn.training.orphans import stop_with_driver
+from ensemble_cnn.training.recipes import get_recipe
+from ensemble_cnn.storage.run_folder import RunFolder
+from ensemble_cnn.models import load_member
+from ensemble_cnn.training.execution import Execution, resolve_execution
+from ensemble_cnn.data.training import data_fingerprint, load_pool
 
 __all__ = ["RunFolderError", "TrainResult", "check_run", "plan_groups", "prepare_run", "train_ensemble"]
 
@@ -70,7 +71,7 @@ def check_run(config: TrainConfig, run_dir: str | Path) -> TrainConfig:
     Returns the config with ``data_fingerprint`` filled in and the data paths
     resolved (``evaluate`` then works from any folder). Raises
     :class:`RunFolderError` when ``run_dir`` is not a folder or holds a run whose
-    identity differs (naming the fields), and :class:`ensemble_cnn.data.DataError`
+    identity differs (naming the fields), and :class:`ensemble_cnn.data.mnist.DataError`
     for bad data.
     """
     pool = load_pool(data=config.data, expanded=config.expanded, limit=config.limit)
@@ -123,11 +124,10 @@ def train_ensemble(
 
     Raises
     ------
-    ensemble_cnn.data.DataError, RunFolderError, ensemble_cnn.errors.BackendError
+    ensemble_cnn.data.mnist.DataError, RunFolderError, ensemble_cnn.errors.BackendError
         Bad data, an unusable run folder, an engine that is missing or unreachable.
     """
-    from ensemble_cnn import backends
-
+    from ensemble_cnn.training import backends
     started = time.perf_counter()
     folder = RunFolder(run_dir)
     config = check_run(config, folder.path)
@@ -194,7 +194,7 @@ def train_ensemble(
 def _verify(folder: RunFolder, records: dict[int, dict[str, Any]], result: TrainResult) -> None:
     """Verify every member (new ones hashed, all loaded with safe_mode); forget the ones that fail."""
     verify_started = time.perf_counter()
-    failed = folder.verify_all([records[i] for i in sorted(records)], hashed=result.reused)
+    failed = folder.verify_all([records[i] for i in sorted(records)], hashed=result.reused, load=load_member)
     for index, reason in failed.items():
         result.failures[index] = f"failed verification: {reason}"
         records.pop(index, None)
@@ -318,8 +318,8 @@ def _in_workers(config: TrainConfig, groups: list[Group], run_dir: Path, jobs: i
 
 def _guarded_train_fused(config: dict, group: Group, run_dir: str, settings: WorkerSettings, log,
                          round_index: int = 0, announce: bool = True) -> list[dict[str, Any]]:
-    """Run :func:`ensemble_cnn.fused.train_fused` on a group, turning an exception into failure records."""
-    from ensemble_cnn.fused import train_fused
+    """Run :func:`ensemble_cnn.training.fused.train_fused` on a group, turning an exception into failure records."""
+    from ensemble_cnn.training.fused import train_fused
 
     stop_with_driver(settings.driver_pid)
     try:
@@ -332,7 +332,7 @@ def _guarded_train_fused(config: dict, group: Group, run_dir: str, settings: Wor
 
 def _guarded_train(config: dict, group: Group, run_dir: str, settings: WorkerSettings, log,
                    round_index: int = 0, announce: bool = True) -> list[dict[str, Any]]:
-    """Run :func:`ensemble_cnn.member.train_runs` on each run, turning an exception into failure records."""
+    """Run :func:`ensemble_cnn.training.member.train_runs` on each run, turning an exception into failure records."""
     stop_with_driver(settings.driver_pid)
     outcomes = []
     for position, run in enumerate(group):

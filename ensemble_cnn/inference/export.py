@@ -6,9 +6,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ensemble_cnn import _atomic
-from ensemble_cnn.ensemble import Ensemble
-from ensemble_cnn.outputs import shown
+from ensemble_cnn.storage import atomic as _atomic
+from ensemble_cnn.inference.ensemble import Ensemble
+from ensemble_cnn.storage.outputs import shown
 
 __all__ = ["EXPORT_FORMATS", "export_ensemble"]
 

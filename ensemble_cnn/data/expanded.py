@@ -8,10 +8,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ensemble_cnn import _atomic
-from ensemble_cnn.data import MnistData
-from ensemble_cnn.hashing import sha256_arrays, sha256_file
-from ensemble_cnn.training_data import SOURCE_INDEX_KEY, VARIANT_KEY
+from ensemble_cnn.storage import atomic as _atomic
+from ensemble_cnn.data.mnist import MnistData
+from ensemble_cnn.storage.hashing import sha256_arrays, sha256_file
+from ensemble_cnn.data.training import SOURCE_INDEX_KEY, VARIANT_KEY
 
 
 def manifest_path(npz_path: str | Path) -> Path:
@@ -59,7 +59,7 @@ def expand_mnist(
     """
     import augment
 
-    from ensemble_cnn.data import check_expansion_size
+    from ensemble_cnn.data.mnist import check_expansion_size
 
     n = len(mnist.x_train)
     check_expansion_size(n, 4 if nielsen else copies)
@@ -139,8 +139,8 @@ def write_expanded(
             "seconds": round(seconds, 2),
         }
         if preview is not None:
-            from ensemble_cnn.plots import render_png
-            from ensemble_cnn.preview import expanded_preview
+            from ensemble_cnn.evaluation.plots import render_png
+            from ensemble_cnn.evaluation.preview import expanded_preview
 
             render_png(expanded_preview(images, labels, len(mnist.x_train)), temporaries[2])
             manifest["preview"] = str(preview)

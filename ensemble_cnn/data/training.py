@@ -9,9 +9,9 @@ import numpy as np
 
 import augment
 
-from ensemble_cnn.data import DataError, MnistData, load_mnist, read_npz
-from ensemble_cnn.outputs import shown
-from ensemble_cnn.hashing import sha256_arrays
+from ensemble_cnn.data.mnist import DataError, MnistData, load_mnist, read_npz
+from ensemble_cnn.storage.outputs import shown
+from ensemble_cnn.storage.hashing import sha256_arrays
 from ensemble_cnn.seeding import BOOTSTRAP_STREAM, DISTORTION_STREAM, EPOCH_STREAM, VALIDATION_STREAM, rng_for
 
 # Extra arrays stored by ``ensemble-cnn augment`` next to the Keras layout.

@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable, Iterator, Sequence
 
 from ensemble_cnn.config import TrainConfig
-from ensemble_cnn.member import (
+from ensemble_cnn.training.member import (
     RunPlan,
     WorkerSettings,
     build_member,
@@ -28,8 +28,8 @@ from ensemble_cnn.member import (
     save_checkpoints,
     start_worker,
 )
-from ensemble_cnn.recipes import get_recipe
-from ensemble_cnn.run_folder import RunFolder
+from ensemble_cnn.training.recipes import get_recipe
+from ensemble_cnn.storage.run_folder import RunFolder
 
 
 def build_fused(cfg: TrainConfig, plans: Sequence[RunPlan]):
@@ -97,7 +97,7 @@ def train_fused(
         The members' records, in the order of ``runs``.
     """
     cfg = start_worker(config, settings)  # first: TensorFlow starts here, quietly, with its threads
-    from ensemble_cnn.callbacks import EpochLog
+    from ensemble_cnn.training.callbacks import EpochLog
 
     recipe = get_recipe(cfg.recipe)
     pool = load_checked_pool(cfg)
@@ -144,7 +144,7 @@ def train_fused(
 
 def _member_history(history: dict[str, list], position: int, n_members: int) -> dict[str, list]:
     """The member's own curves, renamed as if it had trained alone."""
-    from ensemble_cnn.callbacks import metric_keys
+    from ensemble_cnn.training.callbacks import metric_keys
 
     plain = metric_keys(1, 0)
     own = metric_keys(n_members, position)

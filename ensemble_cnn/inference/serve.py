@@ -13,7 +13,7 @@ call to it is serialised by one lock)::
 Routes
 ------
 ``GET /``, ``/index.html``, ``/app.js``, ``/style.css``
-    The page, from the package folder ``ensemble_cnn/static/``. Only these names are served
+    The page, from the package folder ``ensemble_cnn/inference/static/``. Only these names are served
     (an allowlist, matched exactly: no file-system path is ever built from the request).
 ``GET /api/info``
     ``predictor.info()`` as JSON.
@@ -30,12 +30,20 @@ Logging: the default ``http.server`` access log on stderr is silenced. ``make_se
 ``127.0.0.1 "POST /api/predict" 200 0.042s``, plus a traceback when the predictor fails with
 an unexpected exception (a 500). ``make_server`` without ``log`` logs nothing.
 
+Parsing is strict, and every refusal is a full HTTP/1.1 response (status line, JSON body,
+``Connection: close``), never http.server's bare HTTP/0.9-style body: a request line other than
+``METHOD target HTTP/1.x`` (garbage, an HTTP/0.9 request, an HTTP/2 connection preface), a
+malformed or folded header line, a NUL/CR/LF in a header value, more than one ``Host``,
+``Content-Length`` or ``Content-Type`` header (the request-smuggling classics), or an HTTP/1.1
+request without ``Host`` is a 400.
+
 When bound to a loopback address, requests whose ``Host`` header names another machine are
-refused (403): this stops a web page on another origin from reaching the server through DNS
-rebinding.
+refused (403), and an empty ``Host`` is a 400: this stops a web page on another origin from
+reaching the server through DNS rebinding.
 """
 from __future__ import annotations
 
+import email.errors
 import ipaddress
 import json
 import re
@@ -101,6 +109,16 @@ SECURITY_HEADERS = {
 }
 
 _DIGITS = re.compile(r"[0-9]{1,18}")
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # RFC 9110 token: a method or a header name
+_REQUEST_LINE = re.compile(_TOKEN + r" [\x21-\x7e]+ HTTP/1\.[0-9]")  # RFC 9112 request-line, HTTP/1.x
+_HEADER_NAME = re.compile(_TOKEN)
+_BAD_VALUE_CHARACTERS = re.compile(r"[\x00\r\n]")  # NUL, and CR/LF left by obs-fold continuation lines
+_SINGLE_HEADERS = ("Host", "Content-Length", "Content-Type")
+"""Headers that must not be repeated: two values would let two parsers disagree on the request."""
+_HEADER_SECTION_DEFECTS = (
+    email.errors.MissingHeaderBodySeparatorDefect,  # a line without a colon, or space before it
+    email.errors.FirstHeaderLineIsContinuationDefect,  # the first header line starts with a space
+)
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _MAX_MESSAGE = 300
 
@@ -132,6 +150,15 @@ def one_line(text: object, *, fallback: str = "error") -> str:
     return fallback
 
 
+def _request_line_problem(line: str) -> str:
+    """The one-line error message for a request line that is not ``METHOD target HTTP/1.x``."""
+    words = line.split()
+    shown = one_line(line)[:100]
+    if len(words) == 3 and words[2].startswith("HTTP/") and not words[2].startswith("HTTP/1."):
+        return f"unsupported HTTP version {one_line(words[2])[:20]!r} in {shown!r}: this server speaks HTTP/1.1"
+    return f"malformed request line {shown!r}: expected 'METHOD /path HTTP/1.1'"
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (an address or a name) is only reachable from this machine."""
     name = host.strip().strip("[]").lower()
@@ -152,14 +179,14 @@ def _json_default(value: Any) -> Any:
 
 
 def _load_static() -> dict[str, bytes]:
-    folder = resources.files("ensemble_cnn") / "static"
+    folder = resources.files("ensemble_cnn.inference") / "static"
     files = {}
     for name in sorted({name for name, _ in STATIC_FILES.values()}):
         try:
             files[name] = (folder / name).read_bytes()
         except (FileNotFoundError, NotADirectoryError) as error:
             raise FileNotFoundError(
-                f"ensemble_cnn/static/{name} is missing: the package was installed without its "
+                f"ensemble_cnn/inference/static/{name} is missing: the package was installed without its "
                 "static files (package data)"
             ) from error
     return files
@@ -195,6 +222,49 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "ensemble-cnn"
     sys_version = ""
     timeout = READ_TIMEOUT_S  # StreamRequestHandler.setup() puts it on the socket.
+
+    # ---- parsing --------------------------------------------------------------------------
+    def parse_request(self) -> bool:
+        """http.server's parsing, made strict (see the module docstring); False once refused.
+
+        Returns
+        -------
+        bool
+            True when the request may be dispatched; False when the connection is to be closed,
+            after a 400 has been sent (or silently, for a blank request line, as http.server).
+        """
+        line = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        if line.strip() and not _REQUEST_LINE.fullmatch(line):
+            # Reset what a previous request on this connection left (a stale HEAD drops the body).
+            self.command, self.path, self.requestline = None, "", line
+            self.send_error(HTTPStatus.BAD_REQUEST, _request_line_problem(line))
+            return False
+        if not super().parse_request():
+            return False
+        problem = self._header_problem()
+        if problem is not None:
+            self.send_error(HTTPStatus.BAD_REQUEST, problem)
+            return False
+        return True
+
+    def _header_problem(self) -> str | None:
+        """Why the parsed header section is refused, or None when it is acceptable."""
+        headers = self.headers
+        if headers.get_unixfrom() is not None or any(
+            isinstance(defect, _HEADER_SECTION_DEFECTS) for defect in headers.defects
+        ):
+            return "malformed header line: expected 'Name: value'"
+        for name, value in headers.items():
+            if not _HEADER_NAME.fullmatch(name):
+                return f"malformed header name {one_line(name)[:60]!r}"
+            if _BAD_VALUE_CHARACTERS.search(value):
+                return f"malformed {name} header: line folding, NUL, CR and LF are not accepted"
+        for name in _SINGLE_HEADERS:
+            if len(headers.get_all(name) or ()) > 1:
+                return f"more than one {name} header"
+        if "Host" not in headers and self.request_version != "HTTP/1.0":
+            return "missing Host header (required by HTTP/1.1)"
+        return None
 
     # ---- dispatch -------------------------------------------------------------------------
     def __getattr__(self, name: str):
@@ -324,9 +394,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.server.check_host:
             return
         host = self.headers.get("Host")
-        if host is None:  # HTTP/1.0 clients may omit it
+        if host is None:  # HTTP/1.0 clients may omit it (parse_request refuses it missing in HTTP/1.1)
             return
         host = host.strip().lower()
+        if not host:
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "empty Host header: expected localhost or 127.0.0.1")
         if host.startswith("["):
             name = host[1:].split("]", 1)[0]
         else:
@@ -365,8 +437,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body, "application/json", headers)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """http.server's own errors (bad request line, headers too long, ...) as JSON too."""
+        """http.server's own errors (bad request line, headers too long, ...) as JSON too.
+
+        Always a full HTTP/1.1 response: http.server leaves ``request_version`` at ``HTTP/0.9``
+        (or unset) when the request line is bad, and then ``send_response`` would write neither
+        the status line nor the headers, only the body.
+        """
         self._body_pending = True  # the request was not understood: do not reuse the connection
+        if not str(getattr(self, "request_version", "")).startswith("HTTP/1."):
+            self.request_version = "HTTP/1.1"
         try:
             phrase = HTTPStatus(code).phrase
         except ValueError:

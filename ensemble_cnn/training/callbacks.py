@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import keras
 import numpy as np
 
-from ensemble_cnn.recipes import Checkpoint
+from ensemble_cnn.training.checkpoint import Checkpoint
 
 
 def metric_keys(n_outputs: int, position: int) -> tuple[str, str, str, str]:
@@ -270,7 +270,7 @@ class FinishEstimate:
 class EpochLog(keras.callbacks.Callback):
     """One progress line per model output per epoch: ``member 02  epoch  3/15  loss … val_acc … (12.3 s)``.
 
-    ``labels`` name the outputs (one per fused member; see :func:`ensemble_cnn.member.run_label`).
+    ``labels`` name the outputs (one per fused member; see :func:`ensemble_cnn.training.member.run_label`).
 
     Keeps each epoch's wall time (training and validation) in ``epoch_seconds``;
     after the first epoch of a run in the first round also prints the whole run's

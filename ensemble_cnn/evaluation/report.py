@@ -20,10 +20,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import accuracy_score, confusion_matrix
 
-from ensemble_cnn import stats
-from ensemble_cnn._atomic import write_json, write_text
-from ensemble_cnn.stats import _check_labels
-from ensemble_cnn.vote import VOTES, _check_probabilities, _check_weights, majority_ties
+from ensemble_cnn.evaluation import stats
+from ensemble_cnn.storage.atomic import write_json, write_text
+from ensemble_cnn.evaluation.stats import _check_labels
+from ensemble_cnn.inference.vote import VOTES, _check_probabilities, _check_weights, majority_ties
 
 # Statistics conventions of every report (stated in report.md too).
 CONFIDENCE = 0.95  # Wilson score intervals
@@ -96,7 +96,7 @@ def _members_summary(accuracies: np.ndarray, names: list[str]) -> dict[str, Any]
 
 
 def _disagreement(member_preds: np.ndarray) -> dict[str, Any]:
-    """Pairwise disagreement (see :func:`ensemble_cnn.stats.disagreement_matrix`) and its mean over pairs."""
+    """Pairwise disagreement (see :func:`ensemble_cnn.evaluation.stats.disagreement_matrix`) and its mean over pairs."""
     pairwise = stats.disagreement_matrix(member_preds)
     n_members = member_preds.shape[0]
     upper = np.triu_indices(n_members, k=1)
@@ -122,7 +122,7 @@ def build_report(
     member_names : sequence of str, length K, optional
         Unique member names; defaults to ``member_0`` ... ``member_{K-1}``.
     weights : array-like of shape (K,), optional
-        Per-member weights passed to both votes (see :mod:`ensemble_cnn.vote`).
+        Per-member weights passed to both votes (see :mod:`ensemble_cnn.inference.vote`).
 
     Returns
     -------
@@ -135,7 +135,7 @@ def build_report(
         - ``members_summary``: ``mean``, ``std`` (population standard deviation,
           ``ddof=0``), ``best``, ``worst`` member accuracy, plus
           ``best_member`` / ``worst_member`` names (first one on ties);
-        - ``ensemble``: one entry per rule in :data:`ensemble_cnn.vote.VOTES`
+        - ``ensemble``: one entry per rule in :data:`ensemble_cnn.inference.vote.VOTES`
           (``{"majority": {...}, "soft": {...}}``), each with ``test_accuracy``,
           ``errors`` and ``confusion_matrix`` (C x C counts, rows true labels,
           columns predicted labels ``0 .. C-1``);

@@ -1,0 +1,1 @@
+"""Scoring a run: members' test predictions, votes, statistics, the report, pictures, comparisons."""

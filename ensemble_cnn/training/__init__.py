@@ -1,0 +1,1 @@
+"""Training members: recipes, callbacks, one member, fused groups, execution engines, the trainer."""

@@ -1,0 +1,65 @@
+"""The wheel: what it installs, under which import names (issue 21, packaging).
+
+Builds the wheel of this tree (offline: ``--no-build-isolation`` with the test extra's
+setuptools) and lists what it would install. The installed import names are
+``ensemble_cnn``, ``augment`` and ``ensemble_cnn_cli`` (the ``cli/`` folder: a top-level
+``cli`` would collide with any other distribution that ships one), and every module and
+static file of the tree is in it.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# folder in the tree -> import name once installed
+INSTALLED_AS = {"ensemble_cnn": "ensemble_cnn", "augment": "augment", "cli": "ensemble_cnn_cli"}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel built from this tree."""
+    out = tmp_path_factory.mktemp("wheel")
+    build = tmp_path_factory.mktemp("build")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+         "-w", str(out), str(REPO_ROOT)],
+        capture_output=True, text=True, timeout=300, cwd=build,
+    )
+    if result.returncode != 0 and "setuptools" in result.stderr and "No module named" in result.stderr:
+        pytest.skip("setuptools is not installed (pip install -e '.[test]' brings it)")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (path,) = out.glob("ensemble_cnn-*.whl")
+    return path
+
+
+@pytest.fixture(scope="module")
+def wheel_names(wheel) -> list[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.namelist()
+
+
+def test_the_wheel_installs_only_unique_import_names(wheel_names):
+    top_level = {name.split("/")[0] for name in wheel_names if not name.split("/")[0].endswith(".dist-info")}
+    assert top_level == set(INSTALLED_AS.values())
+    assert "cli" not in top_level
+
+
+def test_the_wheel_holds_every_module_and_static_file_of_the_tree(wheel_names):
+    expected = set()
+    for folder, name in INSTALLED_AS.items():
+        for path in (REPO_ROOT / folder).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".html", ".js", ".css"):
+                expected.add(f"{name}/{path.relative_to(REPO_ROOT / folder).as_posix()}")
+    assert expected - set(wheel_names) == set()
+
+
+def test_the_console_script_points_at_the_installed_cli(wheel, wheel_names):
+    entry_points = next(name for name in wheel_names if name.endswith(".dist-info/entry_points.txt"))
+    with zipfile.ZipFile(wheel) as archive:
+        text = archive.read(entry_points).decode()
+    assert "ensemble-cnn = ensemble_cnn_cli.main:main" in text
