@@ -253,7 +253,8 @@ def decode_image(data: bytes, *, name: str) -> np.ndarray:
             _check_pixels(image, name=name)
             _draft(image)
             _load_pixels(image, name=name)
-            return _image_array(_upright(_reduced(image), orientation=_orientation(image, name=name)), name=name)
+            return _image_array(_upright(_reduced(image, name=name), orientation=_orientation(image, name=name)),
+                                name=name)
 
 
 def _reduction(width: int, height: int) -> int:
@@ -272,18 +273,23 @@ def _draft(image: Image.Image) -> None:
         image.draft(image.mode, (math.ceil(width / factor), math.ceil(height / factor)))
 
 
-_REDUCIBLE = {"1": "L", "L": "L", "LA": "LA", "RGB": "RGB", "RGBA": "RGBA", "I": "I", "F": "F", "I;16": "I",
-              "I;16B": "I", "I;16L": "I", "I;16N": "I", "RGBX": "RGB", "CMYK": "RGB", "YCbCr": "RGB"}
+_REDUCIBLE = {"1": "L", "L": "L", "LA": "LA", "La": "LA", "RGB": "RGB", "RGBA": "RGBA", "I": "I", "F": "F",
+              "I;16": "I", "I;16B": "I", "I;16L": "I", "I;16N": "I", "RGBX": "RGB", "CMYK": "RGB", "YCbCr": "RGB",
+              "LAB": "RGB", "HSV": "RGB"}
+"""The mode each decoded mode is reduced in (as :func:`_image_array` would convert it); others: RGBA."""
 
 
-def _reduced(image: Image.Image) -> Image.Image:
+def _reduced(image: Image.Image, *, name: str) -> Image.Image:
     """The decoded image box-averaged by :func:`_reduction`'s factor, or itself when it fits."""
     factor = _reduction(*image.size)
     if factor == 1:
         return image
     mode = _REDUCIBLE.get(image.mode, "RGBA")  # palette and other colour modes: RGBA, as _image_array does
-    converted = image if image.mode == mode else image.convert(mode)
-    return converted.reduce(factor)  # 16-bit grey is reduced as 32-bit "I"; _image_array makes it uint16 again
+    try:
+        converted = image if image.mode == mode else image.convert(mode)
+        return converted.reduce(factor)  # 16-bit grey is reduced as 32-bit "I"; _image_array makes it uint16 again
+    except Exception as exc:  # noqa: BLE001 - an exotic mode Pillow cannot convert or reduce
+        raise InputError(f"{shown(name)}: cannot reduce its {image.mode} pixels ({_first_line(exc)})") from None
 
 
 def _open_image(data: bytes, *, name: str) -> Image.Image:
