@@ -337,8 +337,8 @@ def has_ink(digits: np.ndarray) -> np.ndarray:
         raise ValueError(f"digits: has shape {digits.shape}, expected (N, H, W)")
     if digits.shape[0] == 0:
         return np.zeros(0, dtype=bool)
-    flat = digits.reshape(len(digits), -1).astype(np.int16)
-    return (flat.max(axis=1) - flat.min(axis=1)) >= NO_INK_LEVEL * 255
+    flat = digits.reshape(len(digits), -1)  # no widened copy: only the (N,) extremes are widened
+    return (flat.max(axis=1).astype(np.float64) - flat.min(axis=1)) >= NO_INK_LEVEL * 255
 
 
 def thumbnail(gray: np.ndarray, *, size: int = THUMBNAIL_SIZE) -> np.ndarray:
