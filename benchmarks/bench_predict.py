@@ -9,11 +9,22 @@ one Keras graph), both in this process; then the latency of one digit (the media
 50 calls) for each.
 Figures are digits per second (best of ``--repeat``); the ratio is (b) over (a),
 measured in the same run. The CPU class is printed with them.
+
+    python benchmarks/bench_predict.py --run artifacts/runs/RUN --memory 1000 [--megapixels 36] [--image-format jpeg]
+
+Memory instead: writes ``--memory`` large photos (``--megapixels``, a dark stroke on a
+light page; 10 distinct pictures, hard-linked to make up the count) into a temporary
+folder, then runs ``ensemble-cnn predict`` on a tenth of them and on all of them, each
+in its own subprocess, and prints each one's peak RSS (``ru_maxrss`` from ``os.wait4``)
+and wall time. Bounded memory means both peaks are about the same.
 """
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,12 +62,65 @@ def latency_ms(func, calls: int = 50) -> float:
     return statistics.median(times)
 
 
+def write_photos(folder: Path, count: int, *, megapixels: float, fmt: str, distinct: int = 10) -> list[Path]:
+    """``count`` photos of ``megapixels`` in ``folder``: ``distinct`` different ones, the rest hard links to them."""
+    from PIL import Image
+
+    width = int(math.sqrt(megapixels * 1e6 * 3 / 2))
+    height = int(megapixels * 1e6 / width)
+    suffix = {"jpeg": ".jpg", "png": ".png"}[fmt]
+    paths = [folder / f"photo_{i:05d}{suffix}" for i in range(count)]
+    for i, path in enumerate(paths):
+        if i < distinct:
+            image = Image.new("RGB", (width, height), (238, 236, 230))
+            left = width // 3 + i * width // (3 * distinct)
+            image.paste((30, 30, 40), (left, height // 5, left + width // 60, 4 * height // 5))
+            image.save(path, format=fmt.upper(), **({"quality": 90} if fmt == "jpeg" else {}))
+        else:
+            os.link(paths[i % distinct], path)
+    return paths
+
+
+def peak_rss_of_predict(run: Path, folder: Path, out: Path) -> tuple[float, float, int]:
+    """(peak RSS in MiB, wall seconds, exit status) of one ``ensemble-cnn predict`` subprocess on ``folder``."""
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "cli", "predict", "--run", str(run), str(folder),
+                                "--format", "csv", "--out", str(out)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_maxrss / 1024, time.perf_counter() - start, process.returncode  # Linux: ru_maxrss in KiB
+
+
+def memory(run: Path, count: int, *, megapixels: float, fmt: str) -> None:
+    """Print the peak RSS of ``predict`` on a tenth of ``count`` large photos and on all of them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = {n: Path(tmp) / f"n{n}" for n in (max(1, count // 10), count)}
+        made = time.perf_counter()
+        for n, folder in folders.items():
+            folder.mkdir()
+            write_photos(folder, n, megapixels=megapixels, fmt=fmt)
+        print(f"predict on {megapixels:g} MP {fmt.upper()} photos (made in {time.perf_counter() - made:.0f} s), "
+              f"{available_cores()} cores, {cpu_class()}", flush=True)
+        for n, folder in folders.items():
+            peak, seconds, code = peak_rss_of_predict(run, folder, Path(tmp) / f"out{n}.csv")
+            print(f"{n:6,d} photos: peak RSS {peak:7,.0f} MiB, {seconds:6.1f} s ({seconds / n * 1000:.0f} ms a photo), "
+                  f"exit {code}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, type=Path)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist.npz"))
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--memory", type=int, default=None, metavar="N",
+                        help="Measure predict's peak RSS on N large photos (and on N/10) instead of speed.")
+    parser.add_argument("--megapixels", type=float, default=36.0)
+    parser.add_argument("--image-format", choices=["jpeg", "png"], default="jpeg")
     args = parser.parse_args()
+    if args.memory is not None:
+        memory(args.run, args.memory, megapixels=args.megapixels, fmt=args.image_format)
+        return
     keras = import_keras()
     x = load_mnist(args.data).x_test
     ensemble = Ensemble.load(args.run)

@@ -460,42 +460,49 @@ members_option = click.option("--members", "-k", type=click.IntRange(1, MAX_MEMB
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Write the output to this file instead of the terminal.")
 @click.option("--preview", type=click.Path(path_type=Path), default=None,
-              help="Also draw a PNG: each input next to the 28x28 digit the members saw, with its label.")
+              help="Also draw a picture (.png, .jpg, .svg or .pdf, by its ending): each input next to the 28x28 "
+                   "digit the members saw, with its label.")
 @tta_option("each digit")
 @_library_errors
 def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, preview, tta):
     """Classify the digits in PATHS: image files (PNG, JPEG, BMP, GIF, TIFF; one digit each), arrays
     (.npy of (28, 28) or (N, 28, 28), .npz with x or x_test, IDX images) and folders of them.
 
-    A file that cannot be read is reported in one line and the others are still predicted (exit 1 if any
-    failed). Inputs are never written to.
+    A file that cannot be read, and a blank image or digit ("no ink found"), is reported in one line and the
+    others are still predicted (exit 1 if any failed; --out is not written when nothing was predicted).
+    Inputs are never written to.
     """
     from ensemble_cnn.storage import atomic as _atomic
     from ensemble_cnn.inference.ensemble import Ensemble
     from ensemble_cnn.inference.inputs import expand_paths
     from ensemble_cnn.storage.outputs import check_output_files, shown
-    from ensemble_cnn.inference.predict import format_predictions, predict_paths, preview_figure
+    from ensemble_cnn.inference.predict import format_predictions, predict_paths, preview_format, write_preview
 
     if not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")
     outputs = [(name, path) for name, path in (("--out", out), ("--preview", preview)) if path is not None]
     check_output_files(outputs, inputs=[*expand_paths(paths, recursive=recursive)[0], *paths])
+    if preview is not None:
+        preview_format(preview)  # an unknown picture type is refused before the model is loaded
     ensemble = Ensemble.load(run_dir, members=members, voting=method, tta=tta)
-    predictions = predict_paths(ensemble, paths, recursive=recursive, preprocess=preprocess, vote=method)
+    predictions = predict_paths(ensemble, paths, recursive=recursive, preprocess=preprocess, vote=method,
+                                thumbnails=preview is not None)
     for path, reason in predictions.failures:
         click.echo(f"{shown(path)}: {reason}", err=True)
     text = format_predictions(predictions, fmt=fmt)
-    if out is not None:
-        _atomic.write_text(out, text)
-        click.echo(f"wrote {len(predictions.items)} predictions to {out}", err=True)
-    else:
+    if out is None:
         click.echo(text, nl=False)
+    elif predictions.items:
+        _atomic.write_text(out, text)
+        click.echo(f"wrote {len(predictions.items)} predictions to {shown(out)}", err=True)
+    else:  # every input failed: an existing --out keeps its content, and no new file is made
+        click.echo(f"no digit predicted: {shown(out)} not written", err=True)
     if preview is not None and predictions.items:
-        from ensemble_cnn.evaluation.plots import _save
-
-        _save(preview_figure(predictions), preview)
+        write_preview(predictions, preview)
+    elif preview is not None:
+        click.echo(f"no digit predicted: {shown(preview)} not drawn", err=True)
     if predictions.failures:
-        raise click.ClickException(f"{len(predictions.failures)} path(s) could not be read (listed above); "
+        raise click.ClickException(f"{len(predictions.failures)} path(s) not predicted (listed above); "
                                    f"{len(predictions.items)} digit(s) predicted")
 
 

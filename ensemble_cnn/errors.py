@@ -20,3 +20,11 @@ class RunFolderBusy(RunFolderError):
 
 class BackendError(RuntimeError):
     """The execution engine (dask, ray) is not installed or cannot be reached."""
+
+
+class NoInkError(ValueError):
+    """An image (or digit) holds no ink: nothing stands out from its background, so it is not a digit.
+
+    Raised by :func:`ensemble_cnn.inference.preprocess.preprocess_digits` (and so by ``predict`` and ``serve``)
+    instead of labelling a blank picture; see :data:`ensemble_cnn.inference.preprocess.NO_INK_LEVEL`.
+    """

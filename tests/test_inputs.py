@@ -6,6 +6,8 @@ import hashlib
 import io
 import os
 import struct
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -18,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+import ensemble_cnn
 from ensemble_cnn.inference import inputs
 from ensemble_cnn.inference.inputs import (
     ARRAY_SUFFIXES,
@@ -252,6 +255,54 @@ def test_decode_image_from_bytes():
     buffer = io.BytesIO()
     Image.fromarray(digit()).save(buffer, "PNG")
     np.testing.assert_array_equal(decode_image(buffer.getvalue(), name="upload"), digit())
+
+
+def big_photo(width: int = 7200, height: int = 5000, *, mode: str = "RGB") -> Image.Image:
+    """A 36-megapixel light page with one thick dark stroke (a "1")."""
+    image = Image.new(mode, (width, height), (245,) * len(mode))
+    image.paste((20,) * len(mode), (width // 2 - 40, height // 5, width // 2 + 40, 4 * height // 5))
+    return image
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_large_images_are_decoded_within_the_pixel_budget(tmp_path, fmt):
+    path = tmp_path / f"photo.{fmt.lower()}"
+    big_photo().save(path, fmt)
+    image = read_image(path)
+    assert image.shape[0] * image.shape[1] <= inputs.DECODE_PIXELS  # 7200x5000 reduced by 4: 1800x1250
+    assert image.shape[:2] == (1250, 1800) and image.dtype == np.uint8
+    digit = load_inputs(path)[0][0]
+    assert digit.any(axis=1).sum() == 20 and 1 <= digit.any(axis=0).sum() <= 2  # the stroke, 3000x80 -> 20x1
+    small = big_photo(2000, 2000, mode="L")  # 4 MP: within the budget, decoded as it is
+    small.save(tmp_path / "small.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "small.png"), np.asarray(small))
+
+
+def test_decoding_a_36_megapixel_photo_keeps_memory_bounded(tmp_path):
+    """Peak RSS of decoding and preprocessing one 36 MP photo (was ~1.5 GB: full-size float copies)."""
+    path = tmp_path / "photo.png"
+    big_photo().save(path)
+    script = (
+        "import resource, sys\n"
+        "from ensemble_cnn.inference.inputs import load_inputs\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "load_inputs(sys.argv[1])\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    root = Path(ensemble_cnn.__file__).resolve().parent.parent  # the package under test
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=300,
+                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    grown_mb = int(done.stdout.split()[-1])
+    assert grown_mb < 400, f"decoding one 36 MP image grew the peak RSS by {grown_mb} MB"
+
+
+def test_odd_modes_are_reduced_too():
+    for mode, fmt in [("1", "PNG"), ("P", "PNG"), ("I;16", "PNG"), ("LA", "PNG"), ("F", "TIFF"), ("CMYK", "JPEG")]:
+        buffer = io.BytesIO()
+        Image.new(mode, (3000, 2000)).save(buffer, fmt)
+        image = decode_image(buffer.getvalue(), name="odd")
+        assert image.shape[:2] == (1000, 1500), (mode, image.shape)
 
 
 # ----------------------------------------------------------------------------- images: refusals
@@ -715,6 +766,18 @@ def test_recursive_listing_does_not_follow_folder_links(tmp_path):
     assert files == [folder / "a.png"] and problems == []
 
 
+@pytest.mark.parametrize("recursive", [False, True])
+def test_symbolic_link_loops_are_problems_and_the_rest_is_listed(tmp_path, recursive):
+    folder = tmp_path / "in"
+    good = touch(folder / "good.png")
+    (folder / "x").symlink_to("x")  # ln -s x x
+    (folder / "y.png").symlink_to("y.png")
+    files, problems = expand_paths([folder, folder / "x"], recursive=recursive)
+    assert files == [good]
+    loop = "is a symbolic link that loops (Too many levels of symbolic links)"
+    assert sorted(problems) == [(folder / "x", loop), (folder / "x", loop), (folder / "y.png", loop)]
+
+
 def test_empty_folders_and_missing_paths_are_problems_and_the_rest_goes_on(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -754,3 +817,12 @@ def test_load_inputs_refuses_unreadable_images(tmp_path):
     path = tmp_path / "fake.jpg"
     path.write_text("not a jpeg")
     refused(load_inputs, path, names=path, words="not a PNG, JPEG, BMP, GIF or TIFF image")
+
+
+@pytest.mark.parametrize("image", ["white", "black", "transparent"])
+def test_load_inputs_refuses_an_image_with_no_ink(tmp_path, image):
+    make = {"white": lambda: Image.new("L", (10000, 1), 255), "black": lambda: Image.new("1", (1, 1), 0),
+            "transparent": lambda: Image.new("RGBA", (30, 30), (255, 0, 0, 0))}[image]
+    path = tmp_path / f"{image}.png"
+    make().save(path)
+    refused(load_inputs, path, names=path, words="no ink found")

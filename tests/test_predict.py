@@ -122,14 +122,15 @@ def test_predict_csv_columns_arrays_and_failures(run_dir, test_digits, tmp_path)
                                        "--format", "csv", "--out", str(out), "--preview", str(tmp_path / "p.png")])
     assert result.exit_code == 1
     errors = [line for line in result.output.splitlines() if line.startswith("Error")]
-    assert errors == ["Error: 3 path(s) could not be read (listed above); 5 digit(s) predicted"]
+    assert errors == ["Error: 4 path(s) not predicted (listed above); 4 digit(s) predicted"]
     assert "text.png: not a PNG, JPEG, BMP, GIF or TIFF image" in result.output
     assert "corrupt.png: " in result.output and "empty: no image or array files in it" in result.output
+    assert "large_blank.png: no ink found" in result.output
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert list(rows[0]) == ["path", "label", "confidence", "vote_share", "member_labels",
                              *(f"p{c}" for c in range(10))]
-    assert [Path(r["path"]).name for r in rows] == ["large_blank.png", "three.npy[0]", "three.npy[1]",
-                                                     "three.npy[2]", "tiny.png"]  # sorted by name
+    assert [Path(r["path"]).name for r in rows] == ["three.npy[0]", "three.npy[1]", "three.npy[2]",
+                                                     "tiny.png"]  # sorted by name
     by_name = {Path(r["path"]).name: r for r in rows}
     expected = Ensemble.load(run_dir).predict(x[:3])
     assert [int(by_name[f"three.npy[{i}]"]["label"]) for i in range(3)] == expected.tolist()
@@ -292,3 +293,168 @@ def test_predict_with_tta(run_dir, test_digits, tmp_path):
     answer = json.loads(result.output)
     expected = Ensemble.load(run_dir, tta="shift").predict(x[:20])
     assert answer["tta"] == "shift" and [row["label"] for row in answer["predictions"]] == expected.tolist()
+
+
+# --------------------------------------------------------------------------- issue 20: safety of predict's inputs and outputs
+@pytest.fixture(scope="module")
+def fake_run(tmp_path_factory, make_run) -> Path:
+    """A run with one untrained member: fast, for properties that are not accuracy."""
+    path = tmp_path_factory.mktemp("fake") / "run"
+    make_run(path)
+    return path
+
+
+def a_digit(x: np.ndarray, path: Path) -> Path:
+    """Save MNIST digit ``x`` as a black-on-white PNG at ``path``."""
+    Image.fromarray(255 - x).resize((84, 84)).save(path)
+    return path
+
+
+BLANKS = {
+    "white.png": lambda: Image.new("L", (50, 50), 255),
+    "black.png": lambda: Image.new("L", (50, 50), 0),
+    "one_pixel.png": lambda: Image.new("L", (1, 1), 90),
+    "strip.png": lambda: Image.new("L", (10000, 1), 255),
+    "transparent.png": lambda: Image.new("RGBA", (40, 40), (0, 0, 0, 0)),
+    "large_white.png": lambda: Image.new("RGB", (8000, 5000), (255, 255, 255)),  # 40 MP
+}
+
+
+def test_blank_images_and_digits_are_refused_and_the_rest_predicted(fake_run, test_digits, tmp_path):
+    x, _ = test_digits
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, make in BLANKS.items():
+        make().save(folder / name)
+    a_digit(x[0], folder / "good.png")
+    np.save(folder / "arrays.npy", np.stack([x[1], np.zeros((28, 28), np.uint8), np.full((28, 28), 255, np.uint8)]))
+    out = tmp_path / "answers.json"
+    result = CliRunner().invoke(main, ["predict", "--run", str(fake_run), str(folder), "--format", "json",
+                                       "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    for name in BLANKS:
+        assert sum(line.startswith(f"{folder / name}: no ink found") for line in lines) == 1, (name, result.output)
+    for index in (1, 2):
+        assert f"{folder / 'arrays.npy'}[{index}]: no ink found" in result.output
+    answer = json.loads(out.read_text())
+    assert [Path(a["path"]).name for a in answer["predictions"]] == ["arrays.npy[0]", "good.png"]
+    assert len(answer["failures"]) == len(BLANKS) + 2
+    assert "Error: 8 path(s) not predicted (listed above); 2 digit(s) predicted" in result.output
+
+
+def test_blank_image_with_preprocess_none_is_refused(fake_run, tmp_path):
+    Image.new("L", (28, 28), 0).save(tmp_path / "black28.png")
+    result = CliRunner().invoke(main, ["predict", "--run", str(fake_run), "--preprocess", "none",
+                                       str(tmp_path / "black28.png")])
+    assert result.exit_code == 1 and f"{tmp_path / 'black28.png'}: no ink found" in result.output
+
+
+@pytest.mark.parametrize("recursive", [[], ["-r"]])
+def test_a_symbolic_link_loop_is_one_failure_and_the_rest_predicted(fake_run, test_digits, tmp_path, recursive):
+    x, _ = test_digits
+    folder = tmp_path / "in"
+    folder.mkdir()
+    a_digit(x[0], folder / "good.png")
+    (folder / "x").symlink_to("x")  # ln -s x x
+    result = CliRunner().invoke(main, ["predict", "--run", str(fake_run), *recursive, str(folder), "--format", "csv"])
+    assert result.exit_code == 1, result.output
+    loop = "is a symbolic link that loops (Too many levels of symbolic links)"
+    assert result.output.count(f"{folder / 'x'}: {loop}") == 1
+    assert f"{folder / 'good.png'}," in result.output  # its CSV row
+    direct = CliRunner().invoke(main, ["predict", "--run", str(fake_run), *recursive, str(folder / "x"),
+                                       str(folder / "good.png"), "--format", "csv"])
+    assert direct.exit_code == 1 and f"{folder / 'x'}: {loop}" in direct.output
+    assert f"{folder / 'good.png'}," in direct.output
+
+
+@pytest.mark.parametrize(("name", "magic"), [("p.jpg", b"\xff\xd8\xff"),
+                                             ("p.JPEG", b"\xff\xd8\xff"), ("p.svg", b"<?xml"), ("p.pdf", b"%PDF")])
+def test_preview_is_written_in_the_format_its_name_says(fake_run, test_digits, tmp_path, name, magic):
+    x, _ = test_digits
+    a_digit(x[0], tmp_path / "good.png")
+    preview = tmp_path / "out" / name
+    preview.parent.mkdir()
+    result = CliRunner().invoke(main, ["predict", "--run", str(fake_run), str(tmp_path / "good.png"),
+                                       "--preview", str(preview)])
+    assert result.exit_code == 0, result.output
+    assert preview.read_bytes().startswith(magic)
+    assert [p.name for p in preview.parent.iterdir()] == [name]  # no temporary file left
+
+
+@pytest.mark.parametrize("name", ["p.gif", "p", "p.png.tmp"])
+def test_preview_with_an_unknown_ending_is_refused_before_loading_anything(fake_run, tmp_path, monkeypatch, name):
+    Image.new("L", (20, 20), 0).save(tmp_path / "a.png")
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the --preview check")
+
+    monkeypatch.setattr(Ensemble, "load", no_loading)
+    before = snapshot(tmp_path)
+    result = CliRunner().invoke(main, ["predict", "--run", str(fake_run), str(tmp_path / "a.png"),
+                                       "--preview", str(tmp_path / name)])
+    assert result.exit_code == 2, result.output
+    assert "--preview" in result.output and "expected one of .png, .jpg, .jpeg, .svg, .pdf" in result.output
+    assert snapshot(tmp_path) == before
+
+
+def test_out_is_left_untouched_when_nothing_is_predicted(fake_run, tmp_path):
+    Image.new("L", (30, 30), 255).save(tmp_path / "blank.png")
+    (tmp_path / "text.png").write_text("not an image")
+    out = tmp_path / "answers.csv"
+    out.write_text("earlier answers\n")
+    for target in (out, tmp_path / "new.csv"):
+        result = CliRunner().invoke(main, ["predict", "--run", str(fake_run), str(tmp_path / "blank.png"),
+                                           str(tmp_path / "text.png"), "--format", "csv", "--out", str(target),
+                                           "--preview", str(tmp_path / "p.png")])
+        assert result.exit_code == 1, result.output
+        assert f"no digit predicted: {target} not written" in result.output
+        assert f"no digit predicted: {tmp_path / 'p.png'} not drawn" in result.output
+    assert out.read_text() == "earlier answers\n"
+    assert not (tmp_path / "new.csv").exists() and not (tmp_path / "p.png").exists()
+
+
+def test_messages_escape_paths_and_name_each_path_once(fake_run, test_digits, tmp_path):
+    x, _ = test_digits
+    a_digit(x[0], tmp_path / "two\nlines.png")
+    np.savez(tmp_path / "bad.npz", x=np.zeros((3, 5), np.uint8))
+    out = tmp_path / "an\nswers.csv"
+    result = CliRunner().invoke(main, ["predict", "--run", str(fake_run), str(tmp_path / "two\nlines.png"),
+                                       str(tmp_path / "bad.npz"), "--format", "csv", "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert f"wrote 1 predictions to {tmp_path}/an\\nswers.csv" in lines
+    assert f"{tmp_path}/bad.npz: array x: has shape (3, 5), expected (28, 28), (N, 28, 28) or (N, 28, 28, 1)" in lines
+    assert all(line.count("bad.npz") <= 1 for line in lines)
+    table = CliRunner().invoke(main, ["predict", "--run", str(fake_run), str(tmp_path / "two\nlines.png")])
+    assert table.exit_code == 0 and f"{tmp_path}/two\\nlines.png " in table.output
+    assert len(table.output.splitlines()) == 2  # header and one row
+
+
+def test_predict_paths_keeps_no_decoded_image(fake_run, test_digits, tmp_path, monkeypatch):
+    """Streaming: each decoded image is dropped once its digit is made (only small thumbnails stay)."""
+    import gc
+    import weakref
+
+    import ensemble_cnn.inference.predict as predict_module
+
+    x, _ = test_digits
+    paths = [a_digit(x[i], tmp_path / f"d{i}.png") for i in range(4)]
+    decoded = []
+    original = predict_module.read_image
+
+    def spy(path):
+        image = original(path)
+        decoded.append(weakref.ref(image))
+        return image
+
+    monkeypatch.setattr(predict_module, "read_image", spy)
+    ensemble = Ensemble.load(fake_run)
+    for thumbnails in ({}, {"thumbnails": True}):
+        decoded.clear()
+        result = predict_module.predict_paths(ensemble, paths, **thumbnails)
+        gc.collect()
+        assert len(result.items) == 4 and len(decoded) == 4
+        assert all(ref() is None for ref in decoded), "a decoded image is still held after predict_paths"
+    small = [item.thumbnail for item in result.items]
+    assert all(t is not None and t.dtype == np.uint8 and max(t.shape) <= 96 for t in small)

@@ -748,3 +748,35 @@ def test_server_url(predictor):
         assert server_url(server) == f"http://127.0.0.1:{server.server_address[1]}/"
     finally:
         server.server_close()
+
+
+class UniformEnsemble:
+    """Stands in for an Ensemble behind the real ImagePredictor: two members, uniform probabilities."""
+
+    names_ = ["m0", "m1"]
+    tta = "none"
+
+    def member_probabilities(self, digits):
+        return np.full((2, len(digits), 10), 0.1, dtype=np.float32)
+
+
+def png_of(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("size, mode, colour", [
+    ((50, 50), "L", 255), ((50, 50), "L", 0), ((1, 1), "L", 90), ((10000, 1), "L", 255),
+    ((40, 40), "RGBA", (0, 0, 0, 0)), ((8000, 5000), "RGB", (255, 255, 255)),  # the last: a 40 MP white upload
+], ids=["white", "black", "1x1", "10000x1", "transparent", "40MP white"])
+def test_an_upload_with_no_ink_is_a_422(server, port, size, mode, colour):
+    from ensemble_cnn.inference.predict import ImagePredictor
+
+    server.predictor = ImagePredictor(UniformEnsemble())
+    body = png_of(Image.new(mode, size, colour))
+    assert len(body) <= MAX_BODY_BYTES
+    message = assert_json_error(*predict(port, body), 422)
+    assert message.startswith("upload: no ink found")
+    status, _, answer = predict(port, image_bytes(230))  # a drawn bar: predicted
+    assert status == 200 and json.loads(answer)["agreement"] == {"count": 2, "of": 2}

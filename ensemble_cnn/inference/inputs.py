@@ -27,13 +27,18 @@ Limits (module constants, read at call time):
   file, after decompression (``.npz`` members and ``.gz`` IDX files);
 * :data:`MAX_IMAGE_PIXELS` = 40,000,000 pixels, checked from the image header
   (a 48-megapixel photo is refused). Pillow's own decompression-bomb warning
-  (above about 89 million pixels) is turned into an error as well.
+  (above about 89 million pixels) is turned into an error as well;
+* :data:`DECODE_PIXELS` = 4,000,000 pixels: a larger image is reduced while it is
+  decoded (a JPEG by its decoder's own 1/2, 1/4, 1/8 scaling, so its full size is
+  never held; other formats by area averaging right after decoding), so the arrays
+  made from one image stay bounded (tens of MB) whatever its size.
 
 Every problem raises :class:`InputError` with a one-line message that starts with
 the file's name (control characters in it escaped by :func:`ensemble_cnn.storage.outputs.shown`).
 """
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import math
@@ -47,7 +52,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ensemble_cnn.data.mnist import DataError, read_idx
 from ensemble_cnn.storage.outputs import shown
@@ -55,6 +60,8 @@ from ensemble_cnn.inference.preprocess import preprocess_digits
 
 MAX_IMAGE_PIXELS = 40_000_000
 """Largest image (width x height) decoded; larger ones are refused from the header alone."""
+DECODE_PIXELS = 4_000_000
+"""Most pixels of a decoded image: larger ones are reduced by a whole factor while decoding (:func:`decode_image`)."""
 MAX_IMAGE_FILE_BYTES = 64 * 2**20
 """Largest image file read (64 MiB)."""
 MAX_ARRAY_FILE_BYTES = 256 * 2**20
@@ -208,8 +215,12 @@ def decode_image(data: bytes, *, name: str) -> np.ndarray:
 
     The pixel count is read from the header and checked against
     :data:`MAX_IMAGE_PIXELS` before anything is decoded; Pillow's own
-    decompression-bomb warning is turned into an error. Animated GIFs and
-    multi-page TIFFs give their first frame; a JPEG's EXIF orientation is applied.
+    decompression-bomb warning is turned into an error. An image of more than
+    :data:`DECODE_PIXELS` pixels is reduced by the smallest whole factor ``f``
+    that brings it within (each output pixel the mean of an ``f`` x ``f`` block;
+    a JPEG is decoded at 1/2, 1/4 or 1/8 scale first), so a 40-megapixel photo
+    gives about 2.5 million pixels. Animated GIFs and multi-page TIFFs give their
+    first frame; a JPEG's EXIF orientation is applied.
 
     Parameters
     ----------
@@ -221,7 +232,8 @@ def decode_image(data: bytes, *, name: str) -> np.ndarray:
     Returns
     -------
     ndarray
-        By the image's mode: bool (H, W) for 1-bit; uint8 (H, W) grey, (H, W, 2)
+        H x W at most about :data:`DECODE_PIXELS`. By the image's mode: bool (H, W) for 1-bit
+        (grey uint8 when reduced); uint8 (H, W) grey, (H, W, 2)
         grey + alpha, (H, W, 3) RGB or (H, W, 4) RGBA (palette images become
         RGBA); uint16 (H, W) for 16-bit grey (its full 0..65535 range kept);
         float32 (H, W) for a float TIFF with values in [0, 1].
@@ -239,8 +251,45 @@ def decode_image(data: bytes, *, name: str) -> np.ndarray:
         image = _open_image(data, name=name)
         with image:
             _check_pixels(image, name=name)
+            _draft(image)
             _load_pixels(image, name=name)
-            return _image_array(_upright(image, name=name), name=name)
+            return _image_array(_upright(_reduced(image, name=name), orientation=_orientation(image, name=name)),
+                                name=name)
+
+
+def _reduction(width: int, height: int) -> int:
+    """The smallest whole factor that brings ``width`` x ``height`` within :data:`DECODE_PIXELS` (1 if it fits)."""
+    factor = 1
+    while math.ceil(width / factor) * math.ceil(height / factor) > DECODE_PIXELS:
+        factor += 1
+    return factor
+
+
+def _draft(image: Image.Image) -> None:
+    """Ask a JPEG decoder for a 1/2, 1/4 or 1/8 scale that stays at least the reduced size (no-op otherwise)."""
+    width, height = image.size
+    factor = _reduction(width, height)
+    if factor > 1 and image.format == "JPEG":
+        image.draft(image.mode, (math.ceil(width / factor), math.ceil(height / factor)))
+
+
+_REDUCIBLE = {"1": "L", "L": "L", "LA": "LA", "La": "LA", "RGB": "RGB", "RGBA": "RGBA", "I": "I", "F": "F",
+              "I;16": "I", "I;16B": "I", "I;16L": "I", "I;16N": "I", "RGBX": "RGB", "CMYK": "RGB", "YCbCr": "RGB",
+              "LAB": "RGB", "HSV": "RGB"}
+"""The mode each decoded mode is reduced in (as :func:`_image_array` would convert it); others: RGBA."""
+
+
+def _reduced(image: Image.Image, *, name: str) -> Image.Image:
+    """The decoded image box-averaged by :func:`_reduction`'s factor, or itself when it fits."""
+    factor = _reduction(*image.size)
+    if factor == 1:
+        return image
+    mode = _REDUCIBLE.get(image.mode, "RGBA")  # palette and other colour modes: RGBA, as _image_array does
+    try:
+        converted = image if image.mode == mode else image.convert(mode)
+        return converted.reduce(factor)  # 16-bit grey is reduced as 32-bit "I"; _image_array makes it uint16 again
+    except Exception as exc:  # noqa: BLE001 - an exotic mode Pillow cannot convert or reduce
+        raise InputError(f"{shown(name)}: cannot reduce its {image.mode} pixels ({_first_line(exc)})") from None
 
 
 def _open_image(data: bytes, *, name: str) -> Image.Image:
@@ -279,15 +328,24 @@ def _load_pixels(image: Image.Image, *, name: str) -> None:
         raise InputError(f"{shown(name)}: corrupt or truncated {image.format} image ({_first_line(exc)})") from None
 
 
-def _upright(image: Image.Image, *, name: str) -> Image.Image:
-    """The image turned by its EXIF orientation tag (phone photos), or itself when it has none."""
+_TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+          5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+          8: Image.Transpose.ROTATE_90}
+"""How each EXIF orientation (2..8) is undone, as ``ImageOps.exif_transpose`` does it."""
+
+
+def _orientation(image: Image.Image, *, name: str) -> int:
+    """The image's EXIF orientation tag (phone photos), 1 when it has none."""
     try:
         orientation = image.getexif().get(0x0112, 1)
-        if orientation in range(2, 9):
-            return ImageOps.exif_transpose(image)
     except Exception as exc:  # noqa: BLE001 - a malformed EXIF block
         raise InputError(f"{shown(name)}: unreadable EXIF orientation ({_first_line(exc)})") from None
-    return image
+    return orientation if orientation in _TURNS else 1
+
+
+def _upright(image: Image.Image, *, orientation: int) -> Image.Image:
+    """``image`` turned as its EXIF ``orientation`` says (read from the file by :func:`_orientation`)."""
+    return image.transpose(_TURNS[orientation]) if orientation in _TURNS else image
 
 
 def _image_array(image: Image.Image, *, name: str) -> np.ndarray:
@@ -654,7 +712,8 @@ def expand_paths(
     files : list of Path
     problems : list of (Path, str)
         A path and a one-line reason: missing, not a file or folder (a FIFO,
-        device, ...), unreadable, or a folder with no image or array files.
+        device, ...), unreadable, a symbolic link that loops (given, or found in
+        a folder whatever its name), or a folder with no image or array files.
     """
     files: list[Path] = []
     problems: list[tuple[Path, str]] = []
@@ -666,7 +725,7 @@ def expand_paths(
             problems.append((path, "no such file or folder"))
             continue
         except OSError as exc:
-            problems.append((path, f"cannot read it ({_oserror_reason(exc)})"))
+            problems.append((path, _unreadable_entry(exc)))
             continue
         if stat.S_ISREG(mode):
             files.append(path)
@@ -694,18 +753,31 @@ def _folder_files(folder: Path, *, recursive: bool) -> tuple[list[Path], list[tu
             problems.append((current, f"cannot list the folder ({_oserror_reason(exc)})"))
             continue
         for entry in listing:
-            if entry.is_dir(follow_symlinks=False):
+            try:
+                is_folder = entry.is_dir(follow_symlinks=False)
+                is_file = not is_folder and entry.is_file()
+            except OSError as exc:  # a symbolic link loop, an entry removed meanwhile, ...
+                problems.append((Path(entry.path), _unreadable_entry(exc)))
+                continue
+            if is_folder:
                 if recursive:
                     pending.append(Path(entry.path))
                 else:
                     skipped_folders += 1
-            elif entry.is_file() and _kind_by_name(Path(entry.name)) is not None:
+            elif is_file and _kind_by_name(Path(entry.name)) is not None:
                 found.append(Path(entry.path))
     found.sort(key=lambda p: p.relative_to(folder).parts)
     if not found and not problems:
         hint = f" (its {skipped_folders} sub-folder(s) are searched only when recursive)" if skipped_folders else ""
         problems.append((folder, f"no image or array files in it{hint}"))
     return found, problems
+
+
+def _unreadable_entry(exc: OSError) -> str:
+    """The one-line reason a path's type cannot be read: a symbolic link loop, or the system's words."""
+    if exc.errno == errno.ELOOP:
+        return f"is a symbolic link that loops ({exc.strerror})"
+    return f"cannot read it ({_oserror_reason(exc)})"
 
 
 def load_inputs(path: str | os.PathLike) -> tuple[np.ndarray, Kind]:
@@ -727,7 +799,8 @@ def load_inputs(path: str | os.PathLike) -> tuple[np.ndarray, Kind]:
     Raises
     ------
     InputError
-        One line naming the file.
+        One line naming the file; ``"FILE: no ink found (...)"`` for an image with no ink
+        (all white, all black, fully transparent, ...: see :class:`~ensemble_cnn.errors.NoInkError`).
     """
     path = Path(path)
     kind = classify_path(path)

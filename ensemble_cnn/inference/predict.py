@@ -5,6 +5,18 @@ own preprocessing by default (:mod:`ensemble_cnn.inference.preprocess`); array f
 ``.npz`` with ``x`` or ``x_test``, IDX) hold MNIST-style 28x28 digits and are used as
 they are. A file that cannot be read is reported in one line and the others are
 still predicted. Nothing here writes to an input.
+
+No ink, no label: an image with nothing standing out from its background (all white,
+all black, fully transparent, ...), and a 28x28 digit whose pixels span less than
+:data:`ensemble_cnn.inference.preprocess.NO_INK_LEVEL` of the grey range, is reported as a failure
+("no ink found") instead of being labelled. (:meth:`Ensemble.predict` itself takes digits as
+they are, so evaluation and the library API are unchanged.)
+
+Memory: files are read one at a time; each image is decoded within
+:data:`ensemble_cnn.inference.inputs.DECODE_PIXELS`, made into its 28x28 digit and dropped (only a
+grey thumbnail of at most :data:`ensemble_cnn.inference.preprocess.THUMBNAIL_SIZE` pixels a side is
+kept, and only when a preview is asked for), so the memory used does not grow with the
+size of the images or the number of files beyond those small per-digit arrays.
 """
 from __future__ import annotations
 
@@ -17,16 +29,22 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ensemble_cnn.errors import NoInkError
 from ensemble_cnn.inference.ensemble import Ensemble
 from ensemble_cnn.inference.inputs import InputError, classify_path, expand_paths, read_arrays, read_image
-from ensemble_cnn.storage.outputs import shown
-from ensemble_cnn.inference.preprocess import preprocess_digits, to_grayscale
+from ensemble_cnn.inference.preprocess import NO_INK_LEVEL, has_ink, mnist_style, thumbnail, to_grayscale
 from ensemble_cnn.inference.vote import VOTES
+from ensemble_cnn.storage.outputs import OutputPathError, shown
 
-__all__ = ["PREPROCESSING", "ImagePredictor", "Prediction", "Predictions", "format_predictions", "predict_paths",
-           "preview_figure"]
+__all__ = ["PREPROCESSING", "PREVIEW_FORMATS", "ImagePredictor", "Prediction", "Predictions", "format_predictions",
+           "predict_paths", "preview_figure", "preview_format", "write_preview"]
 
 PREPROCESSING = ("mnist", "none")
+PREVIEW_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".svg": "svg", ".pdf": "pdf"}
+"""``--preview`` file endings (any case) and the picture format each is written in."""
+NO_INK = "no ink found"
+PREVIEW_ITEMS = 40
+"""Most inputs a preview draws (the first ones); only they keep a thumbnail."""
 CSV_COLUMNS = ("path", "label", "confidence", "vote_share", "member_labels", *(f"p{c}" for c in range(10)))
 
 
@@ -50,8 +68,10 @@ class Prediction:
         share of the votes), 10 values.
     digit : ndarray of uint8, shape (28, 28)
         What the members saw.
-    original : ndarray or None
-        The decoded image (for image files), for the preview.
+    thumbnail : ndarray of uint8, shape (h, w), or None
+        A grey copy of the image file (255 = white), at most
+        :data:`~ensemble_cnn.inference.preprocess.THUMBNAIL_SIZE` pixels a side, for the
+        preview; ``None`` for an array's digit or when no thumbnails were asked for.
     """
 
     path: str
@@ -61,7 +81,7 @@ class Prediction:
     member_labels: list[int]
     probabilities: list[float]
     digit: np.ndarray = field(repr=False)
-    original: np.ndarray | None = field(default=None, repr=False)
+    thumbnail: np.ndarray | None = field(default=None, repr=False)
 
     def row(self) -> dict[str, Any]:
         """The CSV/JSON row: ``path, label, confidence, vote_share, member_labels, p0 .. p9``."""
@@ -81,24 +101,33 @@ class Predictions:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _digits_of(path: Path, *, preprocess: str) -> tuple[list[str], np.ndarray, list[np.ndarray | None]]:
-    """(names, digits (N, 28, 28), originals) of one file; :class:`InputError` when it cannot be used."""
+def _digits_of(path: Path, *, preprocess: str, thumbnails: bool) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    """(names, digits (N, 28, 28), thumbnail or None) of one file; :class:`InputError` when it cannot be used.
+
+    The decoded image is dropped before this returns: only the digit and (with ``thumbnails``)
+    a small grey copy are kept.
+    """
     if classify_path(path) == "array":
         digits = read_arrays(path)
-        return [f"{path}[{i}]" for i in range(len(digits))], digits, [None] * len(digits)
-    image = read_image(path)
+        return [f"{path}[{i}]" for i in range(len(digits))], digits, None
+    gray = to_grayscale(read_image(path))  # the decoded array is freed here
     if preprocess == "mnist":
         try:
-            digit = preprocess_digits([image])
+            digit = mnist_style(gray)[None]
         except ValueError as exc:
-            raise InputError(f"{shown(path)}: {str(exc).splitlines()[0].removeprefix('images[0]: ')}") from None
+            raise InputError(f"{shown(path)}: {str(exc).splitlines()[0].removeprefix('gray: ')}") from None
     else:
-        gray = to_grayscale(image)
         if gray.shape != (28, 28):
             raise InputError(f"{shown(path)}: is {gray.shape[1]}x{gray.shape[0]} pixels; --preprocess none takes "
                              "28x28 digits as they are (light ink on black)")
         digit = np.rint(gray * 255).astype(np.uint8)[None]
-    return [str(path)], digit, [image]
+        if not has_ink(digit)[0]:
+            raise InputError(f"{shown(path)}: {NO_INK} (its pixels span less than {_no_ink_span()} grey levels)")
+    return [str(path)], digit, thumbnail(gray) if thumbnails else None
+
+
+def _no_ink_span() -> str:
+    return f"{NO_INK_LEVEL * 255:.0f} of 255"
 
 
 def predict_paths(
@@ -108,8 +137,12 @@ def predict_paths(
     recursive: bool = False,
     preprocess: str = "mnist",
     vote: str = "majority",
+    thumbnails: bool = False,
 ) -> Predictions:
-    """Predict every digit in ``paths`` (files and folders).
+    """Predict every digit in ``paths`` (files and folders), one file at a time.
+
+    A file that cannot be used, and a digit with no ink (an image, or one digit of an
+    array file), is a failure with a one-line reason; the others are still predicted.
 
     Parameters
     ----------
@@ -123,6 +156,16 @@ def predict_paths(
         20x20, centre of mass to the centre), or none (28x28 images as they are).
     vote : str
         A name in :data:`ensemble_cnn.inference.vote.VOTES`.
+    thumbnails : bool, keyword-only
+        Keep a small grey copy of the first :data:`PREVIEW_ITEMS` image files
+        (:attr:`Prediction.thumbnail`) for :func:`preview_figure`; decoded images
+        themselves are never kept.
+
+    Returns
+    -------
+    Predictions
+        ``items`` in the order of the files (each file's digits in order), ``failures``
+        as ``(path, reason)`` with the reason not repeating the path.
     """
     if preprocess not in PREPROCESSING:
         raise ValueError(f"preprocess must be one of {', '.join(PREPROCESSING)}, got {preprocess!r}")
@@ -131,16 +174,26 @@ def predict_paths(
     result = Predictions(vote=vote, members=list(ensemble.names_), tta=ensemble.tta)
     files, problems = expand_paths(paths, recursive=recursive)
     result.failures += [(str(path), reason) for path, reason in problems]
-    names, digits, originals = [], [], []
+    names: list[str] = []
+    digits: list[np.ndarray] = []
+    kept: list[np.ndarray | None] = []
     for path in files:
         try:
-            file_names, file_digits, file_originals = _digits_of(path, preprocess=preprocess)
+            keep = thumbnails and len(names) < PREVIEW_ITEMS
+            file_names, file_digits, small = _digits_of(path, preprocess=preprocess, thumbnails=keep)
         except InputError as exc:
             result.failures.append((str(path), _reason(exc, path)))
             continue
+        inked = has_ink(file_digits)
+        if not inked.all():  # an array file's blank digits (an image's digit always has ink)
+            span = _no_ink_span()
+            result.failures += [(name, f"{NO_INK} (its pixels span less than {span} grey levels)")
+                                for name, ok in zip(file_names, inked) if not ok]
+            file_names = [name for name, ok in zip(file_names, inked) if ok]
+            file_digits = file_digits[inked]
         names += file_names
         digits.append(file_digits)
-        originals += file_originals
+        kept += [small] * len(file_names)
     if not names:
         return result
     stack = np.concatenate(digits)
@@ -155,16 +208,25 @@ def predict_paths(
             path=name, label=label, confidence=float(shares[i, label]),
             vote_share=float(np.mean(member_labels[:, i] == label)),
             member_labels=[int(v) for v in member_labels[:, i]],
-            probabilities=[float(v) for v in shares[i]], digit=stack[i], original=originals[i],
+            probabilities=[float(v) for v in shares[i]], digit=stack[i], thumbnail=kept[i],
         ))
     return result
 
 
 def _reason(exc: Exception, path: Path) -> str:
-    """The one-line reason without the file name the message starts with."""
+    """The one-line reason without the file name the message starts with (the failure line names it once).
+
+    ``"x.npz [x]: has shape ..."`` (an array in an ``.npz``) becomes ``"array x: has shape ..."``.
+    """
     text = str(exc).strip().splitlines()[0]
-    prefix = f"{shown(path)}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
+    name = shown(path)
+    if text.startswith(f"{name}: "):
+        return text[len(name) + 2:]
+    if text.startswith(f"{name} ["):
+        key, separator, rest = text[len(name) + 2:].partition("]: ")
+        if separator:
+            return f"array {key}: {rest}"
+    return text
 
 
 def format_predictions(predictions: Predictions, *, fmt: str = "table") -> str:
@@ -194,8 +256,8 @@ def format_predictions(predictions: Predictions, *, fmt: str = "table") -> str:
     return "\n".join(lines) + "\n"
 
 
-def preview_figure(predictions: Predictions, *, max_items: int = 40, per_row: int = 4):
-    """Each input (the decoded image, or the array's digit) next to the 28x28 digit the members saw, labelled.
+def preview_figure(predictions: Predictions, *, max_items: int = PREVIEW_ITEMS, per_row: int = 4):
+    """Each input (its thumbnail, or the array's digit) next to the 28x28 digit the members saw, labelled.
 
     Pairs go ``per_row`` to a row (a grid of ``2 * per_row`` panels), at most ``max_items`` of them.
     """
@@ -211,16 +273,43 @@ def preview_figure(predictions: Predictions, *, max_items: int = 40, per_row: in
     for position, item in enumerate(items):
         row, column = divmod(position, columns)
         left, right = axes[row, 2 * column], axes[row, 2 * column + 1]
-        if item.original is None:  # an array's digit: it is already what the members saw
+        if item.thumbnail is None:  # an array's digit: it is already what the members saw
             left.imshow(item.digit, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        else:  # the image as the user sees it (grey levels, 1 = white)
-            left.imshow(to_grayscale(item.original), cmap="gray", vmin=0, vmax=1, interpolation="antialiased")
+        else:  # the image as the user sees it (grey levels, 255 = white)
+            left.imshow(item.thumbnail, cmap="gray", vmin=0, vmax=255, interpolation="antialiased")
         left.set_title(_short(item.path, 18), fontsize=6)
         right.imshow(item.digit, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         right.set_title(f"→ {item.label} ({100 * item.confidence:.0f}%, {item.vote_share:.0%} agree)", fontsize=6)
     extra = f" (first {len(items)} of {len(predictions.items)})" if len(predictions.items) > len(items) else ""
     fig.suptitle(f"input → what the members saw, {predictions.vote} vote{extra}", fontsize=9)
     return fig
+
+
+def preview_format(path: str | Path) -> str:
+    """The picture format ``--preview`` writes for ``path``, from its ending (:data:`PREVIEW_FORMATS`).
+
+    Raises
+    ------
+    OutputPathError
+        ``--preview``: the ending names no format written (checked before anything is loaded or written).
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in PREVIEW_FORMATS:
+        endings = ", ".join(PREVIEW_FORMATS)
+        what = f"ends in {shown(suffix)}" if suffix else "has no file ending"
+        raise OutputPathError("--preview", f"{shown(path)} {what}; expected one of {endings}")
+    return PREVIEW_FORMATS[suffix]
+
+
+def write_preview(predictions: Predictions, path: str | Path) -> Path:
+    """Draw :func:`preview_figure` into ``path`` atomically, in the format its ending names (:func:`preview_format`)."""
+    from ensemble_cnn.storage.atomic import atomic_path
+
+    fmt = preview_format(path)
+    figure = preview_figure(predictions)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format=fmt, dpi=100, bbox_inches="tight")  # the format is explicit, not the temp's name
+    return Path(path)
 
 
 def _short(path: str, limit: int = 28) -> str:
@@ -251,15 +340,18 @@ class ImagePredictor:
 
         Returns ``{"label", "confidence", "vote", "agreement": {"count", "of"}, "members": [{"name",
         "label", "probabilities"}], "probabilities", "input": 28x28 ints}``; raises ``ValueError``
-        (one line) for bytes that are not a usable image.
+        (one line) for bytes that are not a usable image, and its subclass
+        :class:`~ensemble_cnn.errors.NoInkError` for an image with no ink (``serve`` answers 422).
         """
         from ensemble_cnn.inference.inputs import decode_image
 
-        image = decode_image(data, name="upload")
+        gray = to_grayscale(decode_image(data, name="upload"))
         try:
-            digit = preprocess_digits([image])
+            digit = mnist_style(gray)[None]
+        except NoInkError as exc:
+            raise NoInkError(f"upload: {str(exc).splitlines()[0]}") from None
         except ValueError as exc:
-            raise ValueError(f"upload: {str(exc).splitlines()[0].removeprefix('images[0]: ')}") from None
+            raise ValueError(f"upload: {str(exc).splitlines()[0].removeprefix('gray: ')}") from None
         probabilities = self.ensemble.member_probabilities(digit)  # (K, 1, 10)
         rule = VOTES[self.vote]
         label = int(rule.labels(probabilities)[0])

@@ -19,9 +19,13 @@ Decisions, where MNIST's description is silent:
 * **Noise**: ink at or below :data:`INK_THRESHOLD` (5 %) of the brightest ink
   counts as background (set to 0); it neither widens the crop nor moves the
   centre of mass.
-* **Blank**: an image whose brightest ink (after the background is subtracted)
-  is below :data:`BLANK_LEVEL` (half an 8-bit grey level) has no ink; the result
-  is all zeros.
+* **No ink**: an image whose brightest ink (after the inversion and the
+  background subtraction above) is below :data:`NO_INK_LEVEL` (5 % of the grey
+  range, about 13 of 255 levels) holds no digit: :class:`~ensemble_cnn.errors.NoInkError`
+  is raised instead of returning a blank digit that a model would label anyway.
+  All white, all black, uniformly grey and fully transparent images have none;
+  a thin pencil stroke on a noisy photo (a few levels of noise, tens of levels of
+  contrast) has some. :func:`has_ink` applies the same level to 28x28 digits.
 * **Resampling**: area averaging (Pillow ``BOX``) when shrinking, bilinear when
   enlarging, on a float (mode ``"F"``) image. Both have non-negative weights, so
   there is no ringing: a solid stroke stays solid and exactly as wide as its
@@ -40,12 +44,16 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from ensemble_cnn.errors import NoInkError
+
 MNIST_BOX = 20
 MNIST_SIZE = 28
 INK_THRESHOLD = 0.05
 """Ink at or below this fraction of the brightest ink is treated as background noise."""
-BLANK_LEVEL = 0.5 / 255
-"""An image whose brightest ink is below this level (half an 8-bit grey level) is blank."""
+NO_INK_LEVEL = 0.05
+"""An image whose brightest ink (above its background, in [0, 1]) is below this level has no ink."""
+THUMBNAIL_SIZE = 96
+"""Longest side, in pixels, of the grey thumbnails :func:`thumbnail` makes (for previews)."""
 
 _CHANNELS = {1: "grey", 2: "grey+alpha", 3: "RGB", 4: "RGBA"}
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601
@@ -73,18 +81,26 @@ def to_grayscale(image: np.ndarray) -> np.ndarray:
     """
     array = np.asarray(image)
     _check_image_shape(array)
-    levels = _unit_levels(array, name="image")
-    if levels.ndim == 2:
-        return levels
-    channels = levels.shape[2]
+    if array.ndim == 2:
+        return _unit_levels(array, name="image")
+    if np.issubdtype(array.dtype, np.floating):
+        _unit_levels(array, name="image")  # checks the whole array's values once, for the message
+    channels = array.shape[2]
+
+    def channel(index: int) -> np.ndarray:  # one channel at a time: no float copy of all channels
+        return _unit_levels(array[..., index], name="image")
+
     if channels in (1, 2):
-        grey = levels[..., 0]
+        grey = channel(0)
     else:
-        grey = levels[..., 0] * _LUMA[0] + levels[..., 1] * _LUMA[1] + levels[..., 2] * _LUMA[2]
+        grey = channel(0) * _LUMA[0]
+        grey += channel(1) * _LUMA[1]
+        grey += channel(2) * _LUMA[2]
     if channels in (2, 4):
-        alpha = levels[..., -1]
-        grey = grey * alpha + (1.0 - alpha)
-    return np.clip(grey, 0.0, 1.0)
+        alpha = channel(channels - 1)
+        grey *= alpha
+        grey += 1.0 - alpha
+    return np.clip(grey, 0.0, 1.0, out=grey)
 
 
 def _check_image_shape(array: np.ndarray) -> None:
@@ -137,17 +153,23 @@ def mnist_style(gray: np.ndarray, *, box: int = MNIST_BOX, size: int = MNIST_SIZ
     ndarray of uint8, shape (size, size)
         Ink light on black, brightest pixel 255, centre of mass at
         ``(size / 2, size / 2)`` within half a pixel where the frame allows.
-        All zeros when the image holds no ink (see :data:`BLANK_LEVEL`).
 
     Raises
     ------
+    NoInkError
+        The image holds no ink (its brightest ink is below :data:`NO_INK_LEVEL`):
+        ``"no ink found (...)"``.
     ValueError
         One line naming the argument and what was expected.
     """
     _check_sizes(box=box, size=size)
     ink = _ink_on_black(_checked_gray(gray))
-    if ink.max() < BLANK_LEVEL:
-        return np.zeros((size, size), dtype=np.uint8)
+    peak = float(ink.max())
+    if peak < NO_INK_LEVEL:
+        raise NoInkError(
+            f"no ink found (nothing stands out from the background by {NO_INK_LEVEL:.0%} of the grey range; "
+            f"the most is {peak:.1%}): a blank picture is not a digit"
+        )
     ink = np.where(ink > INK_THRESHOLD * ink.max(), ink, 0.0)
     digit = _fit_to_box(_crop_to_ink(ink), box=box)
     framed = _place_by_mass(digit, size=size)
@@ -273,6 +295,8 @@ def preprocess_digits(
 
     Raises
     ------
+    NoInkError
+        An image holds no ink (see :func:`mnist_style`); the message starts ``images[i]: no ink found``.
     ValueError
         One line naming the argument (and the image's index) and what was expected.
     """
@@ -286,7 +310,56 @@ def preprocess_digits(
     for index, image in enumerate(images):
         try:
             out[index] = mnist_style(to_grayscale(image), box=box, size=size)
+        except NoInkError as exc:
+            raise NoInkError(f"images[{index}]: {exc}") from None
         except ValueError as exc:
             reason = str(exc).removeprefix("image: ").removeprefix("gray: ")
             raise ValueError(f"images[{index}]: {reason}") from None
     return out
+
+
+def has_ink(digits: np.ndarray) -> np.ndarray:
+    """Which MNIST-style digits hold ink: their pixels span at least :data:`NO_INK_LEVEL` of 0..255.
+
+    For digits that are already 28x28 (array files, ``--preprocess none``): an all-black,
+    all-white or uniformly grey digit has none.
+
+    Parameters
+    ----------
+    digits : ndarray of uint8, shape (N, H, W)
+
+    Returns
+    -------
+    ndarray of bool, shape (N,)
+    """
+    digits = np.asarray(digits)
+    if digits.ndim != 3:
+        raise ValueError(f"digits: has shape {digits.shape}, expected (N, H, W)")
+    if digits.shape[0] == 0:
+        return np.zeros(0, dtype=bool)
+    flat = digits.reshape(len(digits), -1)  # no widened copy: only the (N,) extremes are widened
+    return (flat.max(axis=1).astype(np.float64) - flat.min(axis=1)) >= NO_INK_LEVEL * 255
+
+
+def thumbnail(gray: np.ndarray, *, size: int = THUMBNAIL_SIZE) -> np.ndarray:
+    """A small grey copy of an image for previews: the longest side at most ``size`` pixels.
+
+    Parameters
+    ----------
+    gray : ndarray of float, shape (H, W)
+        Grey levels in [0, 1], as :func:`to_grayscale` returns.
+    size : int, keyword-only
+
+    Returns
+    -------
+    ndarray of uint8, shape (h, w)
+        ``h, w <= size`` (area-averaged), 255 = white; an image already that small is only converted.
+    """
+    gray = np.asarray(gray, dtype=np.float64)
+    height, width = gray.shape
+    scale = min(1.0, size / max(height, width))
+    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    image = Image.fromarray(gray.astype(np.float32))
+    if new_size != (width, height):
+        image = image.resize(new_size, resample=Image.Resampling.BOX)
+    return np.clip(np.rint(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)

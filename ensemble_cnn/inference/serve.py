@@ -6,7 +6,8 @@ around a *predictor* (any object with the two methods below); :func:`serve` runs
 Predictor interface (the model side; it may be slow and is assumed NOT thread-safe, so every
 call to it is serialised by one lock)::
 
-    predict_image(data: bytes) -> dict   # JSON-ready; raises ValueError(one line) for a bad image
+    predict_image(data: bytes) -> dict   # JSON-ready; raises ValueError(one line) for a bad image,
+                                         # NoInkError (a ValueError) for a blank one (answered 422)
     info() -> dict                       # JSON-ready description of the run
 
 Routes
@@ -56,6 +57,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any, Protocol
+
+from ensemble_cnn.errors import NoInkError
 
 __all__ = ["MAX_BODY_BYTES", "Predictor", "make_server", "serve", "server_url"]
 
@@ -363,12 +366,14 @@ class _Handler(BaseHTTPRequestHandler):
         return b"".join(chunks)
 
     def _call_predictor(self, call: Callable[[Predictor], Any], what: str) -> Any:
-        """``call(predictor)`` under the lock: ValueError -> 400, any other exception -> 500."""
+        """``call(predictor)`` under the lock: NoInkError -> 422, other ValueError -> 400, anything else -> 500."""
         lock = self.server.predictor_lock
         if not lock.acquire(timeout=PREDICTOR_WAIT_S):
             raise _HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "the model is busy: try again")
         try:
             return call(self.server.predictor)
+        except NoInkError as error:  # a readable image with nothing drawn on it: not a digit
+            raise _HttpError(HTTPStatus.UNPROCESSABLE_ENTITY, one_line(error, fallback="no ink found")) from None
         except ValueError as error:
             raise _HttpError(HTTPStatus.BAD_REQUEST, one_line(error, fallback="bad image")) from None
         except Exception as error:  # noqa: BLE001 - the predictor's bug: answer 500, keep serving
