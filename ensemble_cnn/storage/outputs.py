@@ -7,7 +7,11 @@ path is refused in one line while nothing has been created or changed:
   a FIFO or a socket;
 * an output must not be any of the command's inputs, nor another of its outputs
   (compared after resolving symbolic links, and by inode for hard links);
-* the folder it goes into must be creatable and writable.
+* an output must not lie inside a folder the command reads (a run folder given to
+  ``predict``/``export``/``serve``/``evaluate``/``compare``), nor be a hard link to a file in it;
+* the folder it goes into must be creatable and writable (or, where the command asks,
+  exist already: ``predict`` and ``export`` never create folders);
+* an existing target is replaced only where the command allows it (``export`` needs ``--overwrite``).
 
 A run folder (``train``/``run --out``) must be new, empty, or a run folder of this
 tool (it has a ``config.json``): a folder of the user's own files is never written into.
@@ -19,7 +23,7 @@ import stat
 from pathlib import Path
 from typing import Iterable, Sequence
 
-__all__ = ["OutputPathError", "check_output_files", "check_run_folder_target", "shown"]
+__all__ = ["OutputPathError", "check_output_files", "check_output_folder", "check_run_folder_target", "shown"]
 
 
 class OutputPathError(ValueError):
@@ -57,8 +61,12 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
-def _check_parent(path: Path, option: str) -> None:
+def _check_parent(path: Path, option: str, *, new_folders: bool = True) -> None:
+    """Refuse an output whose folder cannot be created (or, without ``new_folders``, does not exist) or written."""
     ancestor = path.parent
+    if not new_folders and not ancestor.is_dir():
+        what = "is not a folder" if ancestor.exists() else "does not exist (create it first)"
+        raise OutputPathError(option, f"cannot create {shown(path)}: folder {shown(ancestor)} {what}")
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
@@ -67,10 +75,39 @@ def _check_parent(path: Path, option: str) -> None:
         raise OutputPathError(option, f"cannot create {shown(path)}: folder {shown(ancestor)} is not writable")
 
 
+def _check_outside(path: Path, option: str, folders: Sequence[Path]) -> None:
+    """Refuse an output inside one of ``folders`` (symbolic links resolved) or hard-linked to a file in one."""
+    target = path.resolve()
+    try:
+        linked = path.stat() if path.exists() else None
+    except OSError:
+        linked = None
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        root = folder.resolve()
+        if target == root or root in target.parents:
+            raise OutputPathError(option, f"{shown(path)} is inside the run folder {shown(folder)}, an input of "
+                                          "this command; write it elsewhere")
+        if linked is not None and linked.st_nlink > 1:
+            for entry in root.iterdir():
+                try:
+                    other = entry.stat()
+                except OSError:
+                    continue
+                if (other.st_dev, other.st_ino) == (linked.st_dev, linked.st_ino):
+                    raise OutputPathError(option, f"{shown(path)} is the same file as {shown(folder / entry.name)} "
+                                                  "(a hard link), an input of this command; write it elsewhere")
+
+
 def check_output_files(
     outputs: Sequence[tuple[str, Path]],
     *,
     inputs: Iterable[Path] = (),
+    input_folders: Iterable[Path] = (),
+    new_folders: bool = True,
+    overwrite: bool = True,
 ) -> None:
     """Check every output file of one command; raise :class:`OutputPathError` for the first bad one.
 
@@ -82,8 +119,17 @@ def check_output_files(
     inputs : iterable of Path
         Files (or folders) the command reads; no output may be one of them or lie
         inside an input folder's file set.
+    input_folders : iterable of Path
+        Folders the command reads as a whole (a run folder): no output may lie inside
+        one (symbolic links resolved) or be a hard link to a file in one.
+    new_folders : bool, default True
+        Missing folders above an output may be created; ``False``: they must exist.
+    overwrite : bool, default True
+        An existing output file may be replaced; ``False``: it is refused (the message
+        points to ``--overwrite``).
     """
     inputs = [Path(p) for p in inputs]
+    input_folders = [Path(p) for p in input_folders]
     for position, (option, path) in enumerate(outputs):
         path = Path(path)
         if os.fspath(path).endswith(os.sep) or path.is_dir():
@@ -96,13 +142,41 @@ def check_output_files(
             kind = _kind(mode)
             if kind is not None:
                 raise OutputPathError(option, f"{shown(path)} is {kind}, expected a regular file path")
+        _check_outside(path, option, input_folders)
+        if not overwrite and (path.exists() or path.is_symlink()):
+            raise OutputPathError(option, f"{shown(path)} exists; give --overwrite to replace it")
         for source in inputs:
             if source.exists() and _same(path, source):
                 raise OutputPathError(option, f"{shown(path)} is an input of this command; it would be overwritten")
         for other_option, other in outputs[:position]:
             if _same(path, Path(other)):
                 raise OutputPathError(option, f"{shown(path)} is also the {other_option} output of this command")
-        _check_parent(path, option)
+        _check_parent(path, option, new_folders=new_folders)
+
+
+def check_output_folder(
+    option: str,
+    path: Path,
+    *,
+    input_folders: Iterable[Path] = (),
+    overwrite: bool = False,
+    replaceable: str | None = None,
+) -> None:
+    """Check a folder a command will create as its output (a SavedModel); raise :class:`OutputPathError`.
+
+    The folder's parent must exist and be writable; the folder must not lie inside an
+    input folder; an existing ``path`` is refused unless ``overwrite`` and it is a folder
+    holding ``replaceable`` (e.g. ``saved_model.pb``: only a previous export is replaced).
+    """
+    path = Path(path)
+    _check_outside(path, option, [Path(p) for p in input_folders])
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise OutputPathError(option, f"{shown(path)} exists; give --overwrite to replace it")
+        if path.is_symlink() or not path.is_dir() or replaceable is None or not (path / replaceable).is_file():
+            raise OutputPathError(option, f"{shown(path)} exists and is not a folder holding {replaceable}; "
+                                          "--overwrite replaces only a previous export")
+    _check_parent(path, option, new_folders=False)
 
 
 def check_run_folder_target(path: Path, *, option: str = "--out", foreign: Sequence[str] = ()) -> None:
