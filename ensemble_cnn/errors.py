@@ -28,3 +28,20 @@ class NoInkError(ValueError):
     Raised by :func:`ensemble_cnn.inference.preprocess.preprocess_digits` (and so by ``predict`` and ``serve``)
     instead of labelling a blank picture; see :data:`ensemble_cnn.inference.preprocess.NO_INK_LEVEL`.
     """
+
+
+class MissingMembersError(RunFolderError):
+    """Members asked for are missing or unusable, and leaving them out was not allowed.
+
+    Attributes
+    ----------
+    left_out : dict of int to str
+        Member index -> one-line reason.
+    asked : int
+        How many members were asked for.
+    """
+
+    def __init__(self, message: str, *, left_out: dict[int, str], asked: int) -> None:
+        super().__init__(message)
+        self.left_out = dict(left_out)
+        self.asked = asked

@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from ensemble_cnn.errors import MissingMembersError, RunFolderError, UnsafeMemberError
 from ensemble_cnn.evaluation import stats
-from ensemble_cnn.errors import RunFolderError
-from ensemble_cnn.evaluation.evaluate import member_probabilities, test_split
+from ensemble_cnn.evaluation.evaluate import member_test_probabilities, test_split
 from ensemble_cnn.evaluation.report import CONFIDENCE, SIGNIFICANCE
-from ensemble_cnn.storage.run_folder import RunFolder
+from ensemble_cnn.inference.ensemble import left_out_message, member_count, usable_records
 from ensemble_cnn.inference.vote import VOTES
+from ensemble_cnn.storage.run_folder import RunFolder
 
 __all__ = ["RunPredictions", "compare_predictions", "compare_runs", "format_comparison", "load_run_predictions"]
 
@@ -32,6 +33,10 @@ class RunPredictions:
         The true labels of the test split the probabilities are for.
     seed : int
         The run's root seed.
+    left_out : dict of int to str
+        Members asked for but left out (index -> one-line reason); empty when complete.
+    members_asked : int
+        How many members were asked for (0: as many as ``names``).
     """
 
     run_dir: Path
@@ -39,29 +44,50 @@ class RunPredictions:
     probabilities: np.ndarray
     labels: np.ndarray
     seed: int
+    left_out: dict[int, str] = field(default_factory=dict)
+    members_asked: int = 0
 
 
 def load_run_predictions(run_dir: str | Path, *, data: str | Path | None = None,
-                         members: int | None = None) -> RunPredictions:
-    """Read a run's complete members (the first ``members``, default all) and their test probabilities.
+                         members: int | None = None, allow_missing: bool = False) -> RunPredictions:
+    """Read a run's members (the first ``members``, default all) and their test probabilities.
 
     Without ``data`` the probabilities saved at training time are used (checked by
     sha256); with ``data`` every member is loaded (Keras ``safe_mode``) and predicts
-    that file's test split.
+    that file's test split. A member that is missing, corrupt or unusable is left out
+    (:attr:`RunPredictions.left_out`); without ``allow_missing`` that is a
+    :class:`~ensemble_cnn.errors.MissingMembersError` naming each.
     """
     folder = RunFolder(run_dir)
     config = folder.require_config()
-    records = folder.records(config.members if members is None else members)
+    count = member_count(members, config, folder.path)
+    records, left_out = usable_records(folder, count)
     if not records:
         raise RunFolderError(f"{folder.path}: no trained member found")
     test = test_split(config, data)
-    probabilities = member_probabilities(folder, records, test, reload=data is not None)
-    names = [f"member_{r['index']:02d}" for r in records]
-    return RunPredictions(folder.path, names, probabilities, test.y_test.astype(np.int64), config.seed)
+    stacks, names = [], []
+    for record in records:
+        try:
+            stacks.append(member_test_probabilities(folder, record, test, reload=data is not None))
+        except UnsafeMemberError:
+            raise
+        except RunFolderError as exc:
+            left_out[record["index"]] = str(exc)
+            continue
+        names.append(f"member_{record['index']:02d}")
+    left_out = dict(sorted(left_out.items()))
+    if not stacks:
+        raise RunFolderError(f"no usable member: {left_out_message(folder.path, left_out, count)}")
+    if left_out and not allow_missing:
+        raise MissingMembersError(left_out_message(folder.path, left_out, count) + " (allow_missing=True to use "
+                                  "the others)", left_out=left_out, asked=count)
+    return RunPredictions(folder.path, names, np.stack(stacks), test.y_test.astype(np.int64), config.seed,
+                          left_out=left_out, members_asked=count)
 
 
 def compare_runs(
-    run_dirs: Sequence[str | Path], *, data: str | Path | None = None, vote: str = "majority"
+    run_dirs: Sequence[str | Path], *, data: str | Path | None = None, vote: str = "majority",
+    allow_missing: bool = False,
 ) -> dict[str, Any]:
     """Score several runs' ensembles on the same test digits and test every pair of them.
 
@@ -74,17 +100,22 @@ def compare_runs(
         probabilities each run saved, which must be for the same test labels.
     vote : str
         The vote (a name in :data:`ensemble_cnn.inference.vote.VOTES`) the pairwise tests compare.
+    allow_missing : bool, default False
+        Compare the usable members of a run that has some missing or unusable
+        (they are named in each run's ``left_out``); otherwise that is a
+        :class:`~ensemble_cnn.errors.MissingMembersError`.
 
     Returns
     -------
     dict
-        ``runs``: per run its members, members' mean, and each vote's
-        ``test_accuracy`` with ``ci95``; ``pairs``: for every pair of runs the exact
+        ``runs``: per run its members, members' mean, ``left_out`` (``[{"member",
+        "reason"}]``, empty when complete) and each vote's ``test_accuracy`` with ``ci95``; ``pairs``: for every pair of runs the exact
         McNemar test of their ``vote`` ensembles (``only_a``, ``only_b``, ``p_value``).
     """
     if vote not in VOTES:
         raise ValueError(f"vote must be one of {', '.join(VOTES)}, got {vote!r}")
-    return compare_predictions([load_run_predictions(path, data=data) for path in run_dirs], vote=vote)
+    return compare_predictions([load_run_predictions(path, data=data, allow_missing=allow_missing)
+                                for path in run_dirs], vote=vote)
 
 
 def compare_predictions(runs: Sequence[RunPredictions], *, vote: str = "majority") -> dict[str, Any]:
@@ -106,7 +137,8 @@ def compare_predictions(runs: Sequence[RunPredictions], *, vote: str = "majority
             if name == vote:
                 right.append(correct)
         rows.append({"run": str(run.run_dir), "members": len(run.names), "seed": run.seed,
-                     "members_mean": float(members_right.mean()), "ensemble": votes})
+                     "members_mean": float(members_right.mean()), "ensemble": votes,
+                     "left_out": [{"member": f"member_{i:02d}", "reason": r} for i, r in sorted(run.left_out.items())]})
     pairs = []
     for (i, a), (j, b) in itertools.combinations(enumerate(right), 2):
         test = stats.mcnemar_exact(a, b)
@@ -132,6 +164,9 @@ def format_comparison(comparison: dict[str, Any]) -> str:
     for cells in [header, *body]:
         lines.append("  ".join(cell.ljust(w) if c == 0 else cell.rjust(w) for c, (cell, w) in
                                enumerate(zip(cells, widths))).rstrip())
+    for row in comparison["runs"]:
+        for entry in row.get("left_out", []):
+            lines.append(f"{row['run']}: {entry['member']} left out: {entry['reason']}")
     lines.append(f"paired tests of the {vote} votes (exact McNemar, two-sided):")
     for pair in comparison["pairs"]:
         verdict = "significant" if pair["p_value"] < SIGNIFICANCE else "not significant"

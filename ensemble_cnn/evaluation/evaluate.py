@@ -8,9 +8,11 @@ from typing import Any, Callable
 import numpy as np
 
 from augment.views import TTA_VIEWS
-from ensemble_cnn.config import MAX_MEMBERS, TrainConfig
+from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.data.mnist import MnistData, load_mnist
-from ensemble_cnn.inference.ensemble import Ensemble, check_tta, digit_views
+from ensemble_cnn.inference.ensemble import (
+    Ensemble, check_members, check_tta, digit_views, member_count, usable_records,
+)
 from ensemble_cnn.errors import RunFolderError, UnsafeMemberError
 from ensemble_cnn.models import load_member  # noqa: F401 (load_member: API)
 from ensemble_cnn.storage.run_folder import RunFolder, member_stem
@@ -115,8 +117,8 @@ def evaluate_run(
         The vote (a name in :data:`ensemble_cnn.inference.vote.VOTES`) whose predictions the
         confusion matrix and error grid show (every vote is scored).
     members : int, optional
-        Score only the first ``members`` members, 1 .. :data:`~ensemble_cnn.config.MAX_MEMBERS`
-        (default: every member the folder holds).
+        Score only the first ``members`` members, 1 .. the run's member count (itself at most
+        :data:`~ensemble_cnn.config.MAX_MEMBERS`); default: every member the folder holds.
     reload : bool, default True
         Load the saved ``.keras`` members and predict (``False``: use the
         probabilities saved at training time).
@@ -140,8 +142,8 @@ def evaluate_run(
 
     if method not in VOTES:
         raise ValueError(f"method must be one of {', '.join(VOTES)}, got {method!r}")
-    if members is not None and not 1 <= members <= MAX_MEMBERS:
-        raise ValueError(f"members must be an integer from 1 to {MAX_MEMBERS}, got {members}")
+    if members is not None:
+        check_members(members)
     check_tta(tta)
     if tta != "none" and not reload:
         raise ValueError(f"test-time augmentation (tta={tta!r}) needs reload=True")
@@ -149,10 +151,9 @@ def evaluate_run(
     folder = RunFolder(run_dir)
     started = time.perf_counter()
     config = folder.require_config()
-    count = config.members if members is None else members
+    count = member_count(members, config, folder.path)
     holder = folder.holder()
-    statuses = folder.scan(range(count))
-    dropped = {i: s.problem or "missing (not trained yet)" for i, s in statuses.items() if not s.complete}
+    complete, dropped = usable_records(folder, count)
     if holder is not None:
         say(f"{folder.path} is being trained (pid {holder.get('pid')} on {holder.get('host')}, since "
             f"{holder.get('started')}): scoring the {count - len(dropped)} complete members")
@@ -160,17 +161,14 @@ def evaluate_run(
     stacks, records = [], []
     predicting = time.perf_counter()
     views = digit_views(test.x_test, tta) if reload else None  # made once, shared by the members
-    for index, status in statuses.items():
-        if not status.complete:
-            continue
+    for record in complete:
         try:
-            stacks.append(member_test_probabilities(folder, status.record, test, reload=reload, tta=tta,
-                                                    views=views))
-            records.append(status.record)
+            stacks.append(member_test_probabilities(folder, record, test, reload=reload, tta=tta, views=views))
+            records.append(record)
         except UnsafeMemberError:
             raise
         except RunFolderError as exc:
-            dropped[index] = str(exc)
+            dropped[record["index"]] = str(exc)
     for index, reason in sorted(dropped.items()):
         say(f"member {index:02d} left out: {reason}")
     if not records:

@@ -15,12 +15,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from augment.views import TTA_VIEWS, view_stack
-from ensemble_cnn.errors import RunFolderError
-from ensemble_cnn.models import load_member
-from ensemble_cnn.storage.run_folder import RunFolder, member_stem
+from ensemble_cnn.errors import MissingMembersError, RunFolderError, UnsafeMemberError
 from ensemble_cnn.inference.vote import VOTES
+from ensemble_cnn.models import load_member
+from ensemble_cnn.storage.outputs import shown
+from ensemble_cnn.storage.run_folder import RunFolder, member_stem
 
-__all__ = ["Ensemble", "as_digits", "check_tta", "digit_views"]
+__all__ = ["Ensemble", "as_digits", "check_batch_size", "check_members", "check_tta", "digit_views",
+           "left_out_message", "member_count", "usable_records"]
 
 N_CLASSES = 10
 
@@ -51,6 +53,8 @@ def as_digits(x: ArrayLike) -> np.ndarray:
         return array.astype(np.uint8)
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise ValueError(f"digits must be numeric, got dtype {array.dtype}")
+    if np.iscomplexobj(array):
+        raise ValueError(f"digits must be real numbers, got dtype {array.dtype}")
     return as_uint8_levels(array, name="digits")
 
 
@@ -64,6 +68,64 @@ def check_tta(tta: str) -> str:
 def digit_views(digits: np.ndarray, tta: str) -> np.ndarray:
     """What the members see of uint8 ``digits`` (N, 28, 28) under ``tta``: (V, N, 28, 28); V = 1 for "none"."""
     return digits[None] if check_tta(tta) == "none" else view_stack(digits, tta)
+
+
+def check_batch_size(batch_size: int) -> int:
+    """``batch_size`` if it is an integer >= 1, else a one-line ValueError naming it."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    return int(batch_size)
+
+
+def check_members(members: int) -> int:
+    """``members`` if it is an integer >= 1, else a one-line ValueError naming it."""
+    if isinstance(members, bool) or not isinstance(members, (int, np.integer)) or members < 1:
+        raise ValueError(f"members must be an integer >= 1 (None: every member of the run), got {members!r}")
+    return int(members)
+
+
+def member_count(members: int | None, config: Any, run_dir: str | Path) -> int:
+    """How many members (indices ``0 .. count - 1``) to use: every member of the run (``None``) or the first ``members``.
+
+    Raises
+    ------
+    ValueError
+        ``members`` is not an integer >= 1.
+    RunFolderError
+        ``members`` is more than the run has (``config.members``).
+    """
+    if members is None:
+        return int(config.members)
+    check_members(members)
+    if members > config.members:
+        raise RunFolderError(f"{shown(run_dir)}: the run has {config.members} members, {members} asked "
+                             f"(members must be at most {config.members})")
+    return int(members)
+
+
+def usable_records(folder: RunFolder, count: int) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    """The records of the complete members among indices ``0 .. count - 1``, and why each other one is left out.
+
+    Returns
+    -------
+    records : list of dict
+        By index; their files match their sha256.
+    left_out : dict of int to str
+        Index -> one-line reason (a file missing or corrupt, never trained, ...).
+    """
+    records, left_out = [], {}
+    for index, status in folder.scan(range(count)).items():
+        if status.complete:
+            records.append(status.record)
+        else:
+            left_out[index] = status.problem or "missing (not trained yet)"
+    return records, left_out
+
+
+def left_out_message(run_dir: str | Path, left_out: dict[int, str], asked: int) -> str:
+    """One line naming every left-out member and why: ``RUN: 2 of 5 members left out: member_01 (reason); ...``."""
+    listed = "; ".join(f"{member_stem(index)} ({reason})" for index, reason in sorted(left_out.items()))
+    return f"{shown(run_dir)}: {len(left_out)} of {asked} members left out: {listed}"
 
 
 class Ensemble:
@@ -89,6 +151,11 @@ class Ensemble:
     members_ : list of keras.Model
     names_ : list of str
     classes_ : ndarray of int, shape (10,)
+    left_out_ : dict of int to str
+        Members of the run that were asked for but left out (index -> one-line reason:
+        missing or unusable); empty when every member asked for is here.
+    members_asked_ : int
+        How many members were asked for (``len(members_) + len(left_out_)``).
     """
 
     def __init__(self, members: Sequence[Any], names: Sequence[str], *, voting: str = "majority",
@@ -105,31 +172,78 @@ class Ensemble:
         self.run_dir = run_dir
         self.config = config
         self.classes_ = np.arange(N_CLASSES)
+        self.left_out_: dict[int, str] = {}
+        self.members_asked_ = len(self.members_)
 
     def __repr__(self) -> str:
         tta = "" if self.tta == "none" else f", tta={self.tta!r}"
-        return f"Ensemble({len(self.members_)} members from {self.run_dir}, voting={self.voting!r}{tta})"
+        missing = f", {len(self.left_out_)} left out" if self.left_out_ else ""
+        return f"Ensemble({len(self.members_)} members from {self.run_dir}{missing}, voting={self.voting!r}{tta})"
 
     def __len__(self) -> int:
         return len(self.members_)
 
     @classmethod
     def load(cls, run_dir: str | Path, *, members: int | None = None, voting: str = "majority",
-             tta: str = "none") -> "Ensemble":
-        """Load a run's complete members (the first ``members``, default every one) with Keras ``safe_mode``.
+             tta: str = "none", allow_missing: bool = False) -> "Ensemble":
+        """Load a run's members (the first ``members``, default every one) with Keras ``safe_mode``.
+
+        A member that is missing (never trained), corrupt (files not matching its
+        record) or not loadable is *left out* and named, with its reason, in
+        :attr:`left_out_`. Without ``allow_missing`` that is an error.
+
+        Parameters
+        ----------
+        run_dir : path-like
+            A run folder written by ``ensemble-cnn train``.
+        members : int, optional
+            Use the first ``members`` members (at most the run's count); default every one.
+        voting, tta : str
+            See :class:`Ensemble`.
+        allow_missing : bool, default False
+            Accept an ensemble of the usable members when some are left out.
 
         Raises
         ------
+        ValueError
+            ``members`` is not an integer >= 1.
+        MissingMembersError
+            Members were left out and ``allow_missing`` is False (one line naming each).
         RunFolderError
-            Not a run folder, no complete member, or a member that cannot be loaded
-            (one line naming it).
+            Not a run folder, more members asked than the run has, no usable member,
+            or a member carrying Python code (one line naming it).
         """
+        if voting not in VOTES:
+            raise ValueError(f"voting must be one of {', '.join(VOTES)}, got {voting!r}")
+        check_tta(tta)
+        if members is not None:
+            check_members(members)  # before reading the folder
         folder = RunFolder(run_dir)
         config = folder.require_config()
-        records = folder.records(config.members if members is None else members)
+        count = member_count(members, config, folder.path)
+        records, left_out = usable_records(folder, count)
         if not records:
             raise RunFolderError(f"{folder.path}: no trained member found (run ensemble-cnn train first)")
-        return cls.from_records(folder, records, voting=voting, tta=tta, config=config)
+        models, names = [], []
+        for record in records:
+            try:
+                models.append(load_member(folder.resolve(record["model"])))
+            except UnsafeMemberError:
+                raise
+            except RunFolderError as exc:
+                left_out[record["index"]] = str(exc).strip().splitlines()[0]
+                continue
+            names.append(member_stem(record["index"]))
+        left_out = dict(sorted(left_out.items()))
+        if not models:
+            raise RunFolderError(f"no usable member: {left_out_message(folder.path, left_out, count)}")
+        if left_out and not allow_missing:
+            raise MissingMembersError(left_out_message(folder.path, left_out, count)
+                                      + " (allow_missing=True to use the others)", left_out=left_out, asked=count)
+        ensemble = cls(models, names, voting=voting, tta=tta, run_dir=folder.path, config=config)
+        ensemble.left_out_ = left_out
+        ensemble.members_asked_ = count
+        return ensemble
 
     @classmethod
     def from_records(cls, folder: RunFolder, records: Sequence[dict[str, Any]], *, voting: str = "majority",
@@ -146,6 +260,7 @@ class Ensemble:
         With :attr:`tta` set, each member's probabilities are its mean over the views of
         each digit (the views are computed once and shared by the members).
         """
+        check_batch_size(batch_size)
         return self.view_probabilities(digit_views(as_digits(x), self.tta), batch_size=batch_size)
 
     def view_probabilities(self, views: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
@@ -154,6 +269,7 @@ class Ensemble:
         ``views``: uint8 (V, N, 28, 28), e.g. :func:`digit_views` of a test set made once for
         several ensembles (V = 1: the digits themselves).
         """
+        check_batch_size(batch_size)
         n_views, n = views.shape[:2]
         if n == 0:
             return np.zeros((len(self.members_), 0, N_CLASSES), dtype=np.float32)
@@ -193,9 +309,19 @@ class Ensemble:
         return VOTES[self.voting].shares(self.member_probabilities(x))
 
     def score(self, x: ArrayLike, y: ArrayLike) -> float:
-        """Accuracy of :meth:`predict` on digits ``x`` with labels ``y``."""
+        """Accuracy of :meth:`predict` on digits ``x`` with labels ``y``.
+
+        Raises
+        ------
+        ValueError
+            ``x`` holds no digit (the accuracy of nothing is undefined), or ``y`` has
+            not one label per digit.
+        """
         y = np.asarray(y).reshape(-1)
-        predicted = self.predict(x)
+        digits = as_digits(x)
+        if len(digits) == 0:
+            raise ValueError("x holds no digits; score needs at least one digit and its label")
+        predicted = self.predict(digits)
         if len(y) != len(predicted):
             raise ValueError(f"y must hold one label per digit ({len(predicted)}), got {len(y)}")
         return float(np.mean(predicted == y))

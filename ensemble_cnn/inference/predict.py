@@ -37,7 +37,7 @@ from ensemble_cnn.inference.vote import VOTES
 from ensemble_cnn.storage.outputs import OutputPathError, shown
 
 __all__ = ["PREPROCESSING", "PREVIEW_FORMATS", "ImagePredictor", "Prediction", "Predictions", "format_predictions",
-           "predict_paths", "preview_figure", "preview_format", "write_preview"]
+           "left_out_names", "predict_paths", "preview_figure", "preview_format", "write_preview"]
 
 PREPROCESSING = ("mnist", "none")
 PREVIEW_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".svg": "svg", ".pdf": "pdf"}
@@ -92,13 +92,18 @@ class Prediction:
 
 @dataclass
 class Predictions:
-    """What :func:`predict_paths` did: the answers, and the paths that failed (with a one-line reason)."""
+    """What :func:`predict_paths` did: the answers, and the paths that failed (with a one-line reason).
+
+    ``left_out``: the members of the run asked for but left out (name -> one-line reason,
+    from :attr:`Ensemble.left_out_`); empty when the ensemble is complete.
+    """
 
     vote: str
     members: list[str]
     tta: str = "none"
     items: list[Prediction] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    left_out: dict[str, str] = field(default_factory=dict)
 
 
 def _digits_of(path: Path, *, preprocess: str, thumbnails: bool) -> tuple[list[str], np.ndarray, np.ndarray | None]:
@@ -171,7 +176,7 @@ def predict_paths(
         raise ValueError(f"preprocess must be one of {', '.join(PREPROCESSING)}, got {preprocess!r}")
     if vote not in VOTES:
         raise ValueError(f"vote must be one of {', '.join(VOTES)}, got {vote!r}")
-    result = Predictions(vote=vote, members=list(ensemble.names_), tta=ensemble.tta)
+    result = Predictions(vote=vote, members=list(ensemble.names_), tta=ensemble.tta, left_out=left_out_names(ensemble))
     files, problems = expand_paths(paths, recursive=recursive)
     result.failures += [(str(path), reason) for path, reason in problems]
     names: list[str] = []
@@ -229,18 +234,34 @@ def _reason(exc: Exception, path: Path) -> str:
     return text
 
 
+def left_out_names(ensemble: Ensemble) -> dict[str, str]:
+    """The ensemble's left-out members by name (``member_01`` -> reason)."""
+    from ensemble_cnn.storage.run_folder import member_stem
+
+    return {member_stem(index): reason for index, reason in sorted(getattr(ensemble, "left_out_", {}).items())}
+
+
 def format_predictions(predictions: Predictions, *, fmt: str = "table") -> str:
-    """The answers as ``table`` (for a terminal), ``csv`` (header row + one row per digit) or ``json``."""
+    """The answers as ``table`` (for a terminal), ``csv`` (header row + one row per digit) or ``json``.
+
+    Members left out of the ensemble are always named: JSON has ``left_out``
+    (``[{"member", "reason"}]``, empty when complete); CSV gets a last column
+    ``left_out`` (``member_01: reason; ...``, the same in every row) only when some are
+    left out, so a complete run's CSV keeps its columns; the table ends with a line.
+    """
     rows = [item.row() for item in predictions.items]
+    left_out = "; ".join(f"{name}: {reason}" for name, reason in predictions.left_out.items())
     if fmt == "json":
         return json.dumps({"vote": predictions.vote, "members": predictions.members, "tta": predictions.tta,
+                           "left_out": [{"member": m, "reason": r} for m, r in predictions.left_out.items()],
                            "predictions": rows,
                            "failures": [{"path": p, "reason": r} for p, r in predictions.failures]}, indent=2) + "\n"
     if fmt == "csv":
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        columns = CSV_COLUMNS + (("left_out",) if left_out else ())
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows([{**row, "left_out": left_out} if left_out else row for row in rows])
         return buffer.getvalue()
     if fmt != "table":
         raise ValueError(f"fmt must be table, csv or json, got {fmt!r}")
@@ -253,6 +274,8 @@ def format_predictions(predictions: Predictions, *, fmt: str = "table") -> str:
         agree = f"{round(item.vote_share * k)} of {k}"
         lines.append(f"{shown(item.path):<{width}}  {item.label:>5}  {100 * item.confidence:>9.1f}%  {agree:>13}  "
                      f"{' '.join(map(str, item.member_labels))}")
+    if left_out:
+        lines.append(f"{k} of {k + len(predictions.left_out)} members voted; left out: {shown(left_out)}")
     return "\n".join(lines) + "\n"
 
 
@@ -369,8 +392,8 @@ class ImagePredictor:
         }
 
     def info(self) -> dict[str, Any]:
-        """The run's members, architecture, vote, test-time views and its test accuracy (from its report, when
-        there is one)."""
+        """The run's members, architecture, vote, test-time views, its test accuracy (from its report, when
+        there is one) and the members left out (``[{"member", "reason"}]``, empty when complete)."""
         config = self.ensemble.config
         accuracy = None
         run_dir = self.ensemble.run_dir
@@ -382,4 +405,5 @@ class ImagePredictor:
                 accuracy = None
         return {"run": str(run_dir) if run_dir is not None else None, "members": list(self.ensemble.names_),
                 "architecture": getattr(config, "arch", None), "vote": self.vote, "tta": self.ensemble.tta,
-                "test_accuracy": accuracy}
+                "test_accuracy": accuracy,
+                "left_out": [{"member": m, "reason": r} for m, r in left_out_names(self.ensemble).items()]}
