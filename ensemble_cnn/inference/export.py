@@ -1,18 +1,61 @@
-"""Exporting a run as one model: every member and the vote in a single Keras file or TensorFlow SavedModel."""
+"""Exporting a run as one model: every member and the vote in a single Keras file or TensorFlow SavedModel.
+
+The exported model carries a small JSON description of what it holds,
+:data:`METADATA_NAME` (the run, the vote, the members in it and the members asked for
+but left out, with why): an extra entry in the ``.keras`` zip (Keras ignores it when
+loading), or ``assets.extra/ensemble_cnn.json`` in a SavedModel folder (where
+TensorFlow Serving expects extra files). :func:`read_export_metadata` reads it back.
+"""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
+from typing import Any
 
-from ensemble_cnn.storage import atomic as _atomic
 from ensemble_cnn.inference.ensemble import Ensemble
+from ensemble_cnn.storage import atomic as _atomic
 from ensemble_cnn.storage.outputs import shown
+from ensemble_cnn.storage.run_folder import member_stem
 
-__all__ = ["EXPORT_FORMATS", "export_ensemble"]
+__all__ = ["EXPORT_FORMATS", "METADATA_NAME", "export_ensemble", "export_metadata", "read_export_metadata"]
 
 EXPORT_FORMATS = ("keras", "saved_model")
+METADATA_NAME = "ensemble_cnn.json"
+SAVED_MODEL_EXTRA = "assets.extra"
+
+
+def export_metadata(ensemble: Ensemble, *, vote: str) -> dict[str, Any]:
+    """What an exported model holds: ``run``, ``vote``, ``members`` (names, in the order of the ``members``
+    output), ``members_asked`` and ``left_out`` (``[{"member", "reason"}]``, empty when complete)."""
+    return {
+        "run": None if ensemble.run_dir is None else str(ensemble.run_dir),
+        "vote": vote,
+        "members": list(ensemble.names_),
+        "members_asked": ensemble.members_asked_,
+        "left_out": [{"member": member_stem(i), "reason": r} for i, r in sorted(ensemble.left_out_.items())],
+    }
+
+
+def read_export_metadata(path: str | Path) -> dict[str, Any]:
+    """The :func:`export_metadata` stored in an exported ``.keras`` file or SavedModel folder.
+
+    Raises
+    ------
+    ValueError
+        ``path`` holds no such description (not exported by ``ensemble-cnn export``).
+    """
+    path = Path(path)
+    try:
+        if path.is_dir():
+            return json.loads((path / SAVED_MODEL_EXTRA / METADATA_NAME).read_text(encoding="utf-8"))
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read(METADATA_NAME).decode("utf-8"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{shown(path)}: no {METADATA_NAME} (not exported by ensemble-cnn export: {exc})") from None
 
 
 def export_ensemble(
@@ -22,8 +65,12 @@ def export_ensemble(
     vote: str = "majority",
     fmt: str = "keras",
     members: int | None = None,
+    allow_missing: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Write the run's ensemble (:meth:`Ensemble.to_keras`) to ``out``; return the path.
+
+    What the model holds (members, left-out members) is in :func:`read_export_metadata` of it.
 
     Parameters
     ----------
@@ -33,26 +80,52 @@ def export_ensemble(
         ``keras``: a ``.keras`` file that ``keras.saving.load_model(out, safe_mode=True)``
         loads without this package. ``saved_model``: a folder (``Model.export``) that
         ``tf.saved_model.load(out).serve(digits)`` serves (TensorFlow Serving reads it).
-        Written to a temporary name beside ``out`` and renamed into place.
+        Written to a temporary name beside ``out`` and renamed into place; its folder
+        must exist.
     vote : str
         The vote in the model's ``vote`` output.
     fmt : {"keras", "saved_model"}
     members : int, optional
-        Export only the first ``members`` members.
+        Export only the first ``members`` members (at most the run's count).
+    allow_missing : bool, default False
+        Export the usable members when some are missing or unusable (they are named
+        in the ensemble's ``left_out_`` and in the model's :data:`METADATA_NAME`);
+        otherwise that is a :class:`~ensemble_cnn.errors.MissingMembersError`.
+    overwrite : bool, default False
+        Replace an existing ``out`` (a previous export); otherwise an existing ``out``
+        is refused (``FileExistsError``), whatever the format.
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
     out = Path(out)
-    model = Ensemble.load(run_dir, members=members, voting=vote).to_keras()
+    if not overwrite and (out.exists() or out.is_symlink()):
+        raise FileExistsError(f"{shown(out)} exists; overwrite=True replaces it")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"{shown(out.parent)}: no such folder (the folder of {shown(out)} must exist)")
+    ensemble = Ensemble.load(run_dir, members=members, voting=vote, allow_missing=allow_missing)
+    model = ensemble.to_keras()
+    metadata = json.dumps(export_metadata(ensemble, vote=vote), indent=2)
     if fmt == "keras":
         with _atomic.atomic_path(out, suffix=".keras") as tmp:
             model.save(tmp)
+            with zipfile.ZipFile(tmp, "a") as archive:
+                archive.writestr(METADATA_NAME, metadata)
         return out
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        model.export(os.fspath(staging / "model"), format="tf_saved_model", verbose=False)
-        if out.exists():
-            raise FileExistsError(f"{shown(out)} appeared while exporting; not replaced")
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(out)) from None
+    try:
+        try:
+            model.export(os.fspath(staging / "model"), format="tf_saved_model", verbose=False)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(out)) from None
+        (staging / "model" / SAVED_MODEL_EXTRA).mkdir(exist_ok=True)
+        (staging / "model" / SAVED_MODEL_EXTRA / METADATA_NAME).write_text(metadata, encoding="utf-8")
+        if out.exists() or out.is_symlink():
+            if not overwrite:
+                raise FileExistsError(f"{shown(out)} appeared while exporting; not replaced")
+            os.replace(out, staging / "previous")  # a folder: renamed aside, removed with the staging folder
         os.replace(staging / "model", out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
