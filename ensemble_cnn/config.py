@@ -31,6 +31,9 @@ BACKENDS = ("loky", "dask", "ray")
 # The most members a run may have (member indices 0 .. MAX_MEMBERS - 1): a bound for config.json and
 # every --members, so that a count read from a file or typed by mistake cannot make a command loop for hours.
 MAX_MEMBERS = 1000
+# The largest root seed: the seeding (numpy's SeedSequence) takes any integer, but a seed is stored in
+# config.json and manifests, and tools reading those (or numpy int64 columns) hold signed 64-bit integers.
+MAX_SEED = 2**63 - 1
 
 # On-the-fly training distortion: smooth elastic fields (sigma 6, as in Ciresan et al.'s MNIST
 # committees) with a mild random affine. Chosen on validation by benchmarks/recipe_study.py
@@ -120,7 +123,7 @@ class TrainConfig:
         Bagging: each training run samples its training digits with replacement
         (as many draws as digits, after the hold-out) instead of using each once.
     seed : int
-        Root seed (>= 0); member ``i`` derives its own seed from ``(seed, i)``.
+        Root seed, 0 .. :data:`MAX_SEED` (2**63 - 1); member ``i`` derives its own seed from ``(seed, i)``.
     limit : int or None
         Use only the first ``limit`` original training images.
     data : str or None
@@ -190,6 +193,7 @@ class TrainConfig:
     preset: str | None = None
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check(self.arch in ARCHITECTURES, "arch", f"one of {', '.join(ARCHITECTURES)}", self.arch)
         _check(self.recipe in RECIPES, "recipe", f"one of {', '.join(RECIPES)}", self.recipe)
         _check(_is_int(self.members) and 1 <= self.members <= MAX_MEMBERS, "members",
@@ -213,7 +217,8 @@ class TrainConfig:
         _check(_is_int(self.val_size) and self.val_size >= (0 if self.checkpoint == "last" else 1), "val_size",
                "an integer >= 1 (0 only with checkpoint last)", self.val_size)
         _check(isinstance(self.bootstrap, bool), "bootstrap", "true or false", self.bootstrap)
-        _check(_is_int(self.seed) and 0 <= self.seed < 2**63, "seed", "an integer >= 0", self.seed)
+        _check(_is_int(self.seed) and 0 <= self.seed <= MAX_SEED, "seed", f"an integer in 0..{MAX_SEED} (2**63 - 1)",
+               self.seed)
         _check(self.limit is None or (_is_int(self.limit) and self.limit >= 20), "limit", "an integer >= 20",
                self.limit)
         _check(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}", self.precision)
@@ -307,4 +312,30 @@ def _finite(value: Any) -> bool:
 
 def _check(ok: bool, name: str, expected: str, got: Any) -> None:
     if not ok:
-        raise ValueError(f"{name} must be {expected}, got {got!r}")
+        raise ValueError(f"{name} must be {expected}, got {_brief(got)}")
+
+
+# A field's annotation (a string: ``from __future__ import annotations``) -> the JSON types it takes.
+_TYPE_TESTS = {
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "int": ("an integer", _is_int),
+    "float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "dict": ("an object", lambda v: isinstance(v, dict)),
+    "None": ("null", lambda v: v is None),
+}
+
+
+def _check_types(config: "TrainConfig") -> None:
+    """Refuse a field of the wrong JSON type (``"data": 3``, ``"expanded": []``) in one line naming it."""
+    for spec in dataclasses.fields(config):
+        kinds = [_TYPE_TESTS[word.strip()] for word in str(spec.type).split("|")]
+        value = getattr(config, spec.name)
+        if not any(test(value) for _, test in kinds):
+            raise ValueError(f"{spec.name} must be {' or '.join(word for word, _ in kinds)}, got {_brief(value)}")
+
+
+def _brief(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` on one line, cut at ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
