@@ -18,8 +18,8 @@ from click.core import ParameterSource
 from augment import LIMITS, TRANSFORMS as TRANSFORM_NAMES
 from augment import TTA_VIEWS, Distortion
 from ensemble_cnn.config import (
-    AUGMENTATIONS, BACKENDS, CHECKPOINTS, MAX_MEMBERS, MODES, PRECISIONS, PRESETS, SCHEDULES, field_default,
-    option_name,
+    AUGMENTATIONS, BACKENDS, CHECKPOINTS, MAX_MEMBERS, MAX_SEED, MODES, PRECISIONS, PRESETS, SCHEDULES,
+    field_default, option_name,
 )
 from ensemble_cnn.models import ARCHITECTURES
 from ensemble_cnn.training.recipes import RECIPES
@@ -121,8 +121,25 @@ data_option = click.option(
 limit_option = click.option(
     "--limit", type=click.IntRange(min=20), default=None, help="Use only the first N training images (quick runs).",
 )
-seed_option = click.option("--seed", type=click.IntRange(min=0), default=field_default("seed"), show_default=True,
-                           help="Root seed of every random draw.")
+seed_option = click.option("--seed", type=click.IntRange(0, MAX_SEED), default=field_default("seed"),
+                           show_default=True, help="Root seed of every random draw (0 .. 2**63 - 1).")
+def allow_missing_option(where: str, *, without: str = "it still does its work, then exits 1"):
+    """``--allow-missing``: accept a run whose members are not all usable (they are named whatever the flag)."""
+    return click.option(
+        "--allow-missing", is_flag=True,
+        help=f"Members that are missing or unusable (never trained, corrupt, not loadable) are left out and named "
+             f"on stderr and {where}. Without this flag {without}.")
+
+
+def _left_out(left_out: dict[int, str], asked: int, *, allow_missing: bool, done: str) -> None:
+    """Name every left-out member on stderr; exit 1 (``done`` says what was still done) unless ``allow_missing``."""
+    for index, reason in sorted(left_out.items()):
+        click.echo(f"member {index:02d} left out: {reason}", err=True)
+    if left_out and not allow_missing:
+        raise click.ClickException(f"{len(left_out)} of {asked} members left out (missing or unusable, listed above); "
+                                   f"{done} (--allow-missing to accept)")
+
+
 def vote_option(help_text: str):
     """``--vote``: one of the rules in :data:`ensemble_cnn.inference.vote.VOTES`."""
     return click.option("--vote", "method", type=click.Choice(list(VOTES)), default="majority",
@@ -416,8 +433,9 @@ def evaluate(run_dir, data, method, members, allow_missing, tta):
 @data_option
 @vote_option("The vote whose ensembles the paired tests compare (every vote is scored).")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON instead of a table.")
+@allow_missing_option("in the table, or in each run's left_out in the JSON; the others are compared")
 @_library_errors
-def compare(runs, data, method, as_json):
+def compare(runs, data, method, as_json, allow_missing):
     """Compare RUNS (two or more run folders) on the same test digits: accuracies with 95% intervals,
     and an exact McNemar test between every pair of ensembles.
 
@@ -433,8 +451,15 @@ def compare(runs, data, method, as_json):
     for run_dir in runs:
         if not run_dir.is_dir():
             raise click.BadParameter(f"{run_dir} is not a folder", param_hint="RUNS")
-    comparison = compare_runs(runs, data=data, vote=method)
+    comparison = compare_runs(runs, data=data, vote=method, allow_missing=True)
     click.echo(json.dumps(comparison, indent=2) if as_json else format_comparison(comparison), nl=as_json)
+    for row in comparison["runs"]:
+        for entry in row["left_out"]:
+            click.echo(f"{row['run']}: {entry['member']} left out: {entry['reason']}", err=True)
+    missing = [row for row in comparison["runs"] if row["left_out"]]
+    if missing and not allow_missing:
+        raise click.ClickException(f"{', '.join(row['run'] for row in missing)}: members left out (missing or "
+                                   "unusable, listed above); the others were compared (--allow-missing to accept)")
 
 
 # --------------------------------------------------------------------------- predict
@@ -463,14 +488,17 @@ members_option = click.option("--members", "-k", type=click.IntRange(1, MAX_MEMB
               help="Also draw a picture (.png, .jpg, .svg or .pdf, by its ending): each input next to the 28x28 "
                    "digit the members saw, with its label.")
 @tta_option("each digit")
+@allow_missing_option("in the output (JSON: left_out; CSV: a last column left_out; table: a last line); "
+                      "the others vote")
 @_library_errors
-def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, preview, tta):
+def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, preview, tta, allow_missing):
     """Classify the digits in PATHS: image files (PNG, JPEG, BMP, GIF, TIFF; one digit each), arrays
     (.npy of (28, 28) or (N, 28, 28), .npz with x or x_test, IDX images) and folders of them.
 
     A file that cannot be read, and a blank image or digit ("no ink found"), is reported in one line and the
     others are still predicted (exit 1 if any failed; --out is not written when nothing was predicted).
-    Inputs are never written to.
+    Inputs are never written to, nor is anything in the run folder; --out and --preview go into folders
+    that exist.
     """
     from ensemble_cnn.storage import atomic as _atomic
     from ensemble_cnn.inference.ensemble import Ensemble
@@ -481,10 +509,12 @@ def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, pr
     if not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")
     outputs = [(name, path) for name, path in (("--out", out), ("--preview", preview)) if path is not None]
-    check_output_files(outputs, inputs=[*expand_paths(paths, recursive=recursive)[0], *paths])
+    check_output_files(outputs, inputs=[*expand_paths(paths, recursive=recursive)[0], *paths], input_folders=[run_dir],
+                       new_folders=False)
     if preview is not None:
         preview_format(preview)  # an unknown picture type is refused before the model is loaded
-    ensemble = Ensemble.load(run_dir, members=members, voting=method, tta=tta)
+    ensemble = Ensemble.load(run_dir, members=members, voting=method, tta=tta, allow_missing=True)
+    _left_out(ensemble.left_out_, ensemble.members_asked_, allow_missing=True, done="")
     predictions = predict_paths(ensemble, paths, recursive=recursive, preprocess=preprocess, vote=method,
                                 thumbnails=preview is not None)
     for path, reason in predictions.failures:
@@ -504,6 +534,9 @@ def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, pr
     if predictions.failures:
         raise click.ClickException(f"{len(predictions.failures)} path(s) not predicted (listed above); "
                                    f"{len(predictions.items)} digit(s) predicted")
+    if ensemble.left_out_ and not allow_missing:
+        raise click.ClickException(f"{len(ensemble.left_out_)} of {ensemble.members_asked_} members left out (missing "
+                                   "or unusable, listed above); the others predicted (--allow-missing to accept)")
 
 
 # --------------------------------------------------------------------------- export
@@ -516,26 +549,36 @@ def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, pr
 @click.option("--format", "fmt", type=click.Choice(["keras", "saved_model"]), default="keras",
               help="keras: one .keras file (keras.saving.load_model, safe_mode, no custom objects); saved_model: "
                    "a TensorFlow SavedModel folder for tf.saved_model.load / TensorFlow Serving.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing --out: a .keras file, or a SavedModel folder of a previous export (one "
+                   "holding saved_model.pb). Without it an existing --out is refused, whatever the format.")
+@allow_missing_option("in the model's ensemble_cnn.json (left_out); the others are exported")
 @_library_errors
-def export(run_dir, out, method, members, fmt):
+def export(run_dir, out, method, members, fmt, overwrite, allow_missing):
     """Export every member and the vote as ONE model: input uint8 (N, 28, 28); outputs `vote` (N, 10),
-    the vote's probabilities, and `members` (N, K, 10)."""
-    from ensemble_cnn.inference.export import export_ensemble
-    from ensemble_cnn.storage.outputs import OutputPathError, check_output_files
-    from ensemble_cnn.storage.run_folder import RunFolder
+    the vote's probabilities, and `members` (N, K, 10).
+
+    --out goes into a folder that exists, never into the run folder, and never replaces an existing
+    file or folder unless --overwrite is given (the same rule for both formats). The model carries
+    ensemble_cnn.json (run, vote, members, left-out members)."""
+    from ensemble_cnn.inference.export import export_ensemble, read_export_metadata
+    from ensemble_cnn.storage.outputs import check_output_files, check_output_folder
 
     if not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")
     if fmt == "keras":
         if out.suffix != ".keras":
             raise click.BadParameter(f"{out} must end in .keras (Keras' own format)", param_hint="--out")
-        check_output_files([("--out", out)], inputs=[run_dir, *RunFolder(run_dir).path.iterdir()])
-    elif out.exists():
-        raise OutputPathError("--out", f"{out} exists; a SavedModel goes into a new folder")
-    elif RunFolder(run_dir).path.resolve() in (out.resolve(), *out.resolve().parents):
-        raise OutputPathError("--out", f"{out} is inside the run folder; export somewhere else")
-    path = export_ensemble(run_dir, out, vote=method, fmt=fmt, members=members)
-    click.echo(f"wrote {path} ({fmt}, {method} vote)")
+        check_output_files([("--out", out)], input_folders=[run_dir], new_folders=False, overwrite=overwrite)
+    else:
+        check_output_folder("--out", out, input_folders=[run_dir], overwrite=overwrite, replaceable="saved_model.pb")
+    path = export_ensemble(run_dir, out, vote=method, fmt=fmt, members=members, allow_missing=True,
+                           overwrite=overwrite)
+    metadata = read_export_metadata(path)
+    click.echo(f"wrote {path} ({fmt}, {method} vote, {len(metadata['members'])} members)")
+    _left_out({int(e["member"].removeprefix("member_")): e["reason"] for e in metadata["left_out"]},
+              metadata["members_asked"], allow_missing=allow_missing,
+              done=f"{path} holds the other {len(metadata['members'])}")
 
 
 # --------------------------------------------------------------------------- serve
@@ -546,8 +589,9 @@ def export(run_dir, out, method, members, fmt):
 @vote_option("The vote the page shows.")
 @members_option
 @tta_option("each drawn digit")
+@allow_missing_option("in /api/info (left_out); the others vote", without="serve refuses to start (exit 1)")
 @_library_errors
-def serve(run_dir, host, port, method, members, tta):
+def serve(run_dir, host, port, method, members, tta, allow_missing):
     """Serve a page where you draw a digit (mouse, pen or touch) and see the 28x28 digit the members saw,
     each member's guess and the vote. Ctrl-C stops it."""
     from ensemble_cnn.inference.ensemble import Ensemble
@@ -556,7 +600,9 @@ def serve(run_dir, host, port, method, members, tta):
 
     if not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")
-    predictor = ImagePredictor(Ensemble.load(run_dir, members=members, voting=method, tta=tta), vote=method)
+    ensemble = Ensemble.load(run_dir, members=members, voting=method, tta=tta, allow_missing=True)
+    _left_out(ensemble.left_out_, ensemble.members_asked_, allow_missing=allow_missing, done="not serving")
+    predictor = ImagePredictor(ensemble, vote=method)
     try:
         serve_forever(predictor, host=host, port=port, log=click.echo)
     except OSError as exc:
