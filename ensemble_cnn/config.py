@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,10 @@ class TrainConfig:
     preset: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("data", "expanded"):  # a Path in Python, a string in config.json
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                object.__setattr__(self, name, os.fspath(value))
         _check_types(self)
         _check(self.arch in ARCHITECTURES, "arch", f"one of {', '.join(ARCHITECTURES)}", self.arch)
         _check(self.recipe in RECIPES, "recipe", f"one of {', '.join(RECIPES)}", self.recipe)

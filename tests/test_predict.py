@@ -226,11 +226,11 @@ def test_export_saved_model_round_trip(run_dir, test_digits, tmp_path):
     expected = Ensemble.load(run_dir, voting="soft").predict_proba(test_digits[0][:100])
     np.testing.assert_allclose(served["vote"].numpy(), expected, atol=1e-5)
     again = CliRunner().invoke(main, ["export", "--run", str(run_dir), "--out", str(out), "--format", "saved_model"])
-    assert again.exit_code == 2 and "exists; a SavedModel goes into a new folder" in again.output
+    assert again.exit_code == 2 and "exists; give --overwrite to replace it" in again.output
 
 
 @pytest.mark.parametrize("name, text", [("model.h5", "must end in .keras"),
-                                        ("{run}/member_00.keras", "is an input of this command")])
+                                        ("{run}/member_00.keras", "an input of this command")])
 def test_export_refuses_bad_outputs(run_dir, tmp_path, name, text):
     before = snapshot(run_dir)
     result = CliRunner().invoke(main, ["export", "--run", str(run_dir), "--out", name.format(run=run_dir)])

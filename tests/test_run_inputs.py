@@ -86,7 +86,7 @@ def test_no_output_lands_in_the_run_folder_being_read(case, run):
 
 # --------------------------------------------------------------------------- 9. output folders checked first
 def test_every_output_folder_is_checked_before_anything_is_written_or_loaded(run, monkeypatch):
-    from ensemble_cnn.ensemble import Ensemble
+    from ensemble_cnn.inference.ensemble import Ensemble
 
     def no_loading(*args, **kwargs):
         raise AssertionError("models loaded before the outputs were checked")
@@ -109,7 +109,7 @@ def test_every_output_folder_is_checked_before_anything_is_written_or_loaded(run
 
 # --------------------------------------------------------------------------- 10. export: one overwrite rule
 def test_export_replaces_an_existing_target_only_with_overwrite(run, tmp_path):
-    from ensemble_cnn.export import read_export_metadata
+    from ensemble_cnn.inference.export import read_export_metadata
 
     mine = tmp_path / "mine.keras"
     mine.write_bytes(b"my own model")
@@ -160,7 +160,7 @@ def test_predict_asking_for_more_members_than_the_run_has_is_an_error(run):
 @pytest.fixture
 def served(monkeypatch):
     """``ensemble-cnn serve`` never serves: the predictor's ``info()`` of each start is recorded instead."""
-    import ensemble_cnn.serve as serve_module
+    import ensemble_cnn.inference.serve as serve_module
 
     started = []
     monkeypatch.setattr(serve_module, "serve", lambda predictor, **kwargs: started.append(predictor.info()))
@@ -177,7 +177,7 @@ def test_more_members_than_the_run_has_is_an_error(command, run, served):
 
 
 def test_export_names_left_out_members_in_the_model_and_exits_1_unless_allowed(run):
-    from ensemble_cnn.export import read_export_metadata
+    from ensemble_cnn.inference.export import read_export_metadata
 
     damaged(run)
     out = run.parent / "m.keras"
@@ -219,7 +219,7 @@ def test_compare_names_left_out_members_and_exits_1_unless_allowed(run, make_run
 
 
 def test_ensemble_load_names_left_out_members(run):
-    from ensemble_cnn.ensemble import Ensemble
+    from ensemble_cnn.inference.ensemble import Ensemble
     from ensemble_cnn.errors import MissingMembersError, RunFolderError
 
     damaged(run)
@@ -259,14 +259,14 @@ def test_a_huge_seed_is_refused_naming_the_upper_bound(tmp_path):
 
 # --------------------------------------------------------------------------- 14. the Python API
 def test_complex_digits_are_refused():
-    from ensemble_cnn.ensemble import as_digits
+    from ensemble_cnn.inference.ensemble import as_digits
 
     with pytest.raises(ValueError, match="digits must be real numbers, got dtype complex128"):
         as_digits(np.zeros((2, 28, 28), dtype=np.complex128))
 
 
 def test_score_on_no_digits_is_refused_naming_x(base):
-    from ensemble_cnn.ensemble import Ensemble
+    from ensemble_cnn.inference.ensemble import Ensemble
 
     ensemble = Ensemble.load(base / "run")
     with pytest.raises(ValueError, match="x holds no digits"):
@@ -274,14 +274,14 @@ def test_score_on_no_digits_is_refused_naming_x(base):
 
 
 def test_load_with_zero_members_is_refused_naming_members(base):
-    from ensemble_cnn.ensemble import Ensemble
+    from ensemble_cnn.inference.ensemble import Ensemble
 
     with pytest.raises(ValueError, match="members must be an integer >= 1"):
         Ensemble.load(base / "run", members=0)
 
 
 def test_batch_size_zero_is_refused_naming_batch_size(base):
-    from ensemble_cnn.ensemble import Ensemble
+    from ensemble_cnn.inference.ensemble import Ensemble
 
     ensemble = Ensemble.load(base / "run")
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
