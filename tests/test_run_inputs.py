@@ -109,8 +109,6 @@ def test_every_output_folder_is_checked_before_anything_is_written_or_loaded(run
 
 # --------------------------------------------------------------------------- 10. export: one overwrite rule
 def test_export_replaces_an_existing_target_only_with_overwrite(run, tmp_path):
-    from ensemble_cnn.inference.export import read_export_metadata
-
     mine = tmp_path / "mine.keras"
     mine.write_bytes(b"my own model")
     folder = tmp_path / "sm"
@@ -125,6 +123,8 @@ def test_export_replaces_an_existing_target_only_with_overwrite(run, tmp_path):
     assert (folder / "notes.txt").read_text() == "mine"
     replaced = cli("export", "--run", run, "--out", mine, "--overwrite")
     assert replaced.exit_code == 0, replaced.output
+    from ensemble_cnn.inference.export import read_export_metadata
+
     assert read_export_metadata(mine)["members"] == ["member_00", "member_01", "member_02"]
     assert "--overwrite" in cli("export", "--help").output
 
@@ -177,13 +177,13 @@ def test_more_members_than_the_run_has_is_an_error(command, run, served):
 
 
 def test_export_names_left_out_members_in_the_model_and_exits_1_unless_allowed(run):
-    from ensemble_cnn.inference.export import read_export_metadata
-
     damaged(run)
     out = run.parent / "m.keras"
     result = cli("export", "--run", run, "--out", out)
     assert_one_line_error(result, 1, "2 of 3 members left out")
     assert "member 01 left out: " in result.stderr
+    from ensemble_cnn.inference.export import read_export_metadata
+
     metadata = read_export_metadata(out)
     assert metadata["members"] == ["member_00"] and metadata["members_asked"] == 3
     assert [e["member"] for e in metadata["left_out"]] == ["member_01", "member_02"]
