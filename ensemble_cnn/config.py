@@ -332,9 +332,16 @@ _TYPE_TESTS = {
 
 
 def _check_types(config: "TrainConfig") -> None:
-    """Refuse a field of the wrong JSON type (``"data": 3``, ``"expanded": []``) in one line naming it."""
+    """Refuse a field of the wrong JSON type (``"data": 3``, ``"expanded": []``) in one line naming it.
+
+    Numeric fields are left to their own checks in ``__post_init__``, which test the type
+    and the range in one message (``members must be an integer from 1 to 1000, got '5'``).
+    """
     for spec in dataclasses.fields(config):
-        kinds = [_TYPE_TESTS[word.strip()] for word in str(spec.type).split("|")]
+        words = [word.strip() for word in str(spec.type).split("|")]
+        if "int" in words or "float" in words:
+            continue
+        kinds = [_TYPE_TESTS[word] for word in words]
         value = getattr(config, spec.name)
         if not any(test(value) for _, test in kinds):
             raise ValueError(f"{spec.name} must be {' or '.join(word for word, _ in kinds)}, got {_brief(value)}")

@@ -276,7 +276,7 @@ def test_score_on_no_digits_is_refused_naming_x(base):
 def test_load_with_zero_members_is_refused_naming_members(base):
     from ensemble_cnn.inference.ensemble import Ensemble
 
-    with pytest.raises(ValueError, match="members must be an integer >= 1"):
+    with pytest.raises(ValueError, match="members must be an integer from 1 to"):
         Ensemble.load(base / "run", members=0)
 
 

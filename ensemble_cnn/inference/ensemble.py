@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from augment.views import TTA_VIEWS, view_stack
+from ensemble_cnn.config import MAX_MEMBERS
 from ensemble_cnn.errors import MissingMembersError, RunFolderError, UnsafeMemberError
 from ensemble_cnn.inference.vote import VOTES
 from ensemble_cnn.models import load_member
@@ -78,9 +79,11 @@ def check_batch_size(batch_size: int) -> int:
 
 
 def check_members(members: int) -> int:
-    """``members`` if it is an integer >= 1, else a one-line ValueError naming it."""
-    if isinstance(members, bool) or not isinstance(members, (int, np.integer)) or members < 1:
-        raise ValueError(f"members must be an integer >= 1 (None: every member of the run), got {members!r}")
+    """``members`` if it is an integer from 1 to :data:`~ensemble_cnn.config.MAX_MEMBERS`, else a one-line
+    ValueError naming it."""
+    if isinstance(members, bool) or not isinstance(members, (int, np.integer)) or not 1 <= members <= MAX_MEMBERS:
+        raise ValueError(f"members must be an integer from 1 to {MAX_MEMBERS} (None: every member of the run), "
+                         f"got {members!r}")
     return int(members)
 
 
