@@ -114,7 +114,7 @@ def test_architecture_trains_saves_loads_and_exports(arch: str, tiny_config: Cal
     exported = keras.saving.load_model(out, safe_mode=True).predict_on_batch(digits)
     assert exported["members"].shape == (N_COMPARE, 1, 10)
     np.testing.assert_allclose(exported["members"][:, 0], stored[:N_COMPARE], **TOLERANCE)
-    np.testing.assert_allclose(exported["vote"], Ensemble.load(run_dir).predict_proba(digits), **TOLERANCE)
+    np.testing.assert_allclose(exported["vote"], Ensemble.load(run_dir, voting="soft").predict_proba(digits), **TOLERANCE)
 
 
 # --------------------------------------------------------------------------- recipes
