@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ensemble_cnn.errors import first_line
 from ensemble_cnn.models import ARCHITECTURES
 from ensemble_cnn.training.recipes import RECIPES
 
@@ -270,7 +271,7 @@ class TrainConfig:
         try:
             return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             raise ValueError(f"{path}: not a valid run config ({reason})") from None
 
     def identity(self) -> dict[str, Any]:

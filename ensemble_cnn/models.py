@@ -35,7 +35,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ensemble_cnn.errors import RunFolderError, UnsafeMemberError
+from ensemble_cnn.errors import RunFolderError, UnsafeMemberError, first_line
 
 INPUT_SHAPE = (28, 28)
 N_CLASSES = 10
@@ -185,9 +185,4 @@ def load_member(path: str | Path):
             raise UnsafeMemberError(
                 f"{path}: refused: it carries Python code (e.g. a Lambda layer), unsafe to load"
             ) from None
-        raise RunFolderError(f"{path}: not a loadable Keras model ({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        raise RunFolderError(f"{path}: not a loadable Keras model ({first_line(exc)})") from None

@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from ensemble_cnn.storage.outputs import shown
+from ensemble_cnn.errors import DataError, first_line
 
 IMAGE_SHAPE = (28, 28)
 N_CLASSES = 10
@@ -40,10 +41,6 @@ IDX_FILES = {
     "y_test": "t10k-labels-idx1-ubyte",
 }
 _IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # unsigned-byte data, 3 or 1 dimensions
-
-
-class DataError(ValueError):
-    """A data file is missing, unreadable or holds something other than MNIST."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +134,7 @@ def check_regular_file(path: Path) -> None:
     try:
         mode = path.stat().st_mode
     except OSError as exc:
-        raise DataError(f"{shown(path)}: cannot read the file ({exc.strerror or _first_line(exc)})") from None
+        raise DataError(f"{shown(path)}: cannot read the file ({exc.strerror or first_line(exc)})") from None
     if not stat.S_ISREG(mode):
         raise DataError(f"{shown(path)}: not a regular file (a FIFO, device or socket); expected a data file")
 
@@ -186,7 +183,7 @@ def read_npz(path: str | os.PathLike, keys: Sequence[str], *, optional: bool = F
         with open(path, "rb") as fh:
             head = fh.read(4)
     except OSError as exc:
-        raise DataError(f"{shown(path)}: cannot read the file ({exc.strerror or _first_line(exc)})") from None
+        raise DataError(f"{shown(path)}: cannot read the file ({exc.strerror or first_line(exc)})") from None
     if not head:
         raise DataError(f"{shown(path)}: file is empty (expected a Keras mnist.npz)")
     if head not in _ZIP_SIGNATURES:
@@ -204,7 +201,7 @@ def read_npz(path: str | os.PathLike, keys: Sequence[str], *, optional: bool = F
     except DataError:
         raise
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, KeyError, RuntimeError) as exc:
-        raise DataError(f"{shown(path)}: not a readable .npz file ({_first_line(exc)})") from None
+        raise DataError(f"{shown(path)}: not a readable .npz file ({first_line(exc)})") from None
 
 
 def _read_member(path: Path, archive: zipfile.ZipFile, key: str) -> np.ndarray:
@@ -216,7 +213,7 @@ def _read_member(path: Path, archive: zipfile.ZipFile, key: str) -> np.ndarray:
                 raise ValueError(f"unsupported .npy format version {version}")
             shape, fortran, dtype = _NPY_HEADER_READERS[version](member)
         except (ValueError, EOFError, SyntaxError) as exc:
-            raise DataError(f"{shown(path)}: {key} is not a valid .npy array ({_first_line(exc)})") from None
+            raise DataError(f"{shown(path)}: {key} is not a valid .npy array ({first_line(exc)})") from None
         if dtype.hasobject:
             raise DataError(f"{shown(path)}: holds object (pickled) arrays, which are refused; expected numeric arrays")
         count = math.prod(shape)
@@ -286,7 +283,7 @@ def read_idx(path: str | os.PathLike, *, ndim: int) -> np.ndarray:
     except DataError:
         raise
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{shown(path)}: cannot read IDX file ({_first_line(exc)})") from None
+        raise DataError(f"{shown(path)}: cannot read IDX file ({first_line(exc)})") from None
     if len(raw) != expected:
         held = f"{len(raw)}" if len(raw) <= expected else f"more than {expected}"
         raise DataError(f"{shown(path)}: IDX data holds {held} bytes, header promises {expected} for shape {dims}")
@@ -331,8 +328,3 @@ def _non_finite(array: np.ndarray) -> str:
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         return " holding NaN/inf"
     return ""
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -13,7 +13,7 @@ from ensemble_cnn.data.mnist import MnistData, load_mnist
 from ensemble_cnn.inference.ensemble import (
     Ensemble, check_members, check_tta, digit_views, member_count, usable_records,
 )
-from ensemble_cnn.errors import RunFolderError, UnsafeMemberError
+from ensemble_cnn.errors import RunFolderError, UnsafeMemberError, first_line
 from ensemble_cnn.models import load_member  # noqa: F401 (load_member: API)
 from ensemble_cnn.storage.run_folder import RunFolder, member_stem
 from ensemble_cnn.inference.vote import VOTES, vote
@@ -77,7 +77,7 @@ def member_test_probabilities(
         try:
             probabilities = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
-            raise RunFolderError(f"{path}: not a readable .npy file ({_first_line(exc)})") from None
+            raise RunFolderError(f"{path}: not a readable .npy file ({first_line(exc)})") from None
     if probabilities.shape != expected:
         raise RunFolderError(
             f"{path}: gives probabilities of shape {probabilities.shape}, expected {expected}"
@@ -199,8 +199,3 @@ def evaluate_run(
     if log is not None:
         log(format_table(report))
     return report
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike
 
 from augment.views import TTA_VIEWS, view_stack
 from ensemble_cnn.config import MAX_MEMBERS
-from ensemble_cnn.errors import MissingMembersError, RunFolderError, UnsafeMemberError
+from ensemble_cnn.errors import MissingMembersError, RunFolderError, UnsafeMemberError, first_line
 from ensemble_cnn.inference.vote import VOTES
 from ensemble_cnn.models import load_member
 from ensemble_cnn.storage.outputs import shown
@@ -286,7 +286,7 @@ class Ensemble:
                           for start in range(0, len(flat), batch_size)]
                 probabilities = np.concatenate([np.asarray(c, dtype=np.float32) for c in chunks])
             except Exception as exc:  # noqa: BLE001 - a member of another shape must not end in a traceback
-                text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                text = first_line(exc)
                 raise RunFolderError(f"{name}: cannot predict MNIST digits ({text})") from None
             out.append(probabilities.reshape(n_views, n, -1).mean(axis=0, dtype=np.float32))
         return np.stack(out)

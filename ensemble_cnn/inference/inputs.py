@@ -57,6 +57,7 @@ from PIL import Image, UnidentifiedImageError
 from ensemble_cnn.data.mnist import DataError, read_idx
 from ensemble_cnn.storage.outputs import shown
 from ensemble_cnn.inference.preprocess import preprocess_digits
+from ensemble_cnn.errors import InputError, first_line
 
 MAX_IMAGE_PIXELS = 40_000_000
 """Largest image (width x height) decoded; larger ones are refused from the header alone."""
@@ -94,10 +95,6 @@ _GZIP_MAGIC = b"\x1f\x8b"
 Kind = Literal["image", "array"]
 
 
-class InputError(ValueError):
-    """An input file cannot be used; the message is one line that starts with the file's name."""
-
-
 # ----------------------------------------------------------------------------- files
 
 
@@ -124,7 +121,7 @@ def _file_type(mode: int) -> str:
 
 
 def _oserror_reason(exc: OSError) -> str:
-    return exc.strerror or _first_line(exc)
+    return exc.strerror or first_line(exc)
 
 
 def _check_regular(path: Path, status: os.stat_result, *, limit: int, what: str) -> None:
@@ -289,7 +286,7 @@ def _reduced(image: Image.Image, *, name: str) -> Image.Image:
         converted = image if image.mode == mode else image.convert(mode)
         return converted.reduce(factor)  # 16-bit grey is reduced as 32-bit "I"; _image_array makes it uint16 again
     except Exception as exc:  # noqa: BLE001 - an exotic mode Pillow cannot convert or reduce
-        raise InputError(f"{shown(name)}: cannot reduce its {image.mode} pixels ({_first_line(exc)})") from None
+        raise InputError(f"{shown(name)}: cannot reduce its {image.mode} pixels ({first_line(exc)})") from None
 
 
 def _open_image(data: bytes, *, name: str) -> Image.Image:
@@ -297,13 +294,13 @@ def _open_image(data: bytes, *, name: str) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data), formats=list(IMAGE_FORMATS))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(f"{shown(name)}: refused as a decompression bomb ({_first_line(exc)})") from None
+        raise InputError(f"{shown(name)}: refused as a decompression bomb ({first_line(exc)})") from None
     except UnidentifiedImageError:
         raise InputError(
             f"{shown(name)}: not a PNG, JPEG, BMP, GIF or TIFF image (cannot identify its format)"
         ) from None
     except Exception as exc:  # noqa: BLE001 - any failure on untrusted bytes is "not a readable image"
-        raise InputError(f"{shown(name)}: not a readable image ({_first_line(exc)})") from None
+        raise InputError(f"{shown(name)}: not a readable image ({first_line(exc)})") from None
 
 
 def _check_pixels(image: Image.Image, *, name: str) -> None:
@@ -323,9 +320,9 @@ def _load_pixels(image: Image.Image, *, name: str) -> None:
     try:
         image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(f"{shown(name)}: refused as a decompression bomb ({_first_line(exc)})") from None
+        raise InputError(f"{shown(name)}: refused as a decompression bomb ({first_line(exc)})") from None
     except Exception as exc:  # noqa: BLE001 - decoders raise OSError, SyntaxError, ValueError, ...
-        raise InputError(f"{shown(name)}: corrupt or truncated {image.format} image ({_first_line(exc)})") from None
+        raise InputError(f"{shown(name)}: corrupt or truncated {image.format} image ({first_line(exc)})") from None
 
 
 _TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -339,7 +336,7 @@ def _orientation(image: Image.Image, *, name: str) -> int:
     try:
         orientation = image.getexif().get(0x0112, 1)
     except Exception as exc:  # noqa: BLE001 - a malformed EXIF block
-        raise InputError(f"{shown(name)}: unreadable EXIF orientation ({_first_line(exc)})") from None
+        raise InputError(f"{shown(name)}: unreadable EXIF orientation ({first_line(exc)})") from None
     return orientation if orientation in _TURNS else 1
 
 
@@ -458,7 +455,7 @@ def _read_npy_header(fh: BinaryIO, *, name: str) -> tuple[tuple[int, ...], bool,
         if version == (2, 0):
             return fmt.read_array_header_2_0(fh)
     except (ValueError, SyntaxError, EOFError, TypeError, OSError, zlib.error) as exc:
-        raise InputError(f"{shown(name)}: not a valid .npy header ({_first_line(exc)})") from None
+        raise InputError(f"{shown(name)}: not a valid .npy header ({first_line(exc)})") from None
     raise InputError(
         f"{shown(name)}: .npy format version {version[0]}.{version[1]} is not supported (expected 1.0 or 2.0)"
     )
@@ -545,7 +542,7 @@ def _read_npz(path: Path) -> np.ndarray:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError, zlib.error,
             ValueError, KeyError, RuntimeError) as exc:
-        raise InputError(f"{shown(path)}: not a readable .npz archive ({_first_line(exc)})") from None
+        raise InputError(f"{shown(path)}: not a readable .npz archive ({first_line(exc)})") from None
 
 
 def _read_idx_images(path: Path, *, compressed: bool) -> np.ndarray:
@@ -578,7 +575,7 @@ def _read_idx_header(path: Path, *, compressed: bool) -> bytes:
                     return unpacked.read(_IDX_HEADER_BYTES)
             return fh.read(_IDX_HEADER_BYTES)
         except (OSError, EOFError, zlib.error) as exc:
-            raise InputError(f"{shown(path)}: not a readable gzip file ({_first_line(exc)})") from None
+            raise InputError(f"{shown(path)}: not a readable gzip file ({first_line(exc)})") from None
 
 
 def _check_idx_header(header: bytes, *, name: str) -> int:
@@ -622,7 +619,7 @@ def _check_gzip_length(path: Path, *, expected: int) -> None:
                         break
                     total += len(chunk)
         except (OSError, EOFError, zlib.error) as exc:
-            raise InputError(f"{shown(path)}: corrupt gzip data ({_first_line(exc)})") from None
+            raise InputError(f"{shown(path)}: corrupt gzip data ({first_line(exc)})") from None
     if total != expected:
         got = f"more than {expected}" if total > expected else str(total)
         raise InputError(f"{shown(path)}: IDX data unpacks to {got} bytes, header promises {expected}")
@@ -810,9 +807,4 @@ def load_inputs(path: str | os.PathLike) -> tuple[np.ndarray, Kind]:
     try:
         return preprocess_digits([image]), kind
     except ValueError as exc:
-        raise InputError(f"{shown(path)}: {_first_line(exc).removeprefix('images[0]: ')}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        raise InputError(f"{shown(path)}: {first_line(exc).removeprefix('images[0]: ')}") from None

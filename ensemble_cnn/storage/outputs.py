@@ -23,15 +23,9 @@ import stat
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ensemble_cnn.errors import OutputPathError
+
 __all__ = ["OutputPathError", "check_output_files", "check_output_folder", "check_run_folder_target", "shown"]
-
-
-class OutputPathError(ValueError):
-    """An output path cannot be used; the message is one line and names the option."""
-
-    def __init__(self, option: str, message: str) -> None:
-        super().__init__(message)
-        self.option = option
 
 
 def shown(path: str | os.PathLike) -> str:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from ensemble_cnn.config import BACKENDS
-from ensemble_cnn.errors import BackendError
+from ensemble_cnn.errors import BackendError, first_line
 
 # How long to wait for a dask scheduler or ray cluster to answer, in seconds.
 CONNECT_TIMEOUT_S = 10.0
@@ -98,7 +98,7 @@ def _dask_client(scheduler: str | None, jobs: int):
     except Exception as exc:  # noqa: BLE001 - any failure here means "no cluster"
         _close(client, cluster)
         target = f"the dask scheduler at {scheduler}" if scheduler else "a local dask cluster"
-        raise BackendError(f"cannot reach {target} ({_first_line(exc)})") from None
+        raise BackendError(f"cannot reach {target} ({first_line(exc)})") from None
     try:
         yield client, where
     finally:
@@ -134,15 +134,10 @@ def _ray_session(scheduler: str | None, jobs: int):
                 where = f"a local ray cluster of {jobs} CPUs"
         except Exception as exc:  # noqa: BLE001 - any failure here means "no cluster"
             target = f"the ray cluster at {scheduler}" if scheduler else "a local ray cluster"
-            raise BackendError(f"cannot reach {target} ({_first_line(exc)})") from None
+            raise BackendError(f"cannot reach {target} ({first_line(exc)})") from None
         started = True
     try:
         yield where
     finally:
         if started:
             ray.shutdown()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
