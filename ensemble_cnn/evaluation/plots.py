@@ -25,6 +25,7 @@ __all__ = [
     "plot_confusion",
     "plot_errors",
     "plot_preview",
+    "save_figure",
     "write_plots",
 ]
 
@@ -36,12 +37,29 @@ _DIGIT_CMAP = "gray_r"
 # --------------------------------------------------------------------------- #
 # Helpers
 # --------------------------------------------------------------------------- #
-def _save(fig: Figure, path: str | os.PathLike, *, dpi: int = 100, tight: bool = True) -> Path:
-    """Render ``fig`` to ``path`` as PNG, atomically; return the path."""
+def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 100, tight: bool = True) -> Path:
+    """Write ``fig`` to ``path`` as a PNG, atomically, and return ``path`` as a :class:`~pathlib.Path`.
+
+    The figure is rendered (:func:`render_png`) into a temporary file beside ``path``,
+    then renamed onto it: a reader never sees half a picture, and a failed render leaves
+    the previous file as it was and no temporary file behind.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    path : path-like
+        Destination PNG file; its folder must exist.
+    dpi : int, default=100
+    tight : bool, default=True
+        Crop the figure to its contents (``bbox_inches="tight"``).
+    """
     path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:
         render_png(fig, tmp, dpi=dpi, tight=tight)
     return path
+
+
+_save = save_figure  # the short name of this module's own figure writers
 
 
 def render_png(fig: Figure, path: str | os.PathLike, *, dpi: int = 100, tight: bool = True) -> None:

@@ -16,9 +16,9 @@ def one_per_class(labels: np.ndarray, *, n_classes: int = 10) -> np.ndarray:
 
 def write_preview(images: np.ndarray, labels: np.ndarray, n_original: int, path: str | Path) -> Path:
     """Draw :func:`expanded_preview` into ``path`` (PNG, atomically)."""
-    from ensemble_cnn.evaluation.plots import _save
+    from ensemble_cnn.evaluation.plots import save_figure
 
-    return _save(expanded_preview(images, labels, n_original), path)
+    return save_figure(expanded_preview(images, labels, n_original), path)
 
 
 def expanded_preview(images: np.ndarray, labels: np.ndarray, n_original: int):
