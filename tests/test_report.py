@@ -1,4 +1,4 @@
-"""Tests for ensemble_cnn.evaluation.report and ensemble_cnn.evaluation.plots."""
+"""Tests for ensemble_cnn.evaluation.report (building), .render (rendering, writing) and .plots."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ensemble_cnn.evaluation.report import build_report, format_markdown, format_table, write_report
+from ensemble_cnn.evaluation.render import format_markdown, format_table, write_report
+from ensemble_cnn.evaluation.report import build_report
+from ensemble_cnn.evaluation.stats import calibration
+from ensemble_cnn.inference.vote import VOTES
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -244,6 +247,65 @@ def test_report_calibration(report: dict) -> None:
     expected_nll = -np.mean(np.log([0.8, 0.8, 0.8, 0.4, 0.51, 0.2]))
     assert report["members"][0]["nll"] == pytest.approx(expected_nll)
     assert 0 <= report["ensemble"]["soft"]["ece"] <= 1 and "nll" in report["ensemble"]["soft"]
+
+
+@pytest.mark.parametrize("weights", [None, [1.0, 1.0, 3.0]])
+@pytest.mark.parametrize("name", list(VOTES))
+def test_report_calibrates_every_vote(name: str, weights: list[float] | None) -> None:
+    """Every vote in VOTES has the NLL and ECE of its own probabilities (``shares``), weighted or not."""
+    rep = build_report(PROBA, Y_TRUE, weights=weights)
+    entry = rep["ensemble"][name]
+    expected = calibration(VOTES[name].shares(PROBA, weights=weights), Y_TRUE, bins=15)
+    assert (entry["nll"], entry["ece"]) == (pytest.approx(expected["nll"]), pytest.approx(expected["ece"]))
+    assert math.isfinite(entry["nll"]) and entry["nll"] >= 0 and 0 <= entry["ece"] <= 1
+    assert f"| {name} vote | {entry['nll']:.4f} | {100 * entry['ece']:.2f} % |" in format_markdown(rep)
+
+
+@pytest.mark.parametrize("weights", [None, [1.0, 1.0, 3.0]])
+def test_soft_calibration_is_the_weighted_mean_probability(weights: list[float] | None) -> None:
+    """The soft vote's calibration stays that of the members' (weighted) mean probability, where it always was."""
+    w = np.ones(3) if weights is None else np.asarray(weights)
+    mean = np.einsum("k,knc->nc", w / w.sum(), PROBA)
+    soft = build_report(PROBA, Y_TRUE, weights=weights)["ensemble"]["soft"]
+    assert soft["nll"] == pytest.approx(-np.mean(np.log(mean[np.arange(6), Y_TRUE])))
+    assert soft["ece"] == pytest.approx(calibration(mean, Y_TRUE, bins=15)["ece"])
+
+
+def test_calibration_of_one_hot_members_known_answer() -> None:
+    """One-hot members: the majority's (and the soft vote's) probabilities are the vote fractions.
+
+    Votes per sample (K = 3): 0,0,0 (true 0); 1,1,0 (true 1); 2,2,1 (true 1); 0,1,2 (true 2, a
+    three-way tie -> label 0). p(true) = 1, 2/3, 1/3, 1/3; confidences 1, 2/3, 2/3, 1/3 with
+    right, right, wrong, wrong: ECE = 2/4 * |2/3 - 1/2| + 1/4 * |1/3 - 0| + 1/4 * 0 = 1/6.
+    """
+    votes = np.array([[0, 1, 2, 0], [0, 1, 2, 1], [0, 0, 1, 2]])  # (K, N)
+    y = np.array([0, 1, 1, 2])
+    proba = np.eye(3)[votes]  # (K, N, C) one-hot
+    np.testing.assert_allclose(VOTES["majority"].shares(proba), np.eye(3)[votes].mean(axis=0))
+    rep = build_report(proba, y)
+    assert rep["ensemble"]["majority"]["errors"] == 2 and rep["ensemble"]["majority"]["ties"]["by_label"] == 1
+    expected_nll = -np.mean(np.log([1, 2 / 3, 1 / 3, 1 / 3]))
+    for name in ("majority", "soft"):
+        assert rep["ensemble"][name]["nll"] == pytest.approx(expected_nll)
+        assert rep["ensemble"][name]["ece"] == pytest.approx(1 / 6)
+
+
+def test_a_new_vote_is_calibrated_and_rendered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rule added to VOTES gets its calibration (and a row in report.md) without touching the report."""
+    from ensemble_cnn.inference.vote import VoteRule
+
+    def max_shares(probabilities: np.ndarray, *, weights: object = None) -> np.ndarray:
+        top = np.asarray(probabilities).max(axis=0)
+        return top / top.sum(axis=1, keepdims=True)
+
+    def max_labels(probabilities: np.ndarray, *, weights: object = None) -> np.ndarray:
+        return np.argmax(max_shares(probabilities), axis=1).astype(np.int64)
+
+    monkeypatch.setitem(VOTES, "maxprob", VoteRule("maxprob", max_labels, max_shares, "the most confident member"))
+    rep = build_report(PROBA, Y_TRUE, member_names=NAMES)
+    entry = rep["ensemble"]["maxprob"]
+    assert entry["nll"] == pytest.approx(calibration(max_shares(PROBA), Y_TRUE)["nll"])
+    assert f"| maxprob vote | {entry['nll']:.4f} | {100 * entry['ece']:.2f} % |" in format_markdown(rep)
 
 
 def _no_temp_files(folder: Path) -> bool:

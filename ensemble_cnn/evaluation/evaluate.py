@@ -138,7 +138,8 @@ def evaluate_run(
         The report (also written as ``report.json`` and ``report.md``).
     """
     from ensemble_cnn.evaluation.plots import write_plots
-    from ensemble_cnn.evaluation.report import build_report, format_table, write_report
+    from ensemble_cnn.evaluation.render import format_table, write_report
+    from ensemble_cnn.evaluation.report import build_report
 
     if method not in VOTES:
         raise ValueError(f"method must be one of {', '.join(VOTES)}, got {method!r}")

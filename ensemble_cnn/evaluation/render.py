@@ -1,0 +1,286 @@
+"""Render an ensemble report: the terminal table, ``report.md``, and writing ``report.json`` / ``report.md``.
+
+The report dict comes from :func:`ensemble_cnn.evaluation.report.build_report`;
+nothing here computes a statistic. :func:`format_table` renders it for a terminal,
+:func:`format_markdown` as a Markdown document, :func:`write_report` saves
+``report.json`` and ``report.md`` atomically; :func:`significance` is the one-line
+verdict on a paired test. Accuracies are shown as percentages, gains as percentage
+points (pp).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ensemble_cnn.evaluation.report import CALIBRATION_BINS, SIGNIFICANCE
+from ensemble_cnn.storage.atomic import write_json, write_text
+
+__all__ = ["REPORT_JSON", "REPORT_MARKDOWN", "format_markdown", "format_table", "significance", "write_report"]
+
+REPORT_JSON = "report.json"
+REPORT_MARKDOWN = "report.md"
+
+
+def _pct(fraction: float) -> str:
+    """``0.99123`` -> ``'99.12 %'``."""
+    return f"{100.0 * fraction:.2f} %"
+
+
+def _pp(difference: float) -> str:
+    """``0.0012`` -> ``'+0.12 pp'`` (percentage points, signed)."""
+    return f"{100.0 * difference:+.2f} pp"
+
+
+def _ci(entry: dict[str, Any], key: str = "ci95") -> str:
+    """``'99.58–99.77'``: an entry's 95% interval in %, or ``''`` when the report has none."""
+    interval = entry.get(key)
+    return f"{100 * interval[0]:.2f}–{100 * interval[1]:.2f}" if interval else ""
+
+
+def significance(test: dict[str, Any], *, level: float = SIGNIFICANCE) -> str:
+    """One line on an exact McNemar test: ``+12/−3 digits, p = 0.035: significant at 5%``."""
+    verdict = "significant" if test["p_value"] < level else "not significant"
+    return (f"+{test['only_ensemble']}/−{test['only_member']} digits, p = {test['p_value']:.3g}: "
+            f"{verdict} at {100 * level:.0f}%")
+
+
+def _summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(label, value, 95% CI, errors) rows shared by the text and Markdown renderers."""
+    s, ens, gain = report["members_summary"], report["ensemble"], report["gain"]
+    by_name = {m["name"]: m for m in report["members"]}
+    rows = [
+        ("members mean ± std", f"{100.0 * s['mean']:.2f} ± {100.0 * s['std']:.2f} %", "", ""),
+        (f"best member ({s['best_member']})", _pct(s["best"]), _ci(by_name[s["best_member"]]),
+         str(by_name[s["best_member"]]["errors"])),
+        (f"worst member ({s['worst_member']})", _pct(s["worst"]), _ci(by_name[s["worst_member"]]),
+         str(by_name[s["worst_member"]]["errors"])),
+    ]
+    rows += [(f"{name} vote", _pct(ens[name]["test_accuracy"]), _ci(ens[name]), str(ens[name]["errors"]))
+             for name in ens]
+    rows += [
+        ("oracle (any member right)", _pct(report["oracle_accuracy"]), _ci(report, "oracle_ci95"),
+         str(report["oracle_errors"])),
+        ("mean pairwise disagreement", _pct(report["disagreement"]["mean"]), "", ""),
+    ]
+    rows += [
+        (f"gain: {name} − {label}", _pp(gain[f"{name}_over_{ref}"]), "", "")
+        for name in ens
+        for ref, label in (("mean", "members mean"), ("best", "best member"))
+    ]
+    return rows
+
+
+def _member_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(name, accuracy, 95% CI, errors) row of each member."""
+    return [(m["name"], _pct(m["test_accuracy"]), _ci(m), str(m["errors"])) for m in report["members"]]
+
+
+def _verdict_lines(report: dict[str, Any]) -> list[str]:
+    """One line per vote: is it better than the best member, significantly? Plus the majority's ties."""
+    lines = []
+    for name, entry in report["ensemble"].items():
+        test = entry.get("mcnemar_vs_best_member")
+        if test is not None:
+            lines.append(f"{name} vote vs best member ({test['member']}): {significance(test)}")
+    ties = report["ensemble"].get("majority", {}).get("ties")
+    if ties is not None:
+        lines.append(f"majority ties: {ties['ties']} (broken by summed probability: {ties['by_probability']}, "
+                     f"by lower label: {ties['by_label']})")
+    return lines
+
+
+def _tta_note(report: dict[str, Any]) -> str:
+    """" (test-time augmentation: NAME, V views averaged, S s to load and predict)", or "" without it."""
+    tta = report.get("tta") or {}
+    if tta.get("views", "none") == "none":
+        return ""
+    return (f" (test-time augmentation: {tta['views']}, {tta['n_views']} views averaged per member, "
+            f"{tta['predict_seconds']:.1f} s to load the members and predict)")
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """Render a report from :func:`build_report` as a plain-text terminal table.
+
+    One row per member (name, accuracy in % with two decimals, its 95% Wilson
+    interval, errors), then the members' mean ± std (population std, ``ddof=0``),
+    best and worst member, every vote, the oracle, the mean pairwise disagreement
+    and the ensemble gains in percentage points (pp); then one line per vote on its
+    paired test against the best member.
+
+    Parameters
+    ----------
+    report : dict
+        As returned by :func:`build_report`.
+
+    Returns
+    -------
+    table : str
+        Lines joined by newlines, with a trailing newline.
+    """
+    members, summary = _member_rows(report), _summary_rows(report)
+    header = ("member", "accuracy", "95% CI", "errors")
+    rows = [header, *members, *summary]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+
+    def line(row: tuple[str, ...]) -> str:
+        return (f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  "
+                f"{row[3]:>{widths[3]}}").rstrip()
+
+    rule = "-" * (sum(widths) + 6)
+    title = f"Ensemble of {report['n_members']} members on {report['n_test']} test samples{_tta_note(report)}"
+    lines = [title, rule, line(header), rule, *map(line, members), rule, *map(line, summary), rule,
+             *_verdict_lines(report)]
+    return "\n".join(lines) + "\n"
+
+
+def _member_detail_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Members with calibration and the majority vote's paired test against each."""
+    tests = {t["member"]: t for t in report["ensemble"].get("majority", {}).get("mcnemar_vs_members", [])}
+    rows = []
+    for m in report["members"]:
+        test = tests.get(m["name"])
+        versus = f"+{test['only_ensemble']}/−{test['only_member']} ({test['p_value']:.3g})" if test else ""
+        nll = f"{m['nll']:.4f}" if "nll" in m else ""
+        ece = f"{100 * m['ece']:.2f} %" if "ece" in m else ""
+        rows.append((m["name"], _pct(m["test_accuracy"]), _ci(m), str(m["errors"]), nll, ece, versus))
+    return rows
+
+
+def _calibration_lines(report: dict[str, Any]) -> list[str]:
+    """A table of every vote's NLL and ECE (the votes of the report that have them), with what they mean."""
+    rows = [(f"{name} vote", f"{entry['nll']:.4f}", f"{100 * entry['ece']:.2f} %")
+            for name, entry in report["ensemble"].items() if "nll" in entry]
+    if not rows:
+        return []
+    bins = report.get("statistics", {}).get("calibration_bins", CALIBRATION_BINS)
+    return ["Calibration of each vote's probabilities (those whose argmax is its label, e.g. the soft vote's mean "
+            "probability, the majority vote's vote shares with its tie rule folded in). NLL: mean −log p(true "
+            f"label); ECE: the gap between confidence and accuracy ({bins} equal-width confidence bins).", "",
+            *_md_table(("vote", "NLL", "ECE"), rows, "lrr"), ""]
+
+
+def _curve_lines(report: dict[str, Any]) -> list[str]:
+    curve = report.get("accuracy_vs_members") or []
+    if not curve:
+        return []
+    votes = [name for name in report["ensemble"] if f"{name}_mean" in curve[0]]
+    header = ("k", "subsets", *(f"{v} mean (min–max)" for v in votes), "oracle mean")
+    rows = [
+        (str(row["k"]), f"{row['n_subsets']}{'' if row['exhaustive'] else ' drawn'}",
+         *(f"{100 * row[f'{v}_mean']:.2f} % ({100 * row[f'{v}_min']:.2f}–{100 * row[f'{v}_max']:.2f})"
+           for v in votes),
+         f"{100 * row['oracle_mean']:.2f} %")
+        for row in curve
+    ]
+    return ["## Accuracy against ensemble size", "",
+            "Every vote over subsets of k members (all subsets when few, else a seeded sample): how many members "
+            "the ensemble needs.", "", *_md_table(header, rows, "r" * len(header)), ""]
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: Sequence[str]) -> list[str]:
+    """Lines of a Markdown table; ``align`` holds ``'l'`` or ``'r'`` per column."""
+    esc = lambda cell: str(cell).replace("|", r"\|")  # noqa: E731
+    marks = [":---" if a == "l" else "---:" for a in align]
+    out = ["| " + " | ".join(map(esc, header)) + " |", "| " + " | ".join(marks) + " |"]
+    out += ["| " + " | ".join(map(esc, row)) + " |" for row in rows]
+    return out
+
+
+def format_markdown(report: dict[str, Any], *, title: str | None = None) -> str:
+    """Render a report from :func:`build_report` as a Markdown document.
+
+    Sections: summary, members, pairwise disagreement (K x K) and the confusion
+    matrix (C x C) of the vote named by ``report["vote_shown"]`` (default: the
+    first rule), all as Markdown tables.
+
+    Parameters
+    ----------
+    report : dict
+        As returned by :func:`build_report`.
+    title : str, optional
+        Level-1 heading; defaults to ``"Ensemble report"``.
+
+    Returns
+    -------
+    markdown : str
+    """
+    names = [m["name"] for m in report["members"]]
+    shown = report.get("vote_shown", next(iter(report["ensemble"])))
+    confusion = report["ensemble"][shown]["confusion_matrix"]
+    n_classes = len(confusion)
+    weights = report.get("weights")
+    dropped = report.get("dropped_members") or []
+    notes = [f"**Left out: {len(dropped)} of {report.get('members_asked', len(names) + len(dropped))} members** "
+             "(the votes below are of the others):", ""] if dropped else []
+    notes += [f"- member_{d['index']:02d}: {d['reason']}" for d in dropped] + ([""] if dropped else [])
+    lines = [
+        f"# {title or 'Ensemble report'}",
+        "",
+        f"{report['n_members']} members, {report['n_test']} test samples, {n_classes} classes"
+        + (f"; vote weights {weights}" if weights is not None else "; unweighted votes") + _tta_note(report) + ".",
+        "",
+        *notes,
+        "## Summary",
+        "",
+        *_md_table(("", "accuracy", "95% CI", "errors"), _summary_rows(report), "lrrr"),
+        "",
+        *[f"- {line}" for line in _verdict_lines(report)],
+        "",
+        f"Intervals: {report.get('statistics', {}).get('interval', 'Wilson score, 95%')}; paired tests: "
+        f"{report.get('statistics', {}).get('paired_test', 'exact McNemar')} (the digits only the vote gets right "
+        "/ only the member gets right). Std is the population standard deviation (ddof=0) of the member "
+        "accuracies; gains are differences of accuracy in percentage points (pp).",
+        "",
+        "## Members",
+        "",
+        *_md_table(("member", "accuracy", "95% CI", "errors", "NLL", "ECE", "vs majority (p)"),
+                   _member_detail_rows(report), "lrrrrrr"),
+        "",
+        *_calibration_lines(report),
+        *_curve_lines(report),
+        "## Pairwise disagreement",
+        "",
+        "Fraction of test samples on which two members predict different labels.",
+        "",
+        *_md_table(
+            ("", *names),
+            [(a, *(_pct(v) for v in row)) for a, row in zip(names, report["disagreement"]["pairwise"])],
+            "l" + "r" * len(names),
+        ),
+        "",
+        f"## Confusion matrix ({shown} vote)",
+        "",
+        "Rows: true label; columns: predicted label.",
+        "",
+        *_md_table(
+            ("true \\ pred", *map(str, range(n_classes))),
+            [(str(c), *map(str, row)) for c, row in enumerate(confusion)],
+            "l" + "r" * n_classes,
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write ``report.json`` and ``report.md`` atomically into ``out_dir``.
+
+    Parameters
+    ----------
+    report : dict
+        As returned by :func:`build_report`.
+    out_dir : path-like
+        Destination folder; created if missing.
+
+    Returns
+    -------
+    paths : dict
+        ``{"json": Path, "markdown": Path}``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / REPORT_JSON, "markdown": out / REPORT_MARKDOWN}
+    write_json(paths["json"], report)
+    write_text(paths["markdown"], format_markdown(report))
+    return paths
