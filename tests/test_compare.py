@@ -60,7 +60,7 @@ def test_compare_refuses_runs_scored_on_other_digits(two_runs, tmp_path, make_ru
     assert result.exit_code == 1 and "scored on other test digits" in result.output and "--data" in result.output
 
 
-@pytest.mark.parametrize("args, text", [(["compare"], "Missing argument"), (["compare", "x"], "at least two"),
+@pytest.mark.parametrize("args, text", [(["compare"], "Missing argument"), (["compare", "."], "at least two"),
                                         (["compare", "x", "y"], "x is not a folder")])
 def test_compare_usage_errors(args, text, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

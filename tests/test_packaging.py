@@ -63,3 +63,20 @@ def test_the_console_script_points_at_the_installed_cli(wheel, wheel_names):
     with zipfile.ZipFile(wheel) as archive:
         text = archive.read(entry_points).decode()
     assert "ensemble-cnn = ensemble_cnn_cli.main:main" in text
+
+
+def test_the_command_line_imports_its_own_modules_relatively():
+    """``cli/`` installs as ``ensemble_cnn_cli``: an absolute ``cli.`` import would only work in the tree."""
+    import ast
+
+    absolute = []
+    for path in sorted((REPO_ROOT / "cli").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            absolute += [f"{path.name}: {name}" for name in names if name.split(".")[0] in ("cli", "ensemble_cnn_cli")]
+    assert absolute == []
