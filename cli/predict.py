@@ -43,7 +43,7 @@ def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, pr
     """
     from ensemble_cnn.storage import atomic as _atomic
     from ensemble_cnn.inference.ensemble import Ensemble
-    from ensemble_cnn.inference.inputs import expand_paths
+    from ensemble_cnn.inference.paths import expand_paths
     from ensemble_cnn.storage.outputs import check_output_files, shown
     from ensemble_cnn.inference.predict import format_predictions, predict_paths, preview_format, write_preview
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ensemble_cnn.data.mnist import DataError, load_mnist, read_idx
+from ensemble_cnn.data.mnist import DataError, load_mnist
+from ensemble_cnn.data.reader import read_idx
 
 
 def write_idx(path: Path, array: np.ndarray, *, compress: bool = False) -> None:

@@ -10,6 +10,7 @@ import errno
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -307,6 +308,116 @@ def test_crafted_data_files_give_one_line(case, tmp_path):
     assert_one_line_error(result, 1, text)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mib < 300, f"reading it took {grown_mib:.0f} MiB more memory"
+
+
+# One hardened reader (issue 21) for training data and predict: where one side was laxer, it is now as strict.
+def _idx_promising(folder: Path, n_images: int) -> Path:
+    """An IDX folder whose training images file is a header promising ``n_images`` digits and nothing else."""
+    root = idx_folder_with(folder, idx_header((n_images, 28, 28)))
+    return root / "train-images-idx3-ubyte"
+
+
+def _npy_promising(folder: Path, n_images: int) -> Path:
+    path = folder / "claim.npy"
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": "|u1", "fortran_order": False, "shape": (n_images, 28, 28)})
+        fh.write(bytes(64))
+    return path
+
+
+def _through_training(path: Path):
+    from ensemble_cnn.data.mnist import DataError, load_mnist
+
+    return DataError, lambda: load_mnist(path.parent if path.name.endswith("-ubyte") else path)
+
+
+def _through_predict(path: Path):
+    from ensemble_cnn.errors import InputError
+    from ensemble_cnn.inference.arrays import read_arrays
+
+    return InputError, lambda: read_arrays(path)
+
+
+SHORT_FILES = {  # a header promising 235 MB (within every limit) in a file of a few bytes
+    "training IDX folder": (_idx_promising, _through_training, "IDX data holds 0 bytes, header promises 235200000"),
+    "predict IDX file": (_idx_promising, _through_predict, "IDX data holds 0 bytes, header promises 235200000"),
+    "predict .npy": (_npy_promising, _through_predict, "truncated .npy data (64 bytes, header promises 235200000"),
+}
+
+
+@pytest.mark.parametrize("case", list(SHORT_FILES))
+def test_crafted_header_promising_more_than_the_file_holds_is_refused_before_allocating(case, tmp_path):
+    """The header is checked against the file's size before the promised data is allocated (main allocated it)."""
+    import tracemalloc
+
+    make, through, text = SHORT_FILES[case]
+    path = make(tmp_path, 300_000)
+    error, read = through(path)
+    tracemalloc.start()
+    try:
+        with pytest.raises(error, match=re.escape(text)):
+            read()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20, f"refusing it allocated {peak / 2**20:.0f} MiB"
+
+
+def _npy_with_extra(folder: Path) -> Path:
+    path = folder / "extra.npy"
+    with open(path, "wb") as fh:
+        np.lib.format.write_array(fh, good_arrays(2)["x_test"])
+        fh.write(b"trailing data the header does not account for")
+    return path
+
+
+def _npz_with_extra(folder: Path) -> Path:
+    path = folder / "extra.npz"
+    with zipfile.ZipFile(path, "w") as archive, archive.open("x.npy", "w") as member:
+        np.lib.format.write_array(member, good_arrays(2)["x_test"])
+        member.write(bytes(784))  # a third digit's worth the header does not promise
+    return path
+
+
+@pytest.mark.parametrize("make, text", [(_npy_with_extra, "extra.npy: .npy data holds 1613 bytes, header promises 1568"),
+                                        (_npz_with_extra, "extra.npz [x]: .npy data holds 2352 bytes, header promises 1568")],
+                         ids=["predict .npy", "predict npz member"])
+def test_crafted_npy_holding_more_than_its_header_promises_is_refused_by_predict(make, text, tmp_path):
+    """Training data already refused an npz member whose size disagrees with its header; predict now does too."""
+    path = make(tmp_path)
+    error, read = _through_predict(path)
+    with pytest.raises(error, match=re.escape(text)):
+        read()
+
+
+@pytest.mark.parametrize("layout", ["npz", "IDX folder"])
+def test_a_fifo_swapped_in_after_the_stat_check_is_refused_without_hanging(layout, tmp_path, monkeypatch):
+    """``--data`` is opened non-blocking and checked again with fstat: a FIFO that a stat saw as a file cannot hang it."""
+    from ensemble_cnn.data.mnist import DataError, load_mnist
+
+    regular = write_good_npz(tmp_path / "regular.npz")
+    if layout == "npz":
+        data = fifo = tmp_path / "inputs" / "mnist.npz"
+        fifo.parent.mkdir()
+    else:
+        data = idx_folder_with(tmp_path, idx_header((30, 28, 28)) + bytes(30 * 784))
+        fifo = data / "train-images-idx3-ubyte"
+        fifo.unlink()
+    os.mkfifo(fifo)
+    real_stat = os.stat
+
+    def stat_before_the_swap(path, *args, **kwargs):  # the FIFO replaced a regular file after it was stat'ed
+        return real_stat(regular if os.fspath(path) == str(fifo) else path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat_before_the_swap)
+    try:
+        with pytest.raises(DataError, match="not a regular file"):
+            finishes_within(30, lambda: load_mnist(data))
+    finally:
+        try:  # unblock a reader stuck on the FIFO (the old behaviour), so the test run goes on
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass  # no reader: nothing was stuck
 
 
 def test_copies_beyond_memory_is_refused_before_allocating(tmp_path, small_mnist_npz):

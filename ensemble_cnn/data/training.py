@@ -9,7 +9,8 @@ import numpy as np
 
 import augment
 
-from ensemble_cnn.data.mnist import DataError, MnistData, load_mnist, read_npz
+from ensemble_cnn.data.mnist import DataError, MnistData, load_mnist
+from ensemble_cnn.data.reader import read_npz
 from ensemble_cnn.storage.outputs import shown
 from ensemble_cnn.storage.hashing import sha256_arrays
 from ensemble_cnn.seeding import BOOTSTRAP_STREAM, DISTORTION_STREAM, EPOCH_STREAM, VALIDATION_STREAM, rng_for

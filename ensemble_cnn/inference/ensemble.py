@@ -39,7 +39,7 @@ def as_digits(x: ArrayLike) -> np.ndarray:
     ValueError
         One line: wrong shape, or values outside those ranges.
     """
-    from ensemble_cnn.inference.inputs import as_uint8_levels
+    from ensemble_cnn.inference.arrays import as_uint8_levels
 
     array = np.asarray(x)
     if array.ndim == 4 and array.shape[-1] == 1:

@@ -13,7 +13,7 @@ all black, fully transparent, ...), and a 28x28 digit whose pixels span less tha
 they are, so evaluation and the library API are unchanged.)
 
 Memory: files are read one at a time; each image is decoded within
-:data:`ensemble_cnn.inference.inputs.DECODE_PIXELS`, made into its 28x28 digit and dropped (only a
+:data:`ensemble_cnn.inference.images.DECODE_PIXELS`, made into its 28x28 digit and dropped (only a
 grey thumbnail of at most :data:`ensemble_cnn.inference.preprocess.THUMBNAIL_SIZE` pixels a side is
 kept, and only when a preview is asked for), so the memory used does not grow with the
 size of the images or the number of files beyond those small per-digit arrays.
@@ -29,9 +29,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ensemble_cnn.errors import NoInkError
+from ensemble_cnn.errors import InputError, NoInkError
 from ensemble_cnn.inference.ensemble import Ensemble
-from ensemble_cnn.inference.inputs import InputError, classify_path, expand_paths, read_arrays, read_image
+from ensemble_cnn.inference.arrays import read_arrays
+from ensemble_cnn.inference.images import read_image
+from ensemble_cnn.inference.paths import classify_path, expand_paths
 from ensemble_cnn.inference.preprocess import NO_INK_LEVEL, has_ink, mnist_style, thumbnail, to_grayscale
 from ensemble_cnn.inference.vote import VOTES
 from ensemble_cnn.storage.outputs import OutputPathError, shown
@@ -366,7 +368,7 @@ class ImagePredictor:
         (one line) for bytes that are not a usable image, and its subclass
         :class:`~ensemble_cnn.errors.NoInkError` for an image with no ink (``serve`` answers 422).
         """
-        from ensemble_cnn.inference.inputs import decode_image
+        from ensemble_cnn.inference.images import decode_image
 
         gray = to_grayscale(decode_image(data, name="upload"))
         try:
