@@ -8,6 +8,7 @@ static file of the tree is in it.
 """
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -22,13 +23,15 @@ INSTALLED_AS = {"ensemble_cnn": "ensemble_cnn", "augment": "augment", "cli": "en
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    """The wheel built from this tree."""
+    """The wheel built from a clean copy of this tree (a build/ folder left in the tree would add stale files)."""
     out = tmp_path_factory.mktemp("wheel")
-    build = tmp_path_factory.mktemp("build")
+    source = tmp_path_factory.mktemp("source") / "ensemble-cnn"
+    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", ".venv", ".ci-venv", "__pycache__", "artifacts", ".pytest_cache"))
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-         "-w", str(out), str(REPO_ROOT)],
-        capture_output=True, text=True, timeout=300, cwd=build,
+         "-w", str(out), str(source)],
+        capture_output=True, text=True, timeout=300, cwd=out,
     )
     if result.returncode != 0 and "setuptools" in result.stderr and "No module named" in result.stderr:
         pytest.skip("setuptools is not installed (pip install -e '.[test]' brings it)")
@@ -55,7 +58,8 @@ def test_the_wheel_holds_every_module_and_static_file_of_the_tree(wheel_names):
         for path in (REPO_ROOT / folder).rglob("*"):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".html", ".js", ".css"):
                 expected.add(f"{name}/{path.relative_to(REPO_ROOT / folder).as_posix()}")
-    assert expected - set(wheel_names) == set()
+    installed = {name for name in wheel_names if name.split("/")[0] in INSTALLED_AS.values()}
+    assert installed == expected
 
 
 def test_the_console_script_points_at_the_installed_cli(wheel, wheel_names):
