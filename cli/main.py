@@ -416,7 +416,7 @@ def evaluate(run_dir, data, method, members, allow_missing, tta):
 
     if not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")
-    report = evaluate_run(run_dir, data=data, method=method, members=members, reload=True, tta=tta,
+    report = evaluate_run(run_dir, data=data, voting=method, members=members, reload=True, tta=tta,
                           log=click.echo)
     click.echo(f"report: {run_dir / 'report.md'}")
     dropped = report["dropped_members"]
@@ -451,7 +451,7 @@ def compare(runs, data, method, as_json, allow_missing):
     for run_dir in runs:
         if not run_dir.is_dir():
             raise click.BadParameter(f"{run_dir} is not a folder", param_hint="RUNS")
-    comparison = compare_runs(runs, data=data, vote=method, allow_missing=True)
+    comparison = compare_runs(runs, data=data, voting=method, allow_missing=True)
     click.echo(json.dumps(comparison, indent=2) if as_json else format_comparison(comparison), nl=as_json)
     for row in comparison["runs"]:
         for entry in row["left_out"]:
@@ -515,7 +515,7 @@ def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, pr
         preview_format(preview)  # an unknown picture type is refused before the model is loaded
     ensemble = Ensemble.load(run_dir, members=members, voting=method, tta=tta, allow_missing=True)
     _left_out(ensemble.left_out_, ensemble.members_asked_, allow_missing=True, done="")
-    predictions = predict_paths(ensemble, paths, recursive=recursive, preprocess=preprocess, vote=method,
+    predictions = predict_paths(ensemble, paths, recursive=recursive, preprocess=preprocess, voting=method,
                                 thumbnails=preview is not None)
     for path, reason in predictions.failures:
         click.echo(f"{shown(path)}: {reason}", err=True)
@@ -572,7 +572,7 @@ def export(run_dir, out, method, members, fmt, overwrite, allow_missing):
         check_output_files([("--out", out)], input_folders=[run_dir], new_folders=False, overwrite=overwrite)
     else:
         check_output_folder("--out", out, input_folders=[run_dir], overwrite=overwrite, replaceable="saved_model.pb")
-    path = export_ensemble(run_dir, out, vote=method, fmt=fmt, members=members, allow_missing=True,
+    path = export_ensemble(run_dir, out, voting=method, fmt=fmt, members=members, allow_missing=True,
                            overwrite=overwrite)
     metadata = read_export_metadata(path)
     click.echo(f"wrote {path} ({fmt}, {method} vote, {len(metadata['members'])} members)")
@@ -602,7 +602,7 @@ def serve(run_dir, host, port, method, members, tta, allow_missing):
         raise click.BadParameter(f"{run_dir} is not a folder", param_hint="--run")
     ensemble = Ensemble.load(run_dir, members=members, voting=method, tta=tta, allow_missing=True)
     _left_out(ensemble.left_out_, ensemble.members_asked_, allow_missing=allow_missing, done="not serving")
-    predictor = ImagePredictor(ensemble, vote=method)
+    predictor = ImagePredictor(ensemble, voting=method)
     try:
         serve_forever(predictor, host=host, port=port, log=click.echo)
     except OSError as exc:
