@@ -26,7 +26,7 @@ def compare(runs, data, method, as_json, allow_missing):
 
     if len(runs) < 2:
         raise click.BadParameter("give at least two run folders", param_hint="'RUNS...'")  # as click names it
-    comparison = compare_runs(runs, data=data, vote=method, allow_missing=True)
+    comparison = compare_runs(runs, data=data, voting=method, allow_missing=True)
     click.echo(json.dumps(comparison, indent=2) if as_json else format_comparison(comparison), nl=as_json)
     for row in comparison["runs"]:
         for entry in row["left_out"]:

@@ -22,7 +22,7 @@ def evaluate(run_dir, data, method, members, allow_missing, tta):
     """Reload a run's saved members, predict the test set, and report members vs the ensemble."""
     from ensemble_cnn.evaluation.evaluate import evaluate_run
 
-    report = evaluate_run(run_dir, data=data, method=method, members=members, reload=True, tta=tta,
+    report = evaluate_run(run_dir, data=data, voting=method, members=members, reload=True, tta=tta,
                           log=click.echo)
     click.echo(f"report: {run_dir / 'report.md'}")
     dropped = report["dropped_members"]

@@ -38,7 +38,7 @@ def export(run_dir, out, method, members, fmt, overwrite, allow_missing):
         check_output_files([("--out", out)], input_folders=[run_dir], new_folders=False, overwrite=overwrite)
     else:
         check_output_folder("--out", out, input_folders=[run_dir], overwrite=overwrite, replaceable="saved_model.pb")
-    path = export_ensemble(run_dir, out, vote=method, fmt=fmt, members=members, allow_missing=True,
+    path = export_ensemble(run_dir, out, voting=method, fmt=fmt, members=members, allow_missing=True,
                            overwrite=overwrite)
     metadata = read_export_metadata(path)
     click.echo(f"wrote {path} ({fmt}, {method} vote, {len(metadata['members'])} members)")

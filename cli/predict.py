@@ -54,7 +54,7 @@ def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, pr
         preview_format(preview)  # an unknown picture type is refused before the model is loaded
     ensemble = Ensemble.load(run_dir, members=members, voting=method, tta=tta, allow_missing=True)
     _left_out(ensemble.left_out_, ensemble.members_asked_, allow_missing=True, done="")
-    predictions = predict_paths(ensemble, paths, recursive=recursive, preprocess=preprocess, vote=method,
+    predictions = predict_paths(ensemble, paths, recursive=recursive, preprocess=preprocess, voting=method,
                                 thumbnails=preview is not None)
     for path, reason in predictions.failures:
         click.echo(f"{shown(path)}: {reason}", err=True)

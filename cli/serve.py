@@ -26,7 +26,7 @@ def serve(run_dir, host, port, method, members, tta, allow_missing):
 
     ensemble = Ensemble.load(run_dir, members=members, voting=method, tta=tta, allow_missing=True)
     _left_out(ensemble.left_out_, ensemble.members_asked_, allow_missing=allow_missing, done="not serving")
-    predictor = ImagePredictor(ensemble, vote=method)
+    predictor = ImagePredictor(ensemble, voting=method)
     try:
         serve_forever(predictor, host=host, port=port, log=click.echo)
     except OSError as exc:

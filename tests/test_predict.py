@@ -46,7 +46,7 @@ def test_ensemble_matches_what_training_saved(run_dir, test_digits):
     assert probabilities.shape == (3, 1000, 10)
     np.testing.assert_allclose(probabilities, saved, atol=1e-5)
     assert np.array_equal(ensemble.predict(x), majority_vote(probabilities))
-    assert np.array_equal(ensemble.vote(x, rule="soft"), soft_vote(probabilities))
+    assert np.array_equal(ensemble.vote(x, voting="soft"), soft_vote(probabilities))
     np.testing.assert_allclose(Ensemble.load(run_dir, voting="soft").predict_proba(x), probabilities.mean(axis=0),
                                atol=1e-6)
     accuracy = ensemble.score(x, y)

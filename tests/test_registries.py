@@ -108,7 +108,7 @@ def test_architecture_trains_saves_loads_and_exports(arch: str, tiny_config: Cal
     np.testing.assert_allclose(member.predict_on_batch(digits), stored[:N_COMPARE], **TOLERANCE)
 
     # Exported as one model (safe_mode load): its outputs are the Ensemble's.
-    out = export_ensemble(run_dir, tmp_path / f"{arch}.keras", vote="soft")
+    out = export_ensemble(run_dir, tmp_path / f"{arch}.keras", voting="soft")
     import keras
 
     exported = keras.saving.load_model(out, safe_mode=True).predict_on_batch(digits)
@@ -183,7 +183,7 @@ def real_digits(small_mnist_npz: Path) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("name", list(VOTES))
 def test_vote_through_evaluate(name: str, voted_run: Path, real_digits: dict[str, np.ndarray]) -> None:
-    report = evaluate_run(voted_run, method=name, plots=False, log=None)
+    report = evaluate_run(voted_run, voting=name, plots=False, log=None)
     assert report["vote_shown"] == name and set(report["ensemble"]) == set(VOTES)
     expected = Ensemble.load(voted_run, voting=name).score(real_digits["x"], real_digits["y"])
     assert report["ensemble"][name]["test_accuracy"] == pytest.approx(expected, abs=1e-9)
@@ -248,7 +248,7 @@ def test_vote_through_export(name: str, voted_run: Path, real_digits: dict[str, 
 def serving(request: pytest.FixtureRequest, voted_run: Path) -> Iterator[tuple[str, ImagePredictor]]:
     """The real server for ``voted_run`` with the vote ``request.param``, on 127.0.0.1 and a free port."""
     name = request.param
-    predictor = ImagePredictor(Ensemble.load(voted_run, voting=name), vote=name)
+    predictor = ImagePredictor(Ensemble.load(voted_run, voting=name), voting=name)
     server = make_server(predictor, port=0)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -276,7 +276,7 @@ def test_vote_through_serve(serving: tuple[str, ImagePredictor], real_digits: di
     with urllib.request.urlopen(request, timeout=60) as response:
         assert response.status == 200
         answer = json.loads(response.read())
-    name = predictor.vote
+    name = predictor.voting
     seen = preprocess_digits([np.asarray(Image.open(io.BytesIO(body)))])
     probabilities = predictor.ensemble.member_probabilities(seen)
     assert answer["vote"] == name

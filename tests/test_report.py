@@ -102,7 +102,7 @@ def test_markdown_and_figures_show_the_chosen_vote(report: dict) -> None:
     assert "## Confusion matrix (majority vote)" in format_markdown({**report, "vote_shown": "majority"})
     for vote, counts in (("soft", report["ensemble"]["soft"]["confusion_matrix"]),
                          ("majority", report["ensemble"]["majority"]["confusion_matrix"])):
-        ax = confusion_figure(report, vote=vote).axes[0]
+        ax = confusion_figure(report, voting=vote).axes[0]
         assert ax.get_title().startswith(f"{vote.capitalize()} vote: ")
         cells = {(round(t.get_position()[1]), round(t.get_position()[0])): int(t.get_text()) for t in ax.texts}
         assert all(cells.get((i, j), 0) == counts[i][j] for i in range(3) for j in range(3))

@@ -20,7 +20,7 @@ from ensemble_cnn.inference.serve import make_server, server_url
 
 @pytest.fixture(scope="module")
 def served(trained_run):
-    predictor = ImagePredictor(Ensemble.load(trained_run), vote="majority")
+    predictor = ImagePredictor(Ensemble.load(trained_run), voting="majority")
     server = make_server(predictor, port=0)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

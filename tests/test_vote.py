@@ -188,10 +188,10 @@ def test_vote_dispatcher() -> None:
     proba = _random_probabilities(rng, 5, 300, 10)
     assert VOTE_METHODS == ("majority", "soft")
     np.testing.assert_array_equal(vote(proba), majority_vote(proba))
-    np.testing.assert_array_equal(vote(proba, method="majority"), majority_vote(proba))
-    np.testing.assert_array_equal(vote(proba, method="soft"), soft_vote(proba))
+    np.testing.assert_array_equal(vote(proba, voting="majority"), majority_vote(proba))
+    np.testing.assert_array_equal(vote(proba, voting="soft"), soft_vote(proba))
     w = rng.uniform(0.5, 2.0, size=5)
-    np.testing.assert_array_equal(vote(proba, method="soft", weights=w), soft_vote(proba, weights=w))
+    np.testing.assert_array_equal(vote(proba, voting="soft", weights=w), soft_vote(proba, weights=w))
 
 
 def test_single_member_and_no_samples() -> None:
@@ -249,5 +249,5 @@ def test_invalid_weights(fn, weights, match) -> None:
 
 
 def test_invalid_method() -> None:
-    with pytest.raises(ValueError, match="`method` must be one of"):
-        vote(np.full((2, 2, 2), 0.5), method="hard")
+    with pytest.raises(ValueError, match="voting must be one of majority, soft, got 'hard'"):
+        vote(np.full((2, 2, 2), 0.5), voting="hard")

@@ -8,12 +8,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ensemble_cnn.deprecation import renamed_keyword
 from ensemble_cnn.errors import MissingMembersError, RunFolderError, UnsafeMemberError
 from ensemble_cnn.evaluation import stats
 from ensemble_cnn.evaluation.evaluate import member_test_probabilities, test_split
 from ensemble_cnn.evaluation.report import CONFIDENCE, SIGNIFICANCE
 from ensemble_cnn.inference.ensemble import left_out_message, member_count, usable_records
-from ensemble_cnn.inference.vote import VOTES
+from ensemble_cnn.inference.vote import VOTES, get_vote
 from ensemble_cnn.storage.run_folder import RunFolder
 
 __all__ = ["RunPredictions", "compare_predictions", "compare_runs", "format_comparison", "load_run_predictions"]
@@ -85,8 +86,9 @@ def load_run_predictions(run_dir: str | Path, *, data: str | Path | None = None,
                           left_out=left_out, members_asked=count)
 
 
+@renamed_keyword("vote", "voting")
 def compare_runs(
-    run_dirs: Sequence[str | Path], *, data: str | Path | None = None, vote: str = "majority",
+    run_dirs: Sequence[str | Path], *, data: str | Path | None = None, voting: str = "majority",
     allow_missing: bool = False,
 ) -> dict[str, Any]:
     """Score several runs' ensembles on the same test digits and test every pair of them.
@@ -98,8 +100,9 @@ def compare_runs(
     data : path-like, optional
         Score every run on this file's test split (members reloaded); default: the
         probabilities each run saved, which must be for the same test labels.
-    vote : str
+    voting : str
         The vote (a name in :data:`ensemble_cnn.inference.vote.VOTES`) the pairwise tests compare.
+        Formerly ``vote``, still accepted with a deprecation warning.
     allow_missing : bool, default False
         Compare the usable members of a run that has some missing or unusable
         (they are named in each run's ``left_out``); otherwise that is a
@@ -110,16 +113,16 @@ def compare_runs(
     dict
         ``runs``: per run its members, members' mean, ``left_out`` (``[{"member",
         "reason"}]``, empty when complete) and each vote's ``test_accuracy`` with ``ci95``; ``pairs``: for every pair of runs the exact
-        McNemar test of their ``vote`` ensembles (``only_a``, ``only_b``, ``p_value``).
+        McNemar test of their ``voting`` ensembles (``only_a``, ``only_b``, ``p_value``); ``vote``: its name.
     """
-    if vote not in VOTES:
-        raise ValueError(f"vote must be one of {', '.join(VOTES)}, got {vote!r}")
+    get_vote(voting)  # before any run is read
     return compare_predictions([load_run_predictions(path, data=data, allow_missing=allow_missing)
-                                for path in run_dirs], vote=vote)
+                                for path in run_dirs], voting=voting)
 
 
-def compare_predictions(runs: Sequence[RunPredictions], *, vote: str = "majority") -> dict[str, Any]:
+def compare_predictions(runs: Sequence[RunPredictions], *, voting: str = "majority") -> dict[str, Any]:
     """:func:`compare_runs` on runs already loaded (:func:`load_run_predictions`)."""
+    get_vote(voting)
     labels = runs[0].labels
     for run in runs[1:]:
         if run.labels.shape != labels.shape or not np.array_equal(run.labels, labels):
@@ -134,7 +137,7 @@ def compare_predictions(runs: Sequence[RunPredictions], *, vote: str = "majority
             correct = rule.labels(run.probabilities) == labels
             votes[name] = {"test_accuracy": float(correct.mean()),
                            "ci95": list(stats.wilson_interval(int(correct.sum()), n, confidence=CONFIDENCE))}
-            if name == vote:
+            if name == voting:
                 right.append(correct)
         rows.append({"run": str(run.run_dir), "members": len(run.names), "seed": run.seed,
                      "members_mean": float(members_right.mean()), "ensemble": votes,
@@ -143,7 +146,7 @@ def compare_predictions(runs: Sequence[RunPredictions], *, vote: str = "majority
     for (i, a), (j, b) in itertools.combinations(enumerate(right), 2):
         test = stats.mcnemar_exact(a, b)
         pairs.append({"a": rows[i]["run"], "b": rows[j]["run"], **test})
-    return {"vote": vote, "n_test": n, "runs": rows, "pairs": pairs}
+    return {"vote": voting, "n_test": n, "runs": rows, "pairs": pairs}
 
 
 def format_comparison(comparison: dict[str, Any]) -> str:

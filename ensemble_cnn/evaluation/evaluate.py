@@ -10,13 +10,14 @@ import numpy as np
 from augment.views import TTA_VIEWS
 from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.data.mnist import MnistData, load_mnist
+from ensemble_cnn.deprecation import renamed_keyword
 from ensemble_cnn.inference.ensemble import (
     Ensemble, check_members, check_tta, digit_views, member_count, usable_records,
 )
 from ensemble_cnn.errors import RunFolderError, UnsafeMemberError, first_line
 from ensemble_cnn.models import load_member  # noqa: F401 (load_member: API)
 from ensemble_cnn.storage.run_folder import RunFolder, member_stem
-from ensemble_cnn.inference.vote import VOTES, vote
+from ensemble_cnn.inference.vote import get_vote
 
 __all__ = ["evaluate_run", "load_member", "member_probabilities", "test_split"]
 
@@ -88,11 +89,12 @@ def member_test_probabilities(
     return probabilities
 
 
+@renamed_keyword("method", "voting")
 def evaluate_run(
     run_dir: str | Path,
     *,
     data: str | Path | None = None,
-    method: str = "majority",
+    voting: str = "majority",
     members: int | None = None,
     reload: bool = True,
     tta: str = "none",
@@ -113,9 +115,10 @@ def evaluate_run(
         A run folder written by :func:`ensemble_cnn.training.train.train_ensemble`.
     data : path-like, optional
         MNIST to take the test split from; default: the run's own source.
-    method : str, default "majority"
+    voting : str, default "majority"
         The vote (a name in :data:`ensemble_cnn.inference.vote.VOTES`) whose predictions the
-        confusion matrix and error grid show (every vote is scored).
+        confusion matrix and error grid show (every vote is scored); ``report["vote_shown"]``.
+        Formerly ``method``, still accepted with a deprecation warning.
     members : int, optional
         Score only the first ``members`` members, 1 .. the run's member count (itself at most
         :data:`~ensemble_cnn.config.MAX_MEMBERS`); default: every member the folder holds.
@@ -141,8 +144,7 @@ def evaluate_run(
     from ensemble_cnn.evaluation.render import format_table, write_report
     from ensemble_cnn.evaluation.report import build_report
 
-    if method not in VOTES:
-        raise ValueError(f"method must be one of {', '.join(VOTES)}, got {method!r}")
+    rule = get_vote(voting)
     if members is not None:
         check_members(members)
     check_tta(tta)
@@ -184,7 +186,7 @@ def evaluate_run(
             val_accuracy=record["val_accuracy"],
             train_seconds=record["train_seconds"],
         )
-    report["vote_shown"] = method
+    report["vote_shown"] = voting
     report["members_asked"] = count
     report["missing_members"] = sorted(dropped)
     report["dropped_members"] = [{"index": i, "reason": reason} for i, reason in sorted(dropped.items())]
@@ -195,8 +197,8 @@ def evaluate_run(
     report["evaluate_seconds"] = round(time.perf_counter() - started, 2)
     write_report(report, folder.path)
     if plots:
-        predictions = vote(probabilities, method=method)
-        write_plots(report, test.x_test, test.y_test, predictions, folder.path, vote=method)
+        predictions = rule.labels(probabilities)
+        write_plots(report, test.x_test, test.y_test, predictions, folder.path, voting=voting)
     if log is not None:
         log(format_table(report))
     return report

@@ -159,12 +159,12 @@ def accuracy_figure(report: dict[str, Any]) -> Figure:
     return fig
 
 
-def plot_confusion(report: dict[str, Any], path: str | os.PathLike, *, vote: str = "majority") -> Path:
-    """Save :func:`confusion_figure` of ``vote`` to ``path`` (PNG); return the path."""
-    return _save(confusion_figure(report, vote=vote), path)
+def plot_confusion(report: dict[str, Any], path: str | os.PathLike, *, voting: str = "majority") -> Path:
+    """Save :func:`confusion_figure` of ``voting`` to ``path`` (PNG); return the path."""
+    return _save(confusion_figure(report, voting=voting), path)
 
 
-def confusion_figure(report: dict[str, Any], *, vote: str = "majority") -> Figure:
+def confusion_figure(report: dict[str, Any], *, voting: str = "majority") -> Figure:
     """Heat map of a vote's confusion matrix, each cell labelled with its count.
 
     Colours use a square-root scale so that the few off-diagonal errors stay
@@ -174,14 +174,14 @@ def confusion_figure(report: dict[str, Any], *, vote: str = "majority") -> Figur
     ----------
     report : dict
         As returned by :func:`ensemble_cnn.evaluation.report.build_report`.
-    vote : str, default "majority"
+    voting : str, default "majority"
         Whose confusion matrix (a key of ``report["ensemble"]``); named in the title.
 
     Returns
     -------
     Figure
     """
-    cm = np.asarray(report["ensemble"][vote]["confusion_matrix"], dtype=np.int64)
+    cm = np.asarray(report["ensemble"][voting]["confusion_matrix"], dtype=np.int64)
     n_classes = cm.shape[0]
     vmax = max(int(cm.max()), 1)
 
@@ -200,9 +200,9 @@ def confusion_figure(report: dict[str, Any], *, vote: str = "majority") -> Figur
     ax.set_yticks(ticks, [str(t) for t in ticks])
     ax.set_xlabel("predicted label")
     ax.set_ylabel("true label")
-    scored = report["ensemble"][vote]
+    scored = report["ensemble"][voting]
     ax.set_title(
-        f"{vote.capitalize()} vote: {100.0 * scored['test_accuracy']:.2f} % "
+        f"{voting.capitalize()} vote: {100.0 * scored['test_accuracy']:.2f} % "
         f"({scored['errors']} errors / {report['n_test']})"
     )
     return fig
@@ -397,7 +397,7 @@ def write_plots(
     y_pred: ArrayLike,
     out_dir: str | os.PathLike,
     *,
-    vote: str = "majority",
+    voting: str = "majority",
 ) -> dict[str, Path]:
     """Write ``accuracy.png``, ``confusion.png``, ``errors.png``, ``members_curve.png`` and ``agreement.png``.
 
@@ -408,10 +408,10 @@ def write_plots(
     images : array-like of shape (N, H, W)
         Test images.
     y_true, y_pred : array-like of shape (N,)
-        True labels and the predictions of the vote ``vote``.
+        True labels and the predictions of the vote ``voting``.
     out_dir : path-like
         Destination folder; created if missing.
-    vote : str, default "majority"
+    voting : str, default "majority"
         The vote shown by the confusion matrix and the error grid (and named in them).
 
     Returns
@@ -423,8 +423,8 @@ def write_plots(
     out.mkdir(parents=True, exist_ok=True)
     return {
         "accuracy": plot_member_accuracy(report, out / "accuracy.png"),
-        "confusion": plot_confusion(report, out / "confusion.png", vote=vote),
-        "errors": plot_errors(images, y_true, y_pred, out / "errors.png", title=f"{vote} vote"),
+        "confusion": plot_confusion(report, out / "confusion.png", voting=voting),
+        "errors": plot_errors(images, y_true, y_pred, out / "errors.png", title=f"{voting} vote"),
         "members_curve": _save(members_curve_figure(report), out / "members_curve.png"),
         "agreement": _save(agreement_figure(report), out / "agreement.png"),
     }

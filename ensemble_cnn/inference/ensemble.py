@@ -17,7 +17,8 @@ from numpy.typing import ArrayLike
 from augment.views import TTA_VIEWS, view_stack
 from ensemble_cnn.config import MAX_MEMBERS
 from ensemble_cnn.errors import MissingMembersError, RunFolderError, UnsafeMemberError, first_line
-from ensemble_cnn.inference.vote import VOTES
+from ensemble_cnn.deprecation import renamed_keyword
+from ensemble_cnn.inference.vote import get_vote
 from ensemble_cnn.models import load_member
 from ensemble_cnn.storage.outputs import shown
 from ensemble_cnn.storage.run_folder import RunFolder, member_stem
@@ -163,8 +164,7 @@ class Ensemble:
 
     def __init__(self, members: Sequence[Any], names: Sequence[str], *, voting: str = "majority",
                  tta: str = "none", run_dir: Path | None = None, config: Any = None) -> None:
-        if voting not in VOTES:
-            raise ValueError(f"voting must be one of {', '.join(VOTES)}, got {voting!r}")
+        get_vote(voting)
         check_tta(tta)
         if not members or len(members) != len(names):
             raise ValueError("an ensemble needs at least one member and one name per member")
@@ -216,8 +216,7 @@ class Ensemble:
             Not a run folder, more members asked than the run has, no usable member,
             or a member carrying Python code (one line naming it).
         """
-        if voting not in VOTES:
-            raise ValueError(f"voting must be one of {', '.join(VOTES)}, got {voting!r}")
+        get_vote(voting)
         check_tta(tta)
         if members is not None:
             check_members(members)  # before reading the folder
@@ -291,12 +290,13 @@ class Ensemble:
             out.append(probabilities.reshape(n_views, n, -1).mean(axis=0, dtype=np.float32))
         return np.stack(out)
 
-    def vote(self, x: ArrayLike, *, rule: str | None = None) -> np.ndarray:
-        """Labels (N,) by the vote ``rule`` (default: :attr:`voting`)."""
-        rule = rule or self.voting
-        if rule not in VOTES:
-            raise ValueError(f"rule must be one of {', '.join(VOTES)}, got {rule!r}")
-        return VOTES[rule].labels(self.member_probabilities(x))
+    @renamed_keyword("rule", "voting")
+    def vote(self, x: ArrayLike, *, voting: str | None = None) -> np.ndarray:
+        """Labels (N,) by the vote ``voting`` (default: :attr:`voting`).
+
+        ``voting`` was called ``rule``; that name still works, with a deprecation warning.
+        """
+        return get_vote(voting or self.voting).labels(self.member_probabilities(x))
 
     def predict(self, x: ArrayLike) -> np.ndarray:
         """Labels (N,) by :attr:`voting`: ``predict_proba(x).argmax(axis=1)``, for every vote."""
@@ -309,7 +309,7 @@ class Ensemble:
         the tie rule folded in (:func:`ensemble_cnn.inference.vote.majority_shares`), the
         exported model's ``vote`` output.
         """
-        return VOTES[self.voting].shares(self.member_probabilities(x))
+        return get_vote(self.voting).shares(self.member_probabilities(x))
 
     def score(self, x: ArrayLike, y: ArrayLike) -> float:
         """Accuracy of :meth:`predict` on digits ``x`` with labels ``y``.
@@ -351,8 +351,7 @@ class Ensemble:
         from ensemble_cnn.models import INPUT_SHAPE
 
         voting = voting or self.voting
-        if voting not in VOTES:
-            raise ValueError(f"voting must be one of {', '.join(VOTES)}, got {voting!r}")
+        get_vote(voting)
         ops, layers = keras.ops, keras.layers
         digits = keras.Input(shape=INPUT_SHAPE, dtype="uint8", name="digits")
         outputs = []

@@ -16,7 +16,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from ensemble_cnn.deprecation import renamed_keyword
 from ensemble_cnn.inference.ensemble import Ensemble
+from ensemble_cnn.inference.vote import get_vote
 from ensemble_cnn.storage import atomic as _atomic
 from ensemble_cnn.storage.outputs import shown
 from ensemble_cnn.storage.run_folder import member_stem
@@ -28,12 +30,12 @@ METADATA_NAME = "ensemble_cnn.json"
 SAVED_MODEL_EXTRA = "assets.extra"
 
 
-def export_metadata(ensemble: Ensemble, *, vote: str) -> dict[str, Any]:
-    """What an exported model holds: ``run``, ``vote``, ``members`` (names, in the order of the ``members``
-    output), ``members_asked`` and ``left_out`` (``[{"member", "reason"}]``, empty when complete)."""
+def export_metadata(ensemble: Ensemble, *, voting: str) -> dict[str, Any]:
+    """What an exported model holds: ``run``, ``vote`` (``voting``), ``members`` (names, in the order of the
+    ``members`` output), ``members_asked`` and ``left_out`` (``[{"member", "reason"}]``, empty when complete)."""
     return {
         "run": None if ensemble.run_dir is None else str(ensemble.run_dir),
-        "vote": vote,
+        "vote": voting,
         "members": list(ensemble.names_),
         "members_asked": ensemble.members_asked_,
         "left_out": [{"member": member_stem(i), "reason": r} for i, r in sorted(ensemble.left_out_.items())],
@@ -58,11 +60,12 @@ def read_export_metadata(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{shown(path)}: no {METADATA_NAME} (not exported by ensemble-cnn export: {exc})") from None
 
 
+@renamed_keyword("vote", "voting")
 def export_ensemble(
     run_dir: str | Path,
     out: str | Path,
     *,
-    vote: str = "majority",
+    voting: str = "majority",
     fmt: str = "keras",
     members: int | None = None,
     allow_missing: bool = False,
@@ -82,8 +85,9 @@ def export_ensemble(
         ``tf.saved_model.load(out).serve(digits)`` serves (TensorFlow Serving reads it).
         Written to a temporary name beside ``out`` and renamed into place; its folder
         must exist.
-    vote : str
-        The vote in the model's ``vote`` output.
+    voting : str
+        The vote in the model's ``vote`` output (a name in :data:`ensemble_cnn.inference.vote.VOTES`).
+        Formerly ``vote``, still accepted with a deprecation warning.
     fmt : {"keras", "saved_model"}
     members : int, optional
         Export only the first ``members`` members (at most the run's count).
@@ -97,14 +101,15 @@ def export_ensemble(
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    get_vote(voting)
     out = Path(out)
     if not overwrite and (out.exists() or out.is_symlink()):
         raise FileExistsError(f"{shown(out)} exists; overwrite=True replaces it")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"{shown(out.parent)}: no such folder (the folder of {shown(out)} must exist)")
-    ensemble = Ensemble.load(run_dir, members=members, voting=vote, allow_missing=allow_missing)
+    ensemble = Ensemble.load(run_dir, members=members, voting=voting, allow_missing=allow_missing)
     model = ensemble.to_keras()
-    metadata = json.dumps(export_metadata(ensemble, vote=vote), indent=2)
+    metadata = json.dumps(export_metadata(ensemble, voting=voting), indent=2)
     if fmt == "keras":
         with _atomic.atomic_path(out, suffix=".keras") as tmp:
             model.save(tmp)

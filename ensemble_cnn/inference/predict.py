@@ -35,7 +35,7 @@ from ensemble_cnn.inference.arrays import read_arrays
 from ensemble_cnn.inference.images import read_image
 from ensemble_cnn.inference.paths import classify_path, expand_paths
 from ensemble_cnn.inference.preprocess import NO_INK_LEVEL, has_ink, mnist_style, thumbnail, to_grayscale
-from ensemble_cnn.inference.vote import VOTES
+from ensemble_cnn.inference.vote import get_vote
 from ensemble_cnn.storage.outputs import OutputPathError, shown
 
 __all__ = ["PREPROCESSING", "PREVIEW_FORMATS", "ImagePredictor", "Prediction", "Predictions", "format_predictions",
@@ -97,10 +97,11 @@ class Predictions:
     """What :func:`predict_paths` did: the answers, and the paths that failed (with a one-line reason).
 
     ``left_out``: the members of the run asked for but left out (name -> one-line reason,
-    from :attr:`Ensemble.left_out_`); empty when the ensemble is complete.
+    from :attr:`Ensemble.left_out_`); empty when the ensemble is complete. ``voting``: the vote's name
+    (written as ``"vote"`` in the JSON output).
     """
 
-    vote: str
+    voting: str
     members: list[str]
     tta: str = "none"
     items: list[Prediction] = field(default_factory=list)
@@ -143,7 +144,7 @@ def predict_paths(
     *,
     recursive: bool = False,
     preprocess: str = "mnist",
-    vote: str = "majority",
+    voting: str = "majority",
     thumbnails: bool = False,
 ) -> Predictions:
     """Predict every digit in ``paths`` (files and folders), one file at a time.
@@ -161,7 +162,7 @@ def predict_paths(
     preprocess : {"mnist", "none"}
         Image files: MNIST's preprocessing (polarity from the border, crop, fit
         20x20, centre of mass to the centre), or none (28x28 images as they are).
-    vote : str
+    voting : str
         A name in :data:`ensemble_cnn.inference.vote.VOTES`.
     thumbnails : bool, keyword-only
         Keep a small grey copy of the first :data:`PREVIEW_ITEMS` image files
@@ -176,9 +177,9 @@ def predict_paths(
     """
     if preprocess not in PREPROCESSING:
         raise ValueError(f"preprocess must be one of {', '.join(PREPROCESSING)}, got {preprocess!r}")
-    if vote not in VOTES:
-        raise ValueError(f"vote must be one of {', '.join(VOTES)}, got {vote!r}")
-    result = Predictions(vote=vote, members=list(ensemble.names_), tta=ensemble.tta, left_out=left_out_names(ensemble))
+    rule = get_vote(voting)
+    result = Predictions(voting=voting, members=list(ensemble.names_), tta=ensemble.tta,
+                         left_out=left_out_names(ensemble))
     files, problems = expand_paths(paths, recursive=recursive)
     result.failures += [(str(path), reason) for path, reason in problems]
     names: list[str] = []
@@ -205,7 +206,6 @@ def predict_paths(
         return result
     stack = np.concatenate(digits)
     probabilities = ensemble.member_probabilities(stack)  # (K, N, 10)
-    rule = VOTES[vote]
     labels = rule.labels(probabilities)
     shares = rule.shares(probabilities)
     member_labels = probabilities.argmax(axis=2)  # (K, N)
@@ -254,7 +254,7 @@ def format_predictions(predictions: Predictions, *, fmt: str = "table") -> str:
     rows = [item.row() for item in predictions.items]
     left_out = "; ".join(f"{name}: {reason}" for name, reason in predictions.left_out.items())
     if fmt == "json":
-        return json.dumps({"vote": predictions.vote, "members": predictions.members, "tta": predictions.tta,
+        return json.dumps({"vote": predictions.voting, "members": predictions.members, "tta": predictions.tta,
                            "left_out": [{"member": m, "reason": r} for m, r in predictions.left_out.items()],
                            "predictions": rows,
                            "failures": [{"path": p, "reason": r} for p, r in predictions.failures]}, indent=2) + "\n"
@@ -271,7 +271,7 @@ def format_predictions(predictions: Predictions, *, fmt: str = "table") -> str:
         return "no digit predicted\n"
     width = max(len("path"), *(len(shown(r["path"])) for r in rows))
     k = len(predictions.members)
-    lines = [f"{'path':<{width}}  label  confidence  members agree  member labels ({predictions.vote} vote)"]
+    lines = [f"{'path':<{width}}  label  confidence  members agree  member labels ({predictions.voting} vote)"]
     for item in predictions.items:
         agree = f"{round(item.vote_share * k)} of {k}"
         lines.append(f"{shown(item.path):<{width}}  {item.label:>5}  {100 * item.confidence:>9.1f}%  {agree:>13}  "
@@ -306,7 +306,7 @@ def preview_figure(predictions: Predictions, *, max_items: int = PREVIEW_ITEMS, 
         right.imshow(item.digit, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         right.set_title(f"→ {item.label} ({100 * item.confidence:.0f}%, {item.vote_share:.0%} agree)", fontsize=6)
     extra = f" (first {len(items)} of {len(predictions.items)})" if len(predictions.items) > len(items) else ""
-    fig.suptitle(f"input → what the members saw, {predictions.vote} vote{extra}", fontsize=9)
+    fig.suptitle(f"input → what the members saw, {predictions.voting} vote{extra}", fontsize=9)
     return fig
 
 
@@ -349,16 +349,15 @@ class ImagePredictor:
     ----------
     ensemble : Ensemble
         Loaded once; every request uses it.
-    vote : str
-        The vote shown.
+    voting : str
+        The vote shown (a name in :data:`ensemble_cnn.inference.vote.VOTES`).
 
     Not thread-safe (Keras models): the server serialises calls.
     """
 
-    def __init__(self, ensemble: Ensemble, *, vote: str = "majority") -> None:
-        if vote not in VOTES:
-            raise ValueError(f"vote must be one of {', '.join(VOTES)}, got {vote!r}")
-        self.ensemble, self.vote = ensemble, vote
+    def __init__(self, ensemble: Ensemble, *, voting: str = "majority") -> None:
+        get_vote(voting)
+        self.ensemble, self.voting = ensemble, voting
 
     def predict_image(self, data: bytes) -> dict[str, Any]:
         """Decode an image (PNG/JPEG bytes), preprocess it like MNIST, and let the members vote.
@@ -378,14 +377,14 @@ class ImagePredictor:
         except ValueError as exc:
             raise ValueError(f"upload: {str(exc).splitlines()[0].removeprefix('gray: ')}") from None
         probabilities = self.ensemble.member_probabilities(digit)  # (K, 1, 10)
-        rule = VOTES[self.vote]
+        rule = get_vote(self.voting)
         label = int(rule.labels(probabilities)[0])
         shares = rule.shares(probabilities)[0]
         member_labels = probabilities[:, 0].argmax(axis=1)
         return {
             "label": label,
             "confidence": float(shares[label]),
-            "vote": self.vote,
+            "vote": self.voting,
             "agreement": {"count": int(np.sum(member_labels == label)), "of": len(member_labels)},
             "members": [{"name": name, "label": int(member_label), "probabilities": [float(v) for v in p[0]]}
                         for name, member_label, p in zip(self.ensemble.names_, member_labels, probabilities)],
@@ -402,10 +401,10 @@ class ImagePredictor:
         if run_dir is not None and (run_dir / "report.json").is_file():
             try:
                 report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
-                accuracy = report["ensemble"][self.vote]["test_accuracy"]
+                accuracy = report["ensemble"][self.voting]["test_accuracy"]
             except (OSError, ValueError, KeyError, TypeError):
                 accuracy = None
         return {"run": str(run_dir) if run_dir is not None else None, "members": list(self.ensemble.names_),
-                "architecture": getattr(config, "arch", None), "vote": self.vote, "tta": self.ensemble.tta,
+                "architecture": getattr(config, "arch", None), "vote": self.voting, "tta": self.ensemble.tta,
                 "test_accuracy": accuracy,
                 "left_out": [{"member": m, "reason": r} for m, r in left_out_names(self.ensemble).items()]}

@@ -10,7 +10,8 @@ Two rules are provided, both pure numpy and vectorised over samples:
 the report, the plots, the Python API): a :class:`VoteRule` per name, holding the
 rule's label function and its per-class *shares* (what the rule's "probabilities"
 are: vote fractions for majority, mean probabilities for soft). Adding a rule is one
-function plus one entry. :func:`vote` dispatches on a name.
+function plus one entry. :func:`get_vote` looks a rule up by name (the one check of a name),
+:func:`vote` dispatches on it.
 
 All functions take ``probabilities`` of shape ``(K, N, C)``: ``K`` members,
 ``N`` samples, ``C`` classes (e.g. the softmax outputs of ``K`` ConvNets on the
@@ -24,9 +25,11 @@ from typing import Callable
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ensemble_cnn.deprecation import renamed_keyword
+
 __all__ = [
-    "VOTES", "VOTE_METHODS", "VoteRule", "majority_shares", "majority_ties", "majority_vote", "soft_shares",
-    "soft_vote", "vote",
+    "VOTES", "VOTE_METHODS", "VoteRule", "get_vote", "majority_shares", "majority_ties", "majority_vote",
+    "soft_shares", "soft_vote", "vote",
 ]
 
 # Relative tolerance used to detect ties between floating-point (weighted) vote
@@ -323,24 +326,50 @@ VOTES: dict[str, VoteRule] = {
 """Every vote rule by name (the command line's ``--vote`` choices, the report's rows, the API)."""
 
 VOTE_METHODS: tuple[str, ...] = tuple(VOTES)
-"""Names accepted by :func:`vote`'s ``method``."""
+"""Names accepted by :func:`get_vote` (and every ``voting`` argument)."""
 
 
+def get_vote(name: str) -> VoteRule:
+    """The vote rule called ``name``; ``ValueError`` naming the choices otherwise.
+
+    The one check of a vote's name: every ``voting`` argument of the package goes through it.
+
+    Parameters
+    ----------
+    name : str
+        A name in :data:`VOTES` (``"majority"``, ``"soft"``).
+
+    Returns
+    -------
+    VoteRule
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not in :data:`VOTES`: "voting must be one of majority, soft, got 'x'".
+    """
+    try:
+        return VOTES[name]
+    except (KeyError, TypeError):  # TypeError: an unhashable name
+        raise ValueError(f"voting must be one of {', '.join(VOTES)}, got {name!r}") from None
+
+
+@renamed_keyword("method", "voting")
 def vote(
     probabilities: ArrayLike,
     *,
-    method: str = "majority",
+    voting: str = "majority",
     weights: ArrayLike | None = None,
 ) -> np.ndarray:
-    """Combine member probabilities with the rule named by ``method``.
+    """Combine member probabilities with the rule named by ``voting``.
 
     Parameters
     ----------
     probabilities : array-like of shape (K, N, C)
         Class probabilities of ``K`` members for ``N`` samples over ``C`` classes.
-    method : str, default="majority"
+    voting : str, default="majority"
         A name in :data:`VOTES` (``"majority"``: :func:`majority_vote`, ``"soft"``:
-        :func:`soft_vote`).
+        :func:`soft_vote`). Formerly ``method``, still accepted with a deprecation warning.
     weights : array-like of shape (K,), optional
         Non-negative per-member weights, not all zero.
 
@@ -351,8 +380,6 @@ def vote(
     Raises
     ------
     ValueError
-        If ``method`` is not in :data:`VOTE_METHODS`, or the inputs are malformed.
+        If ``voting`` is not in :data:`VOTE_METHODS`, or the inputs are malformed.
     """
-    if method not in VOTES:
-        raise ValueError(f"`method` must be one of {VOTE_METHODS}; got {method!r}")
-    return VOTES[method].labels(probabilities, weights=weights)
+    return get_vote(voting).labels(probabilities, weights=weights)

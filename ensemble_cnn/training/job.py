@@ -28,7 +28,7 @@ def train_and_evaluate(
     run_dir: str | Path,
     *,
     preview: bool = False,
-    method: str = "majority",
+    voting: str = "majority",
     log: Callable[[str], None] | None = print,
 ) -> JobResult:
     """Train the run, then score its first ``config.members`` members and write the report.
@@ -42,8 +42,9 @@ def train_and_evaluate(
         Also draw what member 00 trains on (``preview.png``: one digit of each class
         and its distortion in each of the first epochs) before training; the folder
         is locked from then on.
-    method : str
-        The vote shown by the confusion matrix and the error grid.
+    voting : str
+        The vote shown by the confusion matrix and the error grid (a name in
+        :data:`ensemble_cnn.inference.vote.VOTES`).
     log : callable, optional
         Receives progress lines and the report table.
     """
@@ -64,5 +65,5 @@ def train_and_evaluate(
         result = train_ensemble(config, folder.path, log=log)
         report = None
         if result.records:
-            report = evaluate_run(folder.path, method=method, members=config.members, reload=False, log=log)
+            report = evaluate_run(folder.path, voting=voting, members=config.members, reload=False, log=log)
     return JobResult(train=result, report=report, preview=drawn)
