@@ -59,9 +59,6 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 100, tight: 
     return path
 
 
-_save = save_figure  # the short name of this module's own figure writers
-
-
 def render_png(fig: Figure, path: str | os.PathLike, *, dpi: int = 100, tight: bool = True) -> None:
     """Render ``fig`` to ``path`` as PNG (no atomicity: for a caller's own temporary file)."""
     fig.savefig(path, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
@@ -111,7 +108,7 @@ def _accuracy_ylim(values: np.ndarray) -> tuple[float, float]:
 
 def plot_member_accuracy(report: dict[str, Any], path: str | os.PathLike) -> Path:
     """Save :func:`accuracy_figure` to ``path`` (PNG); return the path."""
-    return _save(accuracy_figure(report), path)
+    return save_figure(accuracy_figure(report), path)
 
 
 def accuracy_figure(report: dict[str, Any]) -> Figure:
@@ -161,7 +158,7 @@ def accuracy_figure(report: dict[str, Any]) -> Figure:
 
 def plot_confusion(report: dict[str, Any], path: str | os.PathLike, *, voting: str = "majority") -> Path:
     """Save :func:`confusion_figure` of ``voting`` to ``path`` (PNG); return the path."""
-    return _save(confusion_figure(report, voting=voting), path)
+    return save_figure(confusion_figure(report, voting=voting), path)
 
 
 def confusion_figure(report: dict[str, Any], *, voting: str = "majority") -> Figure:
@@ -323,7 +320,7 @@ def plot_errors(
         fig = Figure(figsize=(5.0, 2.0))
         who = f"{title}: no" if title else "No"
         fig.text(0.5, 0.5, f"{who} misclassified digits\n(0 of {imgs.shape[0]})", ha="center", va="center", fontsize=14)
-        return _save(fig, path, tight=False)
+        return save_figure(fig, path, tight=False)
 
     shown = wrong[:max_images]
     n_cols = min(10, shown.size)
@@ -339,14 +336,14 @@ def plot_errors(
     extra = f" (first {shown.size} shown)" if shown.size < wrong.size else ""
     who = f"{title}: " if title else ""
     fig.suptitle(f"{who}{wrong.size} misclassified of {imgs.shape[0]}{extra}: true→predicted")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_preview(
     originals: ArrayLike, variants: ArrayLike, path: str | os.PathLike, *, titles: list[str] | None = None
 ) -> Path:
     """Save :func:`preview_figure` to ``path`` (PNG, atomically); return the path."""
-    return _save(preview_figure(originals, variants, titles=titles), path)
+    return save_figure(preview_figure(originals, variants, titles=titles), path)
 
 
 def preview_figure(originals: ArrayLike, variants: ArrayLike, *, titles: list[str] | None = None) -> Figure:
@@ -425,6 +422,6 @@ def write_plots(
         "accuracy": plot_member_accuracy(report, out / "accuracy.png"),
         "confusion": plot_confusion(report, out / "confusion.png", voting=voting),
         "errors": plot_errors(images, y_true, y_pred, out / "errors.png", title=f"{voting} vote"),
-        "members_curve": _save(members_curve_figure(report), out / "members_curve.png"),
-        "agreement": _save(agreement_figure(report), out / "agreement.png"),
+        "members_curve": save_figure(members_curve_figure(report), out / "members_curve.png"),
+        "agreement": save_figure(agreement_figure(report), out / "agreement.png"),
     }
