@@ -9,7 +9,10 @@ dtype out), pure functions kept apart from the random draws:
 * :class:`Distortion`, :func:`draw`, :func:`apply`, :func:`distort` -- random
   distortions with explicit ``numpy.random.Generator`` draws;
 * :func:`expand` -- chunked, multi-threaded, seed-reproducible expansion;
-* :func:`view_stack`, :data:`TTA_VIEWS` -- fixed views for test-time augmentation.
+* :func:`view_stack`, :data:`TTA_VIEWS` -- fixed views for test-time augmentation;
+* :func:`deskew`, :func:`width_normalize`, :data:`NORMALIZATIONS`,
+  :func:`normalize` -- deterministic input normalizations (moment deskewing,
+  Ciresan et al.'s width normalization).
 
 Only NumPy, SciPy and (optionally) joblib are used.
 """
@@ -19,6 +22,19 @@ from augment.distortion import ALPHA_RANGE, LIMITS, MAX_SHIFT_RANGE, SIGMA_RANGE
 from augment.draws import Draws, draw, draw_angles, draw_noise, draw_scales, draw_shifts
 from augment.elastic import displacement_fields, elastic_distort
 from augment.expand import BACKENDS, BLOCK_SIZE, block_generator, draw_variants, expand
+from augment.normalize import (
+    INK_THRESHOLD,
+    MNIST_BOX,
+    NORMALIZATIONS,
+    WIDTHS,
+    deskew,
+    get_normalization,
+    ink_box,
+    ink_moments,
+    normalize,
+    skew,
+    width_normalize,
+)
 from augment.pipeline import apply, distort
 from augment.shift import NIELSEN_SHIFTS, nielsen_expand, shift_images
 from augment.smoothing import gaussian_matrix, smooth_fields
@@ -31,9 +47,13 @@ __all__ = [
     "MAX_SHIFT_RANGE",
     "SIGMA_RANGE",
     "BLOCK_SIZE",
+    "INK_THRESHOLD",
+    "MNIST_BOX",
     "NIELSEN_SHIFTS",
+    "NORMALIZATIONS",
     "TRANSFORMS",
     "TTA_VIEWS",
+    "WIDTHS",
     "View",
     "Distortion",
     "Draws",
@@ -42,6 +62,7 @@ __all__ = [
     "apply",
     "apply_view",
     "block_generator",
+    "deskew",
     "displacement_fields",
     "distort",
     "draw",
@@ -53,9 +74,15 @@ __all__ = [
     "elastic_distort",
     "expand",
     "gaussian_matrix",
+    "get_normalization",
+    "ink_box",
+    "ink_moments",
     "nielsen_expand",
+    "normalize",
     "rotate_images",
     "shift_images",
+    "skew",
     "smooth_fields",
     "view_stack",
+    "width_normalize",
 ]
