@@ -146,3 +146,29 @@ def trained_run(tmp_path_factory, tiny_config):
     assert train_ensemble(config, path, log=None).complete
     evaluate_run(path, reload=False, plots=False, log=None)
     return path
+
+
+@pytest.fixture()
+def fake_training(monkeypatch):
+    """``train`` (in-process, sequential) saves UNTRAINED members instead of training them, each with a record
+    matching its files: for the tests whose property is the command's folder handling (resume, grow, options,
+    presets), not the training. Everything around the trainer (locking, claiming, resuming, evaluate) is real.
+    Returns the list of member indices the fake trainer saved, in order."""
+    import ensemble_cnn.training.member as member
+    from ensemble_cnn.config import TrainConfig
+
+    saved: list[int] = []
+
+    def untrained_members(config, runs, run_dir, **_):
+        cfg = TrainConfig.from_dict(config)
+        with np.load(cfg.data) as npz:
+            n_test = len(npz["y_test"])
+        records = []
+        for _, indices in runs:
+            for index in indices:
+                records.append(write_fake_member(Path(run_dir), index, member.build_member(cfg), n_test=n_test))
+                saved.append(index)
+        return records
+
+    monkeypatch.setattr(member, "train_runs", untrained_members)
+    return saved
