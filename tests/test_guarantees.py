@@ -2,7 +2,8 @@
 
 Every case reproduces a way a plausible (or hostile) command used to destroy data, hang
 or end in a traceback; each must now give one line naming what is wrong, a non-zero exit
-code, and leave every file as it was.
+code, and leave every file as it was. Where a case goes through ``train`` for its folder handling (not its
+training), ``fake_training`` saves untrained members in the trainer's place.
 """
 from __future__ import annotations
 
@@ -107,7 +108,7 @@ def test_train_refuses_a_folder_of_the_users_own_files(command, tmp_path, small_
     assert_one_line_error(result, 2, "holds files that are not a run of ensemble-cnn (accuracy.png, report.md)")
 
 
-def test_train_into_an_empty_folder_works(tmp_path, small_mnist_npz):
+def test_train_into_an_empty_folder_works(tmp_path, small_mnist_npz, fake_training):
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(main, ["train", "--data", str(small_mnist_npz), *TINY_ARGS,
                                        "--out", str(tmp_path / "empty")])
@@ -144,7 +145,7 @@ def test_second_train_on_a_busy_folder_stops_at_once_naming_the_holder(tmp_path,
     assert RunFolder(run_dir).holder() is None, "the lock is released at the end"
 
 
-def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, tiny_config):
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, tiny_config, fake_training):
     from ensemble_cnn.training.train import train_ensemble
 
     run_dir = tmp_path / "run"
@@ -420,7 +421,8 @@ def test_evaluate_says_what_was_dropped_and_exits_1_unless_allowed(tmp_path, mak
 
 
 # --------------------------------------------------------------------------- 6. paths
-def test_data_path_is_stored_resolved_and_evaluate_works_from_elsewhere(tmp_path, small_mnist_npz, monkeypatch):
+def test_data_path_is_stored_resolved_and_evaluate_works_from_elsewhere(tmp_path, small_mnist_npz, monkeypatch,
+                                                                         fake_training):
     import shutil
 
     work = tmp_path / "project"
