@@ -185,3 +185,26 @@ def fake_training(monkeypatch):
 
     monkeypatch.setattr(member, "train_runs", untrained_members)
     return saved
+
+
+def subset_run(source: Path, target: Path, indices: list[int]) -> Path:
+    """A new run folder ``target`` holding ``source``'s members ``indices`` renumbered from 0 (their files copied,
+    each with a record matching them): a real trained run of ``len(indices)`` members without training one."""
+    import dataclasses
+    import json
+    import shutil
+
+    from ensemble_cnn.config import TrainConfig
+    from ensemble_cnn.storage.run_folder import RunFolder
+
+    origin, folder = RunFolder(source), RunFolder(target)
+    folder.claim(dataclasses.replace(TrainConfig.load(source / "config.json"), members=len(indices)))
+    file_keys = ("index", "model", "model_sha256", "probabilities", "probabilities_sha256", "history")
+    for new, old in enumerate(indices):
+        files = origin.files(old)
+        record = json.loads(files.record.read_text())
+        folder.write_member(new, save_model=lambda path, model=files.model: shutil.copyfile(model, path),
+                            probabilities=np.load(files.probabilities),
+                            history=json.loads(files.history.read_text()),
+                            details={key: value for key, value in record.items() if key not in file_keys})
+    return target
