@@ -30,6 +30,19 @@ def tiny_args(*, drop: tuple[str, ...] = (), **options: str) -> list[str]:
     return [x for pair in pairs.items() for x in pair]
 
 
+ERROR_GRID = 12  # errors.png panels in the tests' evaluations (the library's default, 100, costs ~2 s a picture)
+
+
+@pytest.fixture(autouse=True)
+def small_error_grids(request, monkeypatch):
+    """Every evaluation in the tests draws ``errors.png`` with ``ERROR_GRID`` panels, not 100: the same code path
+    and file at a fifth of its matplotlib time. test_report.py, which tests the pictures, keeps the default."""
+    if request.module.__name__ != "test_report":
+        from ensemble_cnn.evaluation import plots
+
+        monkeypatch.setitem(plots.plot_errors.__kwdefaults__, "max_images", ERROR_GRID)
+
+
 @pytest.fixture(scope="session")
 def mnist_npz_path() -> Path:
     """Path of the real MNIST; skips when absent, except under CI=true where that fails."""
@@ -146,3 +159,52 @@ def trained_run(tmp_path_factory, tiny_config):
     assert train_ensemble(config, path, log=None).complete
     evaluate_run(path, reload=False, plots=False, log=None)
     return path
+
+
+@pytest.fixture()
+def fake_training(monkeypatch):
+    """``train`` (in-process, sequential) saves UNTRAINED members instead of training them, each with a record
+    matching its files: for the tests whose property is the command's folder handling (resume, grow, options,
+    presets), not the training. Everything around the trainer (locking, claiming, resuming, evaluate) is real.
+    Returns the list of member indices the fake trainer saved, in order."""
+    import ensemble_cnn.training.member as member
+    from ensemble_cnn.config import TrainConfig
+
+    saved: list[int] = []
+
+    def untrained_members(config, runs, run_dir, **_):
+        cfg = TrainConfig.from_dict(config)
+        with np.load(cfg.data) as npz:
+            n_test = len(npz["y_test"])
+        records = []
+        for _, indices in runs:
+            for index in indices:
+                records.append(write_fake_member(Path(run_dir), index, member.build_member(cfg), n_test=n_test))
+                saved.append(index)
+        return records
+
+    monkeypatch.setattr(member, "train_runs", untrained_members)
+    return saved
+
+
+def subset_run(source: Path, target: Path, indices: list[int]) -> Path:
+    """A new run folder ``target`` holding ``source``'s members ``indices`` renumbered from 0 (their files copied,
+    each with a record matching them): a real trained run of ``len(indices)`` members without training one."""
+    import dataclasses
+    import json
+    import shutil
+
+    from ensemble_cnn.config import TrainConfig
+    from ensemble_cnn.storage.run_folder import RunFolder
+
+    origin, folder = RunFolder(source), RunFolder(target)
+    folder.claim(dataclasses.replace(TrainConfig.load(source / "config.json"), members=len(indices)))
+    file_keys = ("index", "model", "model_sha256", "probabilities", "probabilities_sha256", "history")
+    for new, old in enumerate(indices):
+        files = origin.files(old)
+        record = json.loads(files.record.read_text())
+        folder.write_member(new, save_model=lambda path, model=files.model: shutil.copyfile(model, path),
+                            probabilities=np.load(files.probabilities),
+                            history=json.loads(files.history.read_text()),
+                            details={key: value for key, value in record.items() if key not in file_keys})
+    return target

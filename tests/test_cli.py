@@ -81,7 +81,9 @@ def test_bad_input_gives_one_line_error_and_exit_code(runner, args, code, text, 
     assert len(error_lines) == 1
 
 
-def test_train_grow_then_evaluate(runner, small_mnist_npz, tmp_path):
+def test_train_grow_then_evaluate(runner, small_mnist_npz, tmp_path, fake_training):
+    """Growing a run trains only the new member and keeps the others byte for byte (untrained members: the
+    property is the command's, not the training's; the command really trains in test_run_one_shot)."""
     run_dir = tmp_path / "run"
     train = ["train", "--data", str(small_mnist_npz), *TINY_TRAIN, "--out", str(run_dir)]
     result = runner.invoke(main, train)
@@ -96,6 +98,7 @@ def test_train_grow_then_evaluate(runner, small_mnist_npz, tmp_path):
     assert grown.exit_code == 0, grown.output
     assert "members 00, 01 already trained, kept" in grown.output and "(trained 1, kept 2)" in grown.output
     assert (run_dir / "member_01.keras").read_bytes() == kept
+    assert fake_training == [0, 1, 2], "the grown run trained member 02 alone"
     assert len(json.loads((run_dir / "report.json").read_text())["members"]) == 3
 
     evaluated = runner.invoke(main, ["evaluate", "--run", str(run_dir), "--vote", "soft", "--members", "2"])
@@ -151,7 +154,9 @@ def test_defaults_come_from_train_config(runner, command):
     assert "[default: 30; x>=1]" in help_text and "[default: auto]" in help_text
 
 
-def test_preset_is_a_set_of_ordinary_options_that_explicit_ones_override(runner, small_mnist_npz, tmp_path):
+def test_preset_is_a_set_of_ordinary_options_that_explicit_ones_override(runner, small_mnist_npz, tmp_path,
+                                                                        fake_training):
+    """(Untrained members: the property is which options the run gets, not 16 epochs of training.)"""
     from ensemble_cnn.config import PRESETS, TrainConfig
 
     run_dir = tmp_path / "quick"

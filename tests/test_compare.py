@@ -10,15 +10,14 @@ from click.testing import CliRunner
 from cli.main import main
 from ensemble_cnn.evaluation.compare import compare_runs
 from ensemble_cnn.evaluation.stats import mcnemar_exact
-from ensemble_cnn.training.train import train_ensemble
+from conftest import subset_run
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory, tiny_config):
+def two_runs(tmp_path_factory, trained_run):
+    """Two real 2-member runs on the same digits: members 0, 1 and members 1, 2 of the shared trained run."""
     root = tmp_path_factory.mktemp("compare")
-    for seed in (1, 2):
-        assert train_ensemble(tiny_config(members=2, seed=seed), root / f"s{seed}", log=None).complete
-    return root / "s1", root / "s2"
+    return subset_run(trained_run, root / "s1", [0, 1]), subset_run(trained_run, root / "s2", [1, 2])
 
 
 def test_compare_two_real_runs(two_runs):

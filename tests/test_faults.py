@@ -77,7 +77,9 @@ def test_sigkill_mid_run_then_resume(tmp_path, small_mnist_npz):
     assert len(json.loads((run_dir / "report.json").read_text())["members"]) == 3
 
 
-def test_failing_member_does_not_lose_the_others(tmp_path, small_mnist_npz, monkeypatch):
+def test_failing_member_does_not_lose_the_others(tmp_path, small_mnist_npz, monkeypatch, fake_training):
+    """(The members that do not fail are saved untrained by ``fake_training``: the property is what a failure
+    leaves, not the training; a real run killed mid-way is tested above.)"""
     real = ensemble_cnn.training.member.train_runs
 
     def member_1_fails(config, runs, run_dir, **kwargs):

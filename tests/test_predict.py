@@ -187,27 +187,43 @@ def test_predict_bad_options(run_dir, test_digits, tmp_path, args, code, text):
 BLOCK_PACKAGE = "import sys; sys.modules['ensemble_cnn'] = None; sys.modules['cli'] = None\n"
 
 
-@pytest.mark.parametrize("vote", list(VOTES))
-def test_exported_model_equals_evaluate_without_the_package(run_dir, test_digits, tmp_path, vote, small_mnist_npz):
-    out = tmp_path / f"ensemble_{vote}.keras"
-    result = CliRunner().invoke(main, ["export", "--run", str(run_dir), "--out", str(out), "--vote", vote])
-    assert result.exit_code == 0, result.output
+@pytest.fixture(scope="module")
+def exported_without_the_package(run_dir, small_mnist_npz, tmp_path_factory):
+    """Every vote exported by the command line, then ALL the exports run in ONE fresh process that cannot
+    import the package (one TensorFlow start-up instead of one per vote): vote -> (export result, process,
+    the folder holding that vote's vote.npy and members.npy)."""
+    root = tmp_path_factory.mktemp("exported")
+    exports = {}
+    for vote in VOTES:
+        out = root / f"ensemble_{vote}.keras"
+        exports[vote] = (CliRunner().invoke(main, ["export", "--run", str(run_dir), "--out", str(out),
+                                                   "--vote", vote]), out, root / vote)
+        (root / vote).mkdir()
+    models = {str(out): str(folder) for result, out, folder in exports.values() if result.exit_code == 0}
     script = BLOCK_PACKAGE + f"""
 import os, json
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, keras
-model = keras.saving.load_model({str(out)!r}, safe_mode=True)
 x = np.load({str(small_mnist_npz)!r})["x_test"]
-out = model.predict(x, batch_size=500, verbose=0)
-np.save({str(tmp_path / 'vote.npy')!r}, out["vote"]); np.save({str(tmp_path / 'members.npy')!r}, out["members"])
+for path, folder in {models!r}.items():
+    model = keras.saving.load_model(path, safe_mode=True)
+    out = model.predict(x, batch_size=500, verbose=0)
+    np.save(os.path.join(folder, 'vote.npy'), out["vote"]); np.save(os.path.join(folder, 'members.npy'), out["members"])
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=300,
                           env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    return {vote: (result, done, folder) for vote, (result, _, folder) in exports.items()}
+
+
+@pytest.mark.parametrize("vote", list(VOTES))
+def test_exported_model_equals_evaluate_without_the_package(run_dir, test_digits, vote, exported_without_the_package):
+    result, done, folder = exported_without_the_package[vote]
+    assert result.exit_code == 0, result.output
     assert done.returncode == 0, done.stderr[-3000:]
-    members = np.load(tmp_path / "members.npy")
+    members = np.load(folder / "members.npy")
     saved = saved_probabilities(run_dir)
     np.testing.assert_allclose(members, saved.transpose(1, 0, 2), atol=1e-5)
-    exported = np.load(tmp_path / "vote.npy").argmax(axis=1)
+    exported = np.load(folder / "vote.npy").argmax(axis=1)
     expected = VOTES[vote].labels(members.transpose(1, 0, 2))
     assert np.array_equal(exported, expected), f"{vote}: {np.sum(exported != expected)} digits differ"
     report = json.loads((run_dir / "report.json").read_text())

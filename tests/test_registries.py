@@ -18,7 +18,7 @@ Walked, on a few hundred real MNIST digits (``small_mnist_npz``, ``tiny_config``
   recipe's member count, from the right training runs, with distinct weights;
 * every vote goes through ``evaluate`` (:func:`evaluate_run`), ``predict`` and ``export``
   (the command line, ``--vote NAME``) and ``serve`` (the real HTTP server on an ephemeral
-  port), all on ONE module-scoped 2-member run trained enough to read digits.
+  port), all on ONE 2-member run trained enough to read digits (two members of the session's trained run).
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import main
+from conftest import subset_run
 from ensemble_cnn.inference.ensemble import Ensemble
 from ensemble_cnn.evaluation.evaluate import evaluate_run
 from ensemble_cnn.inference.export import export_ensemble
@@ -165,13 +166,10 @@ def test_recipe_trains_its_members(name: str, tiny_config: Callable, tmp_path: P
 
 # --------------------------------------------------------------------------- votes
 @pytest.fixture(scope="module")
-def voted_run(tmp_path_factory: pytest.TempPathFactory, tiny_config: Callable) -> Path:
-    """One real 2-member run shared by every vote's tests (nielsen at width 0.5, 2 epochs on 950 digits:
-    ~70% of the test digits, measured; its members disagree on a fifth of them, the votes on ~1%)."""
-    run_dir = tmp_path_factory.mktemp("votes") / "run"
-    config = tiny_config(members=2, epochs=2, width=0.5, limit=1000, val_size=50)
-    assert train_ensemble(config, run_dir, log=None).complete
-    return run_dir
+def voted_run(tmp_path_factory: pytest.TempPathFactory, trained_run: Path) -> Path:
+    """One real 2-member run shared by every vote's tests: the first two members of the session's trained run
+    (copied, not trained again)."""
+    return subset_run(trained_run, tmp_path_factory.mktemp("votes") / "run", [0, 1])
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_ARGS, tiny_args
+from conftest import TINY_ARGS
 from ensemble_cnn import runtime
 from ensemble_cnn.training.execution import Execution
 
@@ -26,10 +26,13 @@ def run_cli(args: list[str], *, env_extra: dict[str, str], drop: tuple[str, ...]
 
 @pytest.fixture(scope="module")
 def quiet_and_verbose_runs(small_mnist_npz, tmp_path_factory):
-    """The same 2-member run in 2 worker processes, quiet (default) and --verbose."""
+    """The same 2-member, 2-epoch run in 2 worker processes, quiet (default) and --verbose (in subprocesses, so
+    that the workers' own output is in their stdout: loky may reuse workers started by earlier tests, whose
+    output pytest's fd capture would not attribute to a test)."""
     root = tmp_path_factory.mktemp("runtime")
     parallel = [arg for arg in TINY_ARGS if arg not in ("--mode", "sequential", "--jobs", "1")]
-    common = ["--data", str(small_mnist_npz), *parallel, "--members", "2", "--mode", "processes", "--jobs", "2"]
+    common = ["--data", str(small_mnist_npz), *parallel, "--members", "2", "--epochs", "2", "--mode", "processes",
+              "--jobs", "2"]
     quiet = run_cli(["train", *common, "--out", str(root / "quiet")], env_extra={})
     verbose = run_cli(["--verbose", "train", *common, "--out", str(root / "verbose")], env_extra={})
     return quiet, verbose
@@ -108,15 +111,9 @@ def test_train_prints_an_estimated_finish_after_the_first_epoch(tiny_config, tmp
     assert lines.index(estimates[0]) == first_epoch + 1
 
 
-def test_two_workers_print_the_finish_estimate_once(small_mnist_npz, tmp_path):
-    """Both workers train in the first round; only one of them announces the run's finish time.
-
-    A subprocess, so that the workers' own output is in its stdout (loky may reuse workers
-    started by earlier tests, whose output pytest's fd capture would not attribute here).
-    """
-    args = ["train", "--data", str(small_mnist_npz), *tiny_args(epochs="2", members="2", mode="processes", jobs="2"),
-            "--out", str(tmp_path / "run")]
-    result = run_cli(args, env_extra={})
+def test_two_workers_print_the_finish_estimate_once(quiet_and_verbose_runs):
+    """Both workers train in the first round; only one of them announces the run's finish time."""
+    result, _ = quiet_and_verbose_runs
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     assert sum("epoch   1/2" in line for line in lines) == 2, result.stdout
