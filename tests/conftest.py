@@ -30,19 +30,6 @@ def tiny_args(*, drop: tuple[str, ...] = (), **options: str) -> list[str]:
     return [x for pair in pairs.items() for x in pair]
 
 
-ERROR_GRID = 12  # errors.png panels in the tests' evaluations (the library's default, 100, costs ~2 s a picture)
-
-
-@pytest.fixture(autouse=True)
-def small_error_grids(request, monkeypatch):
-    """Every evaluation in the tests draws ``errors.png`` with ``ERROR_GRID`` panels, not 100: the same code path
-    and file at a fifth of its matplotlib time. test_report.py, which tests the pictures, keeps the default."""
-    if request.module.__name__ != "test_report":
-        from ensemble_cnn.evaluation import plots
-
-        monkeypatch.setitem(plots.plot_errors.__kwdefaults__, "max_images", ERROR_GRID)
-
-
 @pytest.fixture(scope="session")
 def mnist_npz_path() -> Path:
     """Path of the real MNIST; skips when absent, except under CI=true where that fails."""
