@@ -2,7 +2,7 @@
 
 A view is a whole-pixel shift ``(dy, dx)`` followed by a rotation of ``angle``
 degrees about the centre. A classifier's probabilities are averaged over the views
-of each digit; which views help is measured on validation digits (see the README).
+of each digit; which views help is measured on validation digits (see docs/results.md).
 Nothing here draws random numbers: the same images give the same views.
 """
 

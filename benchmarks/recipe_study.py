@@ -21,7 +21,7 @@ Protocol (honest: nothing is chosen on the test set):
   CPU class and whether other work shared the cores (``--shared`` marks it).
 
 Results go to ``artifacts/study/results.jsonl`` (one line per run, never rewritten);
-``table`` prints them as the README's Markdown table.
+``table`` prints them as the Markdown table of docs/results.md.
 """
 from __future__ import annotations
 

@@ -205,7 +205,7 @@ def training_options(func):
         click.option("--members", "-k", type=click.IntRange(1, MAX_MEMBERS), default=d("members"),
                      help="Ensemble members K. On a finished run, a larger K keeps its members and trains the rest."),
         click.option("--arch", type=click.Choice(ARCHITECTURES), default=d("arch"),
-                     help="Member architecture (see the README's Models)."),
+                     help="Member architecture (see docs/design.md, Models)."),
         click.option("--recipe", type=click.Choice(list(RECIPES)), default=d("recipe"),
                      help="How one member trains: " + "; ".join(f"{n}: {r.description}" for n, r in RECIPES.items())),
         click.option("--epochs", "-e", type=click.IntRange(min=1), default=d("epochs"), help="Epochs per member."),

@@ -51,7 +51,7 @@ TRAIN_DISTORTION = {
 
 # Named presets: each is a set of ordinary scalar TrainConfig fields (what `--preset NAME` sets, unless
 # an option given on the command line says otherwise; in Python: TrainConfig(**PRESETS[name], preset=name)). "default" is TrainConfig() itself. The figures
-# behind them are in the README's Results (benchmarks/recipe_study.py, decided on validation).
+# behind them are in docs/results.md (benchmarks/recipe_study.py, decided on validation).
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"members": 2, "epochs": 16},
     "default": {},

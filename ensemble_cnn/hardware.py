@@ -1,6 +1,6 @@
 """What the machine offers, and the training defaults that measured fastest on it.
 
-See ``benchmarks/bench_train.py`` and the README's results table for the
+See ``benchmarks/bench_train.py`` and docs/results.md for the
 measurements behind these defaults.
 """
 from __future__ import annotations

@@ -123,7 +123,7 @@ def ema_momentum(cfg: "TrainConfig", *, steps_per_epoch: int, span_epochs: int |
 
     Keras' average starts at the initial weights and has no warm-up, so on a short run
     (a few hundred steps) momentum 0.999 would keep mostly the untrained initial weights.
-    The cap ``1 - 1 / (0.5 * total_steps)`` leaves every run of the README untouched (the
+    The cap ``1 - 1 / (0.5 * total_steps)`` leaves every run of docs/results.md untouched (the
     default's 30 epochs of 55,000 digits at batch 128 are 12,900 steps: cap 0.99984; the
     recipe study's shortest screen, 2,816 steps: 0.99929) and lets a 2-epoch look learn
     (measured, 2 epochs on 1,800 digits at width 0.5: 81.0% test accuracy with the cap,
