@@ -85,6 +85,9 @@ CANDIDATES: dict[str, list[str]] = {
                             "--ema", "0", "--label-smoothing", "0.1", "--checkpoint", "last", *MILD],
     # FGE: 3 members per run, at epochs 12, 14, 16 (run with --members 6: 2 runs, the screen's compute)
     "nielsen-fge-mild": ["--arch", "nielsen", "--recipe", "fge", "--epochs", "16", *COS_EMA_LS, *MILD],
+    # round 4 (issue 23 b): wider nielsen members, same recipe and epochs (2.25x and 4x the multiply-adds per digit)
+    "nielsen-w15-cos-ema-ls-mild": ["--arch", "nielsen", "--width", "1.5", "--epochs", "16", *COS_EMA_LS, *MILD],
+    "nielsen-w20-cos-ema-ls-mild": ["--arch", "nielsen", "--width", "2", "--epochs", "16", *COS_EMA_LS, *MILD],
     "deotte50-std": ["--arch", "deotte", "--width", "0.5", "--epochs", "10", *STANDARD, *MEDIUM],
     "deotte50-cos-ema": ["--arch", "deotte", "--width", "0.5", "--epochs", "10", *COS_EMA, *MEDIUM],
     "an5q-std": ["--arch", "an5", "--width", "0.25", "--epochs", "9", *STANDARD, *MEDIUM],
