@@ -12,7 +12,7 @@ import click
 from click.core import ParameterSource
 
 from augment import LIMITS, TRANSFORMS as TRANSFORM_NAMES
-from augment import TTA_VIEWS, Distortion
+from augment import NORMALIZATIONS, TTA_VIEWS, Distortion
 from ensemble_cnn.config import (
     AUGMENTATIONS, BACKENDS, CHECKPOINTS, MAX_MEMBERS, MAX_SEED, MODES, PRECISIONS, PRESETS, SCHEDULES,
     field_default, option_name,
@@ -229,6 +229,13 @@ def training_options(func):
                      help="Channel/unit multiplier."),
         click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=d("dropout"),
                      help="Dropout rate everywhere [default: the architecture's own]."),
+        click.option("--normalize", type=click.Choice(list(NORMALIZATIONS)), default=d("normalize"),
+                     help="Input normalization of every digit the members see (training and every prediction): "
+                          "none, deskew (sheared upright by its moments) or width-W (the ink's box W x 20 pixels)."),
+        click.option("--plan", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                     help="A member plan (TOML): [[members]] groups, each with a count and member settings (arch, "
+                          "width, normalize, epochs, ...) over these options; --members is then the plan's total. "
+                          "See docs/plan.md."),
         click.option("--augment", "augmentation", type=click.Choice(AUGMENTATIONS), default=d("augmentation"),
                      help="On-the-fly augmentation: fresh random distortions every epoch, or none."),
         click.option("--val-size", type=click.IntRange(min=0), default=d("val_size"),
@@ -279,6 +286,7 @@ def _apply_preset(opts: dict) -> dict:
 
 def _train_config(opts: dict):
     from ensemble_cnn.config import TrainConfig
+    from ensemble_cnn.plan import PlanError, read_plan
 
     opts = _apply_preset(opts)
     if opts["data"] is not None and opts["expanded"] is not None:
@@ -290,9 +298,21 @@ def _train_config(opts: dict):
                                  "--mode processes or fused", param_hint="--mode")
     distortion = _distortion(opts["transforms"], opts["max_shift"], opts["max_rotation"], opts["max_scale"],
                              opts["alpha"], opts["sigma"])
+    plan, members = None, opts["members"]
+    if opts["plan"] is not None:
+        try:
+            plan = read_plan(opts["plan"])
+        except PlanError as exc:
+            raise click.BadParameter(_one_line(exc), param_hint="--plan") from None
+        total = sum(group["count"] for group in plan if isinstance(group.get("count"), int))
+        if click.get_current_context().get_parameter_source("members") == ParameterSource.COMMANDLINE \
+                and members != total:
+            raise click.UsageError(f"--members {members} differs from the plan's total ({total} in {opts['plan']}); "
+                                   "leave --members out with --plan")
+        members = total
     try:
         return TrainConfig(
-            arch=opts["arch"], members=opts["members"], recipe=opts["recipe"], epochs=opts["epochs"],
+            arch=opts["arch"], members=members, normalize=opts["normalize"], plan=plan, recipe=opts["recipe"], epochs=opts["epochs"],
             batch_size=opts["batch_size"], learning_rate=opts["lr"], final_lr_fraction=opts["final_lr_fraction"],
             schedule=opts["schedule"], ema=opts["ema"], label_smoothing=opts["label_smoothing"],
             checkpoint=opts["checkpoint"],
@@ -305,6 +325,8 @@ def _train_config(opts: dict):
             backend=opts["backend"], scheduler=opts["scheduler"], deterministic=opts["deterministic"],
             preset=opts["preset"],
         )
+    except PlanError as exc:
+        raise click.BadParameter(f"{opts['plan']}: {_one_line(exc)}", param_hint="--plan") from None
     except ValueError as exc:
         raise click.UsageError(_option_message(_one_line(exc))) from None
 

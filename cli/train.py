@@ -11,7 +11,8 @@ from .common import DEFAULT_ARTIFACTS, _library_errors, _train_config, training_
 def _run_dir(config, out: Path | None) -> Path:
     if out is not None:
         return out
-    return DEFAULT_ARTIFACTS / "runs" / f"{config.arch}-k{config.members}-s{config.seed}"
+    kind = "plan" if config.plan is not None else config.arch
+    return DEFAULT_ARTIFACTS / "runs" / f"{kind}-k{config.members}-s{config.seed}"
 
 
 def _train_and_report(config, run_dir: Path, *, preview: bool = False) -> None:

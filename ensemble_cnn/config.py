@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from augment.normalize import NORMALIZATIONS
 from ensemble_cnn.errors import first_line
 from ensemble_cnn.models import ARCHITECTURES
+from ensemble_cnn.plan import MEMBER_FIELDS, PlanError, canonical_plan, member_groups, plan_differences
 from ensemble_cnn.training.recipes import RECIPES
 
 AUGMENTATIONS = ("distort", "none")
@@ -64,7 +66,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 EXECUTION_FIELDS = ("jobs", "mode", "backend", "scheduler", "deterministic", "precision", "jit_compile", "preset")
 # Neither recipe nor execution: how many members the folder holds, and where the data
 # was read from (its content is in ``data_fingerprint``).
-SIZE_AND_PATH_FIELDS = ("members", "data", "expanded")
+SIZE_AND_PATH_FIELDS = ("members", "data", "expanded", "plan")
+# What a member's record and report entry say of its settings (beside its group's name).
+SPEC_FIELDS = ("arch", "width", "dropout", "normalize", "epochs")
 
 # The command-line option of each field, for messages.
 OPTION_NAMES = {
@@ -111,6 +115,11 @@ class TrainConfig:
         epoch (then ``val_size=0`` trains on every training digit).
     width, dropout : float, float or None
         Model width multiplier and dropout override (see :func:`build_model`).
+    normalize : str
+        Input normalization of every digit the member sees, in training and in every
+        prediction: ``none``, ``deskew`` (shear upright by the second moments) or
+        ``width-W`` for W in 8..20 (the ink's box scaled to W x 20 pixels), a name in
+        :data:`augment.NORMALIZATIONS`. Applied before the training distortions.
     augmentation : {"distort", "none"}
         On-the-fly augmentation: fresh random distortions (``distortion``) of every
         training image in every epoch, or none.
@@ -161,6 +170,12 @@ class TrainConfig:
     preset : str or None
         The preset the run was started from (:data:`PRESETS`; informative: the fields
         themselves say what was trained).
+    plan : list of dict or None
+        A member plan (:mod:`ensemble_cnn.plan`): groups ``{"name", "count", **settings}``
+        whose members differ from the base options in the settings given
+        (:data:`ensemble_cnn.plan.MEMBER_FIELDS`); ``members`` is then the plan's total.
+        ``None``: every member is the base config. Stored canonical: every group named,
+        numbers as floats where the field is one, ``distortion`` as the fields given.
     """
 
     arch: str = "nielsen"
@@ -176,6 +191,7 @@ class TrainConfig:
     checkpoint: str = "last"
     width: float = 1.0
     dropout: float | None = None
+    normalize: str = "none"
     augmentation: str = "distort"
     distortion: dict = field(default_factory=lambda: dict(TRAIN_DISTORTION))
     val_size: int = 5000
@@ -193,6 +209,7 @@ class TrainConfig:
     deterministic: bool = False
     jit_compile: bool = False
     preset: str | None = None
+    plan: list | None = None
 
     def __post_init__(self) -> None:
         for name in ("data", "expanded"):  # a Path in Python, a string in config.json
@@ -200,6 +217,8 @@ class TrainConfig:
             if isinstance(value, os.PathLike):
                 object.__setattr__(self, name, os.fspath(value))
         _check_types(self)
+        if self.plan is not None:  # the plan's own shape and counts first: they decide what members must be
+            canonical_plan(self.plan, max_members=MAX_MEMBERS)
         _check(self.arch in ARCHITECTURES, "arch", f"one of {', '.join(ARCHITECTURES)}", self.arch)
         _check(self.recipe in RECIPES, "recipe", f"one of {', '.join(RECIPES)}", self.recipe)
         _check(_is_int(self.members) and 1 <= self.members <= MAX_MEMBERS, "members",
@@ -236,8 +255,76 @@ class TrainConfig:
         _check(self.scheduler is None or (self.backend != "loky" and bool(self.scheduler.strip())), "scheduler",
                "the address of a dask or ray cluster (with backend dask or ray)", self.scheduler)
         _check(self.preset is None or self.preset in PRESETS, "preset", f"one of {', '.join(PRESETS)}", self.preset)
+        _check(self.normalize in NORMALIZATIONS, "normalize", f"none, deskew or width-W for W in 8..20",
+               self.normalize)
         RECIPES[self.recipe].check(self)
         object.__setattr__(self, "distortion", self._canonical_distortion())
+        if self.plan is not None:
+            self._check_plan()
+
+    # ------------------------------------------------------------------ the member plan
+    def _check_plan(self) -> None:
+        """Canonicalize the plan; check its total against ``members`` and every group's settings."""
+        plan = canonical_plan(self.plan, max_members=MAX_MEMBERS, canonical=self._canonical_settings)
+        total = sum(group["count"] for group in plan)
+        if self.members != total:
+            raise PlanError(f"members must be the plan's total ({total}), got {self.members}")
+        per_run = RECIPES[self.recipe].members_per_run
+        for group in plan:
+            if group["count"] % per_run:
+                raise PlanError(f"plan group {group['name']!r}: count must be a multiple of {per_run} "
+                                f"(recipe {self.recipe} gives {per_run} members per training run)")
+        object.__setattr__(self, "plan", plan)
+
+    def _group_config(self, settings: dict[str, Any]) -> "TrainConfig":
+        """The base config with a group's settings (``distortion``: merged over the base's)."""
+        changes = dict(settings)
+        if "distortion" in changes:
+            changes["distortion"] = {**(self.distortion or TRAIN_DISTORTION), **changes["distortion"]}
+        elif changes.get("augmentation") == "distort" and not self.distortion:
+            changes["distortion"] = dict(TRAIN_DISTORTION)
+        return dataclasses.replace(self, plan=None, **changes)
+
+    def _canonical_settings(self, position: int, settings: dict[str, Any]) -> dict[str, Any]:
+        """A group's settings checked (its member config built) and in canonical form."""
+        try:
+            member = self._group_config(settings)
+        except (ValueError, TypeError) as exc:
+            raise PlanError(f"plan group {position}: {first_line(exc)}") from None
+        canonical = {}
+        if settings.get("distortion") == {}:
+            settings = {k: v for k, v in settings.items() if k != "distortion"}  # nothing merged: no setting
+        if "distortion" in settings and member.augmentation == "none":
+            raise PlanError(f"plan group {position}: distortion needs augmentation distort (the group's members "
+                            "train without distortion)")
+        for key, value in settings.items():
+            if key == "distortion":
+                canonical[key] = {name: member.distortion[name] for name in value if name in member.distortion}
+            else:
+                value = getattr(member, key)
+                is_float = "float" in str(TrainConfig.__dataclass_fields__[key].type)
+                canonical[key] = float(value) if is_float and _is_int(value) else value
+        return canonical
+
+    def member_config(self, index: int) -> "TrainConfig":
+        """Member ``index``'s own config: the base with its plan group's settings (the config itself without a plan)."""
+        if self.plan is None:
+            return self
+        group = self.plan[member_groups(self.plan)[index]]
+        return self._group_config({k: v for k, v in group.items() if k not in ("name", "count")})
+
+    def group_of(self, index: int) -> str:
+        """The name of member ``index``'s plan group (``base`` without a plan)."""
+        return "base" if self.plan is None else self.plan[member_groups(self.plan)[index]]["name"]
+
+    def member_spec(self, index: int) -> dict[str, Any]:
+        """What member ``index`` is: its group and its :data:`SPEC_FIELDS` (for its record and the report)."""
+        member = self.member_config(index)
+        return {"group": self.group_of(index), **{key: getattr(member, key) for key in SPEC_FIELDS}}
+
+    def plan_differences(self, other: "TrainConfig") -> list[str]:
+        """Why a folder holding ``other`` cannot hold this run's members (see :func:`ensemble_cnn.plan.plan_differences`)."""
+        return plan_differences(self.plan, self.members, other.plan, other.members)
 
     def _canonical_distortion(self) -> dict:
         """The distortion validated now (not inside a worker), in canonical form; ``{}`` without augmentation."""
@@ -286,7 +373,7 @@ class TrainConfig:
             f"{option_name(key)} ({_show(theirs.get(key))} in the folder, {_show(value)} asked)"
             for key, value in mine.items()
             if theirs.get(key) != value
-        ]
+        ] + self.plan_differences(other)
 
 
 def option_name(field_name: str) -> str:
@@ -328,6 +415,7 @@ _TYPE_TESTS = {
     "float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
     "bool": ("true or false", lambda v: isinstance(v, bool)),
     "dict": ("an object", lambda v: isinstance(v, dict)),
+    "list": ("a list", lambda v: isinstance(v, list)),
     "None": ("null", lambda v: v is None),
 }
 

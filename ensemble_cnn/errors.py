@@ -40,6 +40,10 @@ class RunFolderBusy(RunFolderError):
     """Another train/run holds the run folder's lock."""
 
 
+class ExportError(EnsembleCnnError, ValueError):
+    """An ensemble that cannot be exported as a plain Keras model (e.g. a member with an input normalization)."""
+
+
 class BackendError(EnsembleCnnError, RuntimeError):
     """The execution engine (dask, ray) is not installed or cannot be reached."""
 

@@ -40,6 +40,32 @@ from ensemble_cnn.errors import RunFolderError, UnsafeMemberError, first_line
 INPUT_SHAPE = (28, 28)
 N_CLASSES = 10
 
+# Multiply-adds per digit of each architecture at width 1 (convolutions and dense layers, counted by
+# count_multiply_adds on the built models; tests/test_registries.py checks the table against it).
+MULTIPLY_ADDS = {
+    "nielsen": 3.218e6, "keras": 11.992e6, "deotte": 15.163e6, "an3": 173.384e6, "an5": 137.370e6, "an7": 148.385e6,
+}
+
+
+def multiply_adds(arch: str, width: float = 1.0) -> float:
+    """Estimated multiply-adds per digit of ``arch`` at ``width`` (the width-1 count times ``width**2``;
+    within ~15% for widths 0.5..2, where the first convolution grows only linearly). No TensorFlow."""
+    return MULTIPLY_ADDS[arch] * width ** 2
+
+
+def count_multiply_adds(model) -> int:
+    """Multiply-adds per digit of a built Keras model: its Conv2D and Dense layers (the rest is negligible)."""
+    import keras
+
+    total = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.Conv2D):
+            rows, cols, channels = layer.output.shape[1:]
+            total += rows * cols * channels * int(layer.kernel.shape[0] * layer.kernel.shape[1] * layer.kernel.shape[2])
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(layer.kernel.shape[0] * layer.kernel.shape[1])
+    return int(total)
+
 
 def build_model(arch: str, *, width: float = 1.0, dropout: float | None = None, name: str | None = None):
     """Build an uncompiled Keras model.

@@ -84,6 +84,27 @@ def test_every_architecture_is_a_distinct_net() -> None:
     assert len(set(sizes.values())) == len(sizes), f"two architectures build the same net: {sizes}"
 
 
+def test_multiply_adds_table_matches_the_built_nets() -> None:
+    """MULTIPLY_ADDS (width 1) is what count_multiply_adds counts on every built net, and multiply_adds' width**2
+    scaling is within 15% at width 1.5; the counter itself on a net whose count is known by hand."""
+    import keras
+
+    from ensemble_cnn.models import MULTIPLY_ADDS, count_multiply_adds, multiply_adds
+
+    inputs = keras.Input((28, 28, 1))
+    hidden = keras.layers.Conv2D(4, 3)(inputs)  # 26 x 26 x 4 outputs, 3 x 3 x 1 each
+    hidden = keras.layers.Conv2D(2, 5, padding="same")(hidden)  # 26 x 26 x 2 outputs, 5 x 5 x 4 each
+    outputs = keras.layers.Dense(10)(keras.layers.Flatten()(keras.layers.MaxPooling2D(2)(hidden)))  # 338 -> 10
+    assert count_multiply_adds(keras.Model(inputs, outputs)) == 26 * 26 * 4 * 9 + 26 * 26 * 2 * 100 + 338 * 10
+    assert set(MULTIPLY_ADDS) == set(ARCHITECTURES)
+    for arch in ARCHITECTURES:
+        counted = count_multiply_adds(build_model(arch))
+        assert counted == pytest.approx(MULTIPLY_ADDS[arch], rel=1e-3), arch
+        assert multiply_adds(arch) == MULTIPLY_ADDS[arch]
+        wide = count_multiply_adds(build_model(arch, width=1.5))
+        assert multiply_adds(arch, 1.5) == pytest.approx(wide, rel=0.15), arch
+
+
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_architecture_trains_saves_loads_and_exports(arch: str, tiny_config: Callable, small_mnist_npz: Path,
                                                      tmp_path: Path) -> None:

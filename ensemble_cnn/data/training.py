@@ -1,6 +1,7 @@
 """What one member trains and validates on: the data split and the batch stream."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -55,6 +56,19 @@ def load_pool(*, data: str | None, expanded: str | None, limit: int | None) -> T
         mnist = MnistData(mnist.x_train[keep], mnist.y_train[keep], mnist.x_test, mnist.y_test, mnist.source)
         source_index, variant = source_index[keep], variant[keep]
     return TrainingPool(mnist, source_index, variant, int(source_index.max()) + 1)
+
+
+def normalized_pool(pool: TrainingPool, normalize: str) -> TrainingPool:
+    """``pool`` with every training and test digit under the input normalization ``normalize``.
+
+    ``"none"`` returns ``pool`` itself; otherwise a new pool (labels and provenance
+    shared). See :func:`augment.normalize`.
+    """
+    if normalize == "none":
+        return pool
+    data = dataclasses.replace(pool.data, x_train=augment.normalize(pool.data.x_train, normalize),
+                               x_test=augment.normalize(pool.data.x_test, normalize))
+    return dataclasses.replace(pool, data=data)
 
 
 def data_fingerprint(pool: TrainingPool) -> str:

@@ -12,7 +12,7 @@ from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.data.mnist import MnistData, load_mnist
 from ensemble_cnn.deprecation import renamed_keyword
 from ensemble_cnn.inference.ensemble import (
-    Ensemble, check_members, check_tta, digit_views, member_count, usable_records,
+    DigitViews, Ensemble, check_members, check_tta, member_count, usable_records,
 )
 from ensemble_cnn.errors import RunFolderError, UnsafeMemberError, first_line
 from ensemble_cnn.models import load_member  # noqa: F401 (load_member: API)
@@ -38,19 +38,20 @@ def member_probabilities(
     (averaged over the ``tta`` views of each digit); ``False`` reads the probabilities
     saved at training time (their sha256 is checked by the record).
     """
-    views = digit_views(test.x_test, tta) if reload else None  # made once, shared by the members
+    views = DigitViews(test.x_test, tta) if reload else None  # made once per normalization, shared
     return np.stack([member_test_probabilities(folder, record, test, reload=reload, tta=tta, views=views)
                      for record in records])
 
 
 def member_test_probabilities(
     folder: RunFolder, record: dict[str, Any], test: MnistData, *, reload: bool, tta: str = "none",
-    views: np.ndarray | None = None,
+    views: DigitViews | None = None,
 ) -> np.ndarray:
     """One member's test-set probabilities, shape (N, 10).
 
-    ``views``: :func:`ensemble_cnn.inference.ensemble.digit_views` of ``test.x_test`` under ``tta``,
-    when the caller made them once for several members (default: made here).
+    The member sees the test digits under its own input normalization (its plan group's).
+    ``views``: a :class:`~ensemble_cnn.inference.ensemble.DigitViews` of ``test.x_test`` under
+    ``tta``, when the caller made it once for several members (default: made here).
 
     Raises
     ------
@@ -69,8 +70,7 @@ def member_test_probabilities(
         path = folder.resolve(record["model"])
         member = Ensemble.from_records(folder, [record], tta=tta)
         try:
-            probabilities = member.view_probabilities(
-                digit_views(test.x_test, tta) if views is None else views)[0]
+            probabilities = member.view_probabilities(DigitViews(test.x_test, tta) if views is None else views)[0]
         except RunFolderError as exc:
             raise RunFolderError(f"{path}: {str(exc).split(': ', 1)[-1]}") from None
     else:
@@ -142,7 +142,7 @@ def evaluate_run(
     """
     from ensemble_cnn.evaluation.plots import write_plots
     from ensemble_cnn.evaluation.render import format_table, write_report
-    from ensemble_cnn.evaluation.report import build_report
+    from ensemble_cnn.evaluation.report import build_report, group_summaries
 
     rule = get_vote(voting)
     if members is not None:
@@ -163,7 +163,7 @@ def evaluate_run(
     test = test_split(config, data)
     stacks, records = [], []
     predicting = time.perf_counter()
-    views = digit_views(test.x_test, tta) if reload else None  # made once, shared by the members
+    views = DigitViews(test.x_test, tta) if reload else None  # made once per normalization, shared
     for record in complete:
         try:
             stacks.append(member_test_probabilities(folder, record, test, reload=reload, tta=tta, views=views))
@@ -180,12 +180,15 @@ def evaluate_run(
     probabilities = np.stack(stacks)
     names = [member_stem(r["index"]) for r in records]
     report = build_report(probabilities, test.y_test, member_names=names)
-    for scored, record in zip(report["members"], records):
+    specs = [config.member_spec(record["index"]) for record in records]
+    for scored, record, spec in zip(report["members"], records, specs):
         scored.update(
             best_epoch=record["best_epoch"],
             val_accuracy=record["val_accuracy"],
             train_seconds=record["train_seconds"],
+            spec=spec,
         )
+    report["groups"] = group_summaries(probabilities, test.y_test, specs, names)
     report["vote_shown"] = voting
     report["members_asked"] = count
     report["missing_members"] = sorted(dropped)

@@ -68,14 +68,16 @@ def write_training_preview(config, path: str | Path, *, member: int = 0, epochs:
 
     from ensemble_cnn.evaluation.plots import plot_preview
     from ensemble_cnn.training.recipes import get_recipe
-    from ensemble_cnn.training.member import plan_run, run_of
-    from ensemble_cnn.data.training import distorted_views, load_pool
+    from ensemble_cnn.training.member import plan_run, run_config, run_of
+    from ensemble_cnn.data.training import distorted_views, load_pool, normalized_pool
 
-    pool = load_pool(data=config.data, expanded=config.expanded, limit=config.limit)
-    plan = plan_run(config, run_of(member, get_recipe(config.recipe)), pool)
+    run = run_of(member, get_recipe(config.recipe))
+    own = run_config(config, run)  # the member's plan group's settings (its normalization, distortion, ...)
+    pool = normalized_pool(load_pool(data=config.data, expanded=config.expanded, limit=config.limit), own.normalize)
+    plan = plan_run(own, run, pool)
     rows = one_per_class(plan.y_train)
-    shown = min(epochs, config.epochs)
-    views = distorted_views(plan.x_train, rows, batch_size=config.batch_size, epochs=shown, seed=plan.seed,
-                            distortion=Distortion.from_dict(config.distortion))
+    shown = min(epochs, own.epochs)
+    views = distorted_views(plan.x_train, rows, batch_size=own.batch_size, epochs=shown, seed=plan.seed,
+                            distortion=Distortion.from_dict(own.distortion))
     titles = ["original"] + [f"epoch {e + 1}" for e in range(shown)]
     return plot_preview(plan.x_train[rows], views, path, titles=titles)

@@ -100,6 +100,28 @@ def _tta_note(report: dict[str, Any]) -> str:
             f"{tta['predict_seconds']:.1f} s to load the members and predict)")
 
 
+def _group_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per member-plan group (only when the run has more than one)."""
+    groups = report.get("groups") or []
+    if len(groups) < 2:
+        return []
+    votes = [name for name in report["ensemble"] if f"{name}_accuracy" in groups[0]]
+    return [(g["name"], str(len(g["members"])), f"{100 * g['mean']:.2f} ± {100 * g['std']:.2f} %",
+             *(_pct(g[f"{v}_accuracy"]) for v in votes)) for g in groups]
+
+
+def _group_lines(report: dict[str, Any]) -> list[str]:
+    rows = _group_rows(report)
+    if not rows:
+        return []
+    votes = [name for name in report["ensemble"] if f"{name}_accuracy" in report["groups"][0]]
+    return ["## Groups", "",
+            "The member plan's groups: each group's members (mean ± std of their accuracy) and the group's own "
+            "votes, beside the whole ensemble's above.", "",
+            *_md_table(("group", "members", "members mean ± std", *(f"{v} vote" for v in votes)), rows,
+                       "l" + "r" * (2 + len(votes))), ""]
+
+
 def format_table(report: dict[str, Any]) -> str:
     """Render a report from :func:`build_report` as a plain-text terminal table.
 
@@ -132,6 +154,11 @@ def format_table(report: dict[str, Any]) -> str:
     title = f"Ensemble of {report['n_members']} members on {report['n_test']} test samples{_tta_note(report)}"
     lines = [title, rule, line(header), rule, *map(line, members), rule, *map(line, summary), rule,
              *_verdict_lines(report)]
+    groups = report.get("groups") or []
+    if len(groups) > 1:
+        lines += [f"group {g['name']} ({_count(len(g['members']))}): mean {100 * g['mean']:.2f} ± "
+                  f"{100 * g['std']:.2f} %, its majority vote {_pct(g['majority_accuracy'])}"
+                  for g in groups if "majority_accuracy" in g]
     return "\n".join(lines) + "\n"
 
 
@@ -144,7 +171,8 @@ def _member_detail_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
         versus = f"+{test['only_ensemble']}/−{test['only_member']} ({test['p_value']:.3g})" if test else ""
         nll = f"{m['nll']:.4f}" if "nll" in m else ""
         ece = f"{100 * m['ece']:.2f} %" if "ece" in m else ""
-        rows.append((m["name"], _pct(m["test_accuracy"]), _ci(m), str(m["errors"]), nll, ece, versus))
+        row = (m["name"], _pct(m["test_accuracy"]), _ci(m), str(m["errors"]), nll, ece, versus)
+        rows.append(row + ((m.get("spec", {}).get("group", ""),) if len(report.get("groups") or []) > 1 else ()))
     return rows
 
 
@@ -235,9 +263,11 @@ def format_markdown(report: dict[str, Any], *, title: str | None = None) -> str:
         "",
         "## Members",
         "",
-        *_md_table(("member", "accuracy", "95% CI", "errors", "NLL", "ECE", "vs majority (p)"),
-                   _member_detail_rows(report), "lrrrrrr"),
+        *_md_table(("member", "accuracy", "95% CI", "errors", "NLL", "ECE", "vs majority (p)")
+                   + (("group",) if len(report.get("groups") or []) > 1 else ()),
+                   _member_detail_rows(report), "lrrrrrrl"[:7 + (len(report.get("groups") or []) > 1)]),
         "",
+        *_group_lines(report),
         *_calibration_lines(report),
         *_curve_lines(report),
         "## Pairwise disagreement",
@@ -284,3 +314,7 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike) -> dict[str
     write_json(paths["json"], report)
     write_text(paths["markdown"], format_markdown(report))
     return paths
+
+
+def _count(n: int) -> str:
+    return f"{n} member" if n == 1 else f"{n} members"

@@ -29,7 +29,7 @@ SIGNIFICANCE = 0.05  # two-sided exact McNemar tests
 CALIBRATION_BINS = 15
 SUBSETS_PER_SIZE = 200  # member subsets per ensemble size k (all of them when fewer)
 
-__all__ = ["CALIBRATION_BINS", "CONFIDENCE", "SIGNIFICANCE", "SUBSETS_PER_SIZE", "build_report"]
+__all__ = ["CALIBRATION_BINS", "CONFIDENCE", "SIGNIFICANCE", "SUBSETS_PER_SIZE", "build_report", "group_summaries"]
 
 
 # --------------------------------------------------------------------------- #
@@ -212,3 +212,42 @@ def build_report(
             "subsets_per_size": SUBSETS_PER_SIZE,
         },
     }
+
+
+def group_summaries(probabilities: ArrayLike, y_true: ArrayLike, specs: Sequence[dict[str, Any]],
+                    member_names: Sequence[str]) -> list[dict[str, Any]]:
+    """Each member-plan group's members, their mean accuracy and the group's own votes, in plan order.
+
+    Parameters
+    ----------
+    probabilities : array-like of shape (K, N, C)
+    y_true : array-like of shape (N,)
+    specs : sequence of dict, length K
+        Each member's spec (:meth:`ensemble_cnn.config.TrainConfig.member_spec`): its ``group`` and settings.
+    member_names : sequence of str, length K
+
+    Returns
+    -------
+    list of dict
+        ``{"name", "members", "spec", "mean", "std", "<vote>_accuracy" for every vote}``
+        (fractions; ``std`` with ``ddof=0``), one per group.
+    """
+    proba = _check_probabilities(probabilities)
+    y = _check_labels(y_true, proba.shape[1], proba.shape[2])
+    order: dict[str, list[int]] = {}
+    for position, spec in enumerate(specs):
+        order.setdefault(spec["group"], []).append(position)
+    groups = []
+    for name, positions in order.items():
+        subset = proba[positions]
+        accuracies = np.mean(np.argmax(subset, axis=2) == y, axis=1)
+        spec = {key: value for key, value in specs[positions[0]].items() if key != "group"}
+        groups.append({
+            "name": name,
+            "members": [str(member_names[p]) for p in positions],
+            "spec": spec,
+            "mean": float(np.mean(accuracies)),
+            "std": float(np.std(accuracies, ddof=0)),
+            **{f"{vote}_accuracy": float(np.mean(rule.labels(subset) == y)) for vote, rule in VOTES.items()},
+        })
+    return groups

@@ -16,14 +16,14 @@ from numpy.typing import ArrayLike
 
 from augment.views import TTA_VIEWS, view_stack
 from ensemble_cnn.config import MAX_MEMBERS
-from ensemble_cnn.errors import MissingMembersError, RunFolderError, UnsafeMemberError, first_line
+from ensemble_cnn.errors import ExportError, MissingMembersError, RunFolderError, UnsafeMemberError, first_line
 from ensemble_cnn.deprecation import renamed_keyword
 from ensemble_cnn.inference.vote import get_vote
 from ensemble_cnn.models import load_member
 from ensemble_cnn.storage.outputs import shown
 from ensemble_cnn.storage.run_folder import RunFolder, member_stem
 
-__all__ = ["Ensemble", "as_digits", "check_batch_size", "check_members", "check_tta", "digit_views",
+__all__ = ["DigitViews", "Ensemble", "as_digits", "check_batch_size", "check_members", "check_normalizations", "check_tta", "digit_views",
            "left_out_message", "member_count", "usable_records"]
 
 N_CLASSES = 10
@@ -70,6 +70,73 @@ def check_tta(tta: str) -> str:
 def digit_views(digits: np.ndarray, tta: str) -> np.ndarray:
     """What the members see of uint8 ``digits`` (N, 28, 28) under ``tta``: (V, N, 28, 28); V = 1 for "none"."""
     return digits[None] if check_tta(tta) == "none" else view_stack(digits, tta)
+
+
+class DigitViews:
+    """What members see of some digits under one ``tta``: the views of the digits under each input
+    normalization, each made once and shared by the members that use it.
+
+    Normalization comes first, then the views (a normalization recentres the digit, so it
+    would undo a shifted view).
+
+    Parameters
+    ----------
+    digits : ndarray of uint8, shape (N, 28, 28)
+    tta : str
+        A view set of :data:`augment.TTA_VIEWS`.
+    """
+
+    def __init__(self, digits: np.ndarray, tta: str = "none") -> None:
+        self.digits: np.ndarray | None = digits
+        self.tta = check_tta(tta)
+        self._views: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def ready(cls, views: np.ndarray) -> "DigitViews":
+        """Views already made of digits taken as they are (normalization "none" only): uint8 (V, N, 28, 28)."""
+        made = cls(np.empty((0, 28, 28), np.uint8))
+        made._views["none"] = views
+        made.digits = None
+        return made
+
+    def get(self, normalize: str = "none") -> np.ndarray:
+        """The views of the digits under ``normalize``: uint8 (V, N, 28, 28)."""
+        if normalize not in self._views:
+            if self.digits is None:
+                raise ValueError(f"these views were made without normalization; a member with normalize "
+                                 f"{normalize!r} needs the digits themselves (pass a DigitViews of them)")
+            from augment import normalize as normalized
+
+            digits = self.digits if normalize == "none" or len(self.digits) == 0 else normalized(self.digits, normalize)
+            self._views[normalize] = digit_views(digits, self.tta)
+        return self._views[normalize]
+
+
+def check_normalizations(normalizations: Sequence[str], count: int) -> list[str]:
+    """One input normalization per member, each a name in :data:`augment.NORMALIZATIONS`; else a one-line ValueError."""
+    from augment import NORMALIZATIONS
+
+    names = list(normalizations)
+    if len(names) != count:
+        raise ValueError(f"normalizations must name one normalization per member ({count}), got {len(names)}")
+    for name in names:
+        if name not in NORMALIZATIONS:
+            raise ValueError(f"normalizations: {name!r} is not none, deskew or width-W for W in 8..20")
+    return names
+
+
+def refuse_normalized(names: Sequence[str], normalizations: Sequence[str], *, where: str = "") -> None:
+    """Raise :class:`~ensemble_cnn.errors.ExportError` naming the members with an input normalization, if any.
+
+    Deskewing and width normalization (per-digit moments, ink boxes, area resampling) have no
+    standard Keras layer; a custom layer would make the exported file unloadable without this
+    package, so such members are not exported.
+    """
+    normalized = [f"{name} ({normalize})" for name, normalize in zip(names, normalizations) if normalize != "none"]
+    if normalized:
+        raise ExportError(f"{where}cannot export members with an input normalization: {', '.join(normalized)} "
+                          "(deskew and width-W have no standard Keras layer, and the exported file must load "
+                          "without ensemble-cnn); export the members before them (members=K), or use predict/serve")
 
 
 def check_batch_size(batch_size: int) -> int:
@@ -149,6 +216,12 @@ class Ensemble:
         views of each digit (V views cost V predictions). "none": the digit alone.
     run_dir : Path, optional
         Where the members came from.
+    config : TrainConfig, optional
+        The run's config.
+    normalizations : sequence of str, optional
+        Each member's input normalization (a name in :data:`augment.NORMALIZATIONS`),
+        applied to every digit before that member sees it; default "none" for every member.
+        :meth:`load` reads them from the run (each member's plan group).
 
     Attributes
     ----------
@@ -160,14 +233,19 @@ class Ensemble:
         missing or unusable); empty when every member asked for is here.
     members_asked_ : int
         How many members were asked for (``len(members_) + len(left_out_)``).
+    normalizations_ : list of str
+        Each member's input normalization.
     """
 
     def __init__(self, members: Sequence[Any], names: Sequence[str], *, voting: str = "majority",
-                 tta: str = "none", run_dir: Path | None = None, config: Any = None) -> None:
+                 tta: str = "none", run_dir: Path | None = None, config: Any = None,
+                 normalizations: Sequence[str] | None = None) -> None:
         get_vote(voting)
         check_tta(tta)
         if not members or len(members) != len(names):
             raise ValueError("an ensemble needs at least one member and one name per member")
+        self.normalizations_ = check_normalizations(
+            ["none"] * len(members) if normalizations is None else normalizations, len(members))
         self.members_ = list(members)
         self.names_ = list(names)
         self.voting = voting
@@ -226,7 +304,7 @@ class Ensemble:
         records, left_out = usable_records(folder, count)
         if not records:
             raise RunFolderError(f"{folder.path}: no trained member found (run ensemble-cnn train first)")
-        models, names = [], []
+        models, names, normalizations = [], [], []
         for record in records:
             try:
                 models.append(load_member(folder.resolve(record["model"])))
@@ -236,13 +314,15 @@ class Ensemble:
                 left_out[record["index"]] = str(exc).strip().splitlines()[0]
                 continue
             names.append(member_stem(record["index"]))
+            normalizations.append(config.member_config(record["index"]).normalize)
         left_out = dict(sorted(left_out.items()))
         if not models:
             raise RunFolderError(f"no usable member: {left_out_message(folder.path, left_out, count)}")
         if left_out and not allow_missing:
             raise MissingMembersError(left_out_message(folder.path, left_out, count)
                                       + " (allow_missing=True to use the others)", left_out=left_out, asked=count)
-        ensemble = cls(models, names, voting=voting, tta=tta, run_dir=folder.path, config=config)
+        ensemble = cls(models, names, voting=voting, tta=tta, run_dir=folder.path, config=config,
+                       normalizations=normalizations)
         ensemble.left_out_ = left_out
         ensemble.members_asked_ = count
         return ensemble
@@ -250,34 +330,42 @@ class Ensemble:
     @classmethod
     def from_records(cls, folder: RunFolder, records: Sequence[dict[str, Any]], *, voting: str = "majority",
                      tta: str = "none", config: Any = None) -> "Ensemble":
-        """The members named by ``records`` (already checked against their sha256)."""
+        """The members named by ``records`` (already checked against their sha256); ``config``: the run's
+        (default: the folder's), which gives each member's input normalization."""
+        config = config if config is not None else folder.require_config()
         models = [load_member(folder.resolve(record["model"])) for record in records]
         return cls(models, [member_stem(r["index"]) for r in records], voting=voting, tta=tta,
-                   run_dir=folder.path, config=config)
+                   run_dir=folder.path, config=config,
+                   normalizations=[config.member_config(r["index"]).normalize for r in records])
 
     # ------------------------------------------------------------------ predictions
     def member_probabilities(self, x: ArrayLike, *, batch_size: int = 1000) -> np.ndarray:
         """Every member's class probabilities, shape (K, N, 10), float32.
 
-        With :attr:`tta` set, each member's probabilities are its mean over the views of
-        each digit (the views are computed once and shared by the members).
+        Each member sees the digits under its own input normalization (:attr:`normalizations_`);
+        with :attr:`tta` set, its probabilities are its mean over the views of each normalized
+        digit (the views are computed once per normalization and shared by the members).
         """
         check_batch_size(batch_size)
-        return self.view_probabilities(digit_views(as_digits(x), self.tta), batch_size=batch_size)
+        return self.view_probabilities(DigitViews(as_digits(x), self.tta), batch_size=batch_size)
 
-    def view_probabilities(self, views: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
+    def view_probabilities(self, views: "DigitViews | np.ndarray", *, batch_size: int = 1000) -> np.ndarray:
         """Every member's probabilities averaged over ready-made views, shape (K, N, 10), float32.
 
-        ``views``: uint8 (V, N, 28, 28), e.g. :func:`digit_views` of a test set made once for
-        several ensembles (V = 1: the digits themselves).
+        ``views``: a :class:`DigitViews` of some digits made once for several ensembles (each
+        member takes the views under its normalization), or uint8 (V, N, 28, 28) views when
+        every member's normalization is "none" (V = 1: the digits themselves).
         """
         check_batch_size(batch_size)
-        n_views, n = views.shape[:2]
-        if n == 0:
-            return np.zeros((len(self.members_), 0, N_CLASSES), dtype=np.float32)
-        flat = views.reshape(n_views * n, *views.shape[2:])
+        if not isinstance(views, DigitViews):
+            views = DigitViews.ready(np.asarray(views))
         out = []
-        for name, model in zip(self.names_, self.members_):
+        for name, model, normalize in zip(self.names_, self.members_, self.normalizations_):
+            seen = views.get(normalize)
+            n_views, n = seen.shape[:2]
+            if n == 0:
+                return np.zeros((len(self.members_), 0, N_CLASSES), dtype=np.float32)
+            flat = seen.reshape(n_views * n, *seen.shape[2:])
             try:
                 # predict_on_batch reuses one compiled step per batch shape: a single digit takes milliseconds
                 # where model.predict (a data pipeline and callbacks per call) takes a fifth of a second.
@@ -341,12 +429,17 @@ class Ensemble:
         majority label with this package's tie rule (most votes, then the larger summed
         probability, then the lower label). Test-time augmentation is not exported: an
         ensemble with :attr:`tta` set is refused, since the model would answer differently.
+        Nor is an input normalization other than "none": deskewing and width normalization
+        (per-digit moments, bounding boxes and area resampling) have no standard Keras layer,
+        and a custom layer would make the file unloadable without this package, so an
+        ensemble with such a member is refused, naming the members.
         """
         import keras
 
         if self.tta != "none":
             raise ValueError(f"to_keras exports the members without test-time augmentation (tta={self.tta!r}); "
                              "load the ensemble with tta='none'")
+        refuse_normalized(self.names_, self.normalizations_)
 
         from ensemble_cnn.models import INPUT_SHAPE
 

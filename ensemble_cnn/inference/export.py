@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from ensemble_cnn.deprecation import renamed_keyword
-from ensemble_cnn.inference.ensemble import Ensemble
+from ensemble_cnn.inference.ensemble import Ensemble, member_count, refuse_normalized
 from ensemble_cnn.inference.vote import get_vote
 from ensemble_cnn.storage import atomic as _atomic
 from ensemble_cnn.storage.outputs import shown
-from ensemble_cnn.storage.run_folder import member_stem
+from ensemble_cnn.storage.run_folder import RunFolder, member_stem
 
 __all__ = ["EXPORT_FORMATS", "METADATA_NAME", "export_ensemble", "export_metadata", "read_export_metadata"]
 
@@ -107,6 +107,11 @@ def export_ensemble(
         raise FileExistsError(f"{shown(out)} exists; overwrite=True replaces it")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"{shown(out.parent)}: no such folder (the folder of {shown(out)} must exist)")
+    folder = RunFolder(run_dir)
+    config = folder.require_config()
+    count = member_count(members, config, folder.path)  # refused before any member is loaded
+    refuse_normalized([member_stem(i) for i in range(count)],
+                      [config.member_config(i).normalize for i in range(count)], where=f"{shown(folder.path)}: ")
     ensemble = Ensemble.load(run_dir, members=members, voting=voting, allow_missing=allow_missing)
     model = ensemble.to_keras()
     metadata = json.dumps(export_metadata(ensemble, voting=voting), indent=2)

@@ -307,15 +307,16 @@ class RunFolder:
     def claim(self, config: TrainConfig) -> TrainConfig:
         """Create the folder, remove temporaries of killed writers, write the config; return what was written.
 
-        A run that grows keeps the larger member count: the folder's ``members`` is
-        the most ever asked for (the members beyond a smaller request stay and are
-        kept). Call :meth:`check_compatible` first.
+        A run that grows keeps the larger member count: the folder's ``members`` (and
+        member plan) is the most ever asked for (the members beyond a smaller request
+        stay and are kept). Call :meth:`check_compatible` first.
         """
         existing = self.read_config()
-        if existing is not None and existing.members > config.members:
+        if existing is not None and (existing.members > config.members
+                                     or (existing.members == config.members and config.plan is None)):
             from dataclasses import replace
 
-            config = replace(config, members=existing.members)
+            config = replace(config, members=existing.members, plan=existing.plan)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             _atomic.remove_temporaries(self.path)

@@ -21,9 +21,11 @@ from ensemble_cnn.training.member import (
     WorkerSettings,
     build_member,
     compile_members,
+    PoolCache,
     estimate_for,
     load_checked_pool,
     plan_run,
+    run_config,
     run_label,
     save_checkpoints,
     start_worker,
@@ -96,11 +98,14 @@ def train_fused(
     list of dict
         The members' records, in the order of ``runs``.
     """
-    cfg = start_worker(config, settings)  # first: TensorFlow starts here, quietly, with its threads
+    base = start_worker(config, settings)  # first: TensorFlow starts here, quietly, with its threads
     from ensemble_cnn.training.callbacks import EpochLog
 
-    recipe = get_recipe(cfg.recipe)
-    pool = load_checked_pool(cfg)
+    recipe = get_recipe(base.recipe)
+    cfg = run_config(base, runs[0][0])  # one plan group per fused model (train.plan_groups)
+    if any(run_config(base, run) != cfg for run, _ in runs[1:]):
+        raise ValueError("a fused model trains members of one plan group only")
+    pool = PoolCache(load_checked_pool(base)).get(cfg.normalize)
     plans = [plan_run(cfg, run, pool) for run, _ in runs]
     train_sizes = {len(plan.x_train) for plan in plans}
     val_sizes = {len(plan.x_val) for plan in plans}
@@ -137,7 +142,7 @@ def train_fused(
         own = _member_history(history.history, position, len(members))
         records += save_checkpoints(
             member, policy.checkpoints(), plan, wanted, cfg, pool, folder,
-            history=own, timing=timing, precision=settings.precision,
+            history=own, timing=timing, precision=settings.precision, spec_of=base.member_spec,
         )
     return records
 

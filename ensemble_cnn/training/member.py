@@ -26,7 +26,9 @@ from ensemble_cnn.training.checkpoint import Checkpoint
 from ensemble_cnn.training.recipes import Recipe, get_recipe
 from ensemble_cnn.storage.run_folder import RunFolder
 from ensemble_cnn.seeding import member_seed
-from ensemble_cnn.data.training import TrainingPool, batch_stream, data_fingerprint, load_pool, split_for_member
+from ensemble_cnn.data.training import (
+    TrainingPool, batch_stream, data_fingerprint, load_pool, normalized_pool, split_for_member,
+)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,31 @@ def run_label(run: int, recipe: Recipe) -> str:
     """How progress lines name training run ``run``: ``member 03``, or ``members 03-05`` for a multi-member recipe."""
     indices = members_of(run, recipe)
     return f"member {indices[0]:02d}" if len(indices) == 1 else f"members {indices[0]:02d}-{indices[-1]:02d}"
+
+
+def run_config(cfg: TrainConfig, run: int) -> TrainConfig:
+    """The config training run ``run`` trains with: its members' plan group's settings over the base config."""
+    return cfg.member_config(members_of(run, get_recipe(cfg.recipe))[0])
+
+
+def run_cost(cfg: TrainConfig, run: int) -> float:
+    """Training run ``run``'s relative cost: epochs x multiply-adds per digit (its split size is the run's)."""
+    from ensemble_cnn.models import multiply_adds
+
+    own = run_config(cfg, run)
+    return own.epochs * multiply_adds(own.arch, own.width)
+
+
+class PoolCache:
+    """The run's training pool under each input normalization, each made once per worker."""
+
+    def __init__(self, pool: TrainingPool) -> None:
+        self._pools = {"none": pool}
+
+    def get(self, normalize: str) -> TrainingPool:
+        if normalize not in self._pools:
+            self._pools[normalize] = normalized_pool(self._pools["none"], normalize)
+        return self._pools[normalize]
 
 
 def plan_run(cfg: TrainConfig, run: int, pool: TrainingPool) -> RunPlan:
@@ -219,32 +246,34 @@ def train_runs(
     from ensemble_cnn.training.callbacks import EpochLog
 
     recipe = get_recipe(cfg.recipe)
-    pool = load_checked_pool(cfg)
+    pools = PoolCache(load_checked_pool(cfg))
     records = []
     for position, (run, wanted) in enumerate(runs):
-        plan = plan_run(cfg, run, pool)
-        steps_per_epoch = math.ceil(len(plan.x_train) / cfg.batch_size)
+        own = run_config(cfg, run)  # the base config with the run's plan group's settings
+        pool = pools.get(own.normalize)
+        plan = plan_run(own, run, pool)
+        steps_per_epoch = math.ceil(len(plan.x_train) / own.batch_size)
         keras.utils.set_random_seed(plan.seed)
-        model = build_member(cfg)
-        compile_members(model, cfg, steps_per_epoch=steps_per_epoch)
-        policy = recipe.checkpoint_policy(cfg, model)
-        progress = EpochLog([run_label(run, recipe)], cfg.epochs, log,
+        model = build_member(own)
+        compile_members(model, own, steps_per_epoch=steps_per_epoch)
+        policy = recipe.checkpoint_policy(own, model)
+        progress = EpochLog([run_label(run, recipe)], own.epochs, log,
                             estimate=estimate_for(settings, round_index + position, announce=announce and position == 0))
         start = time.perf_counter()
         history = model.fit(
-            plan.stream(cfg),
+            plan.stream(own),
             steps_per_epoch=steps_per_epoch,
-            epochs=cfg.epochs,
+            epochs=own.epochs,
             validation_data=(plan.x_val, plan.y_val) if len(plan.x_val) else None,
             validation_batch_size=1000,
-            callbacks=[*recipe.training_callbacks(cfg), policy, progress],
+            callbacks=[*recipe.training_callbacks(own), policy, progress],
             shuffle=False,  # the stream is already shuffled, per run and epoch
             verbose=0,
         )
         timing = {"train_seconds": round(time.perf_counter() - start, 2), "epoch_seconds": progress.epoch_seconds}
         records += save_checkpoints(
-            model, policy.checkpoints(), plan, wanted, cfg, pool, RunFolder(run_dir),
-            history=history.history, timing=timing, precision=settings.precision,
+            model, policy.checkpoints(), plan, wanted, own, pool, RunFolder(run_dir),
+            history=history.history, timing=timing, precision=settings.precision, spec_of=cfg.member_spec,
         )
     return records
 
@@ -261,8 +290,13 @@ def save_checkpoints(
     history: dict[str, list],
     timing: dict[str, Any],
     precision: str,
+    spec_of: Callable[[int], dict[str, Any]],
 ) -> list[dict[str, Any]]:
     """Turn a run's checkpoints into members: score each on the test set and write it.
+
+    ``cfg`` is the run's own config (:func:`run_config`) and ``pool`` the training pool
+    under its input normalization; ``spec_of(index)`` is what the member's record says it
+    is (the run config's :meth:`~ensemble_cnn.config.TrainConfig.member_spec`).
 
     Raises
     ------
@@ -301,6 +335,7 @@ def save_checkpoints(
             "test_accuracy": float(np.mean(probabilities.argmax(axis=1) == pool.data.y_test)),
             **timing,
             "precision": precision,
+            "spec": spec_of(index),
         }
         records.append(folder.write_member(
             index, save_model=lambda path: save_model(model, cfg, path), probabilities=probabilities,

@@ -13,7 +13,7 @@ import numpy as np
 from ensemble_cnn.training import member
 from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.errors import RunFolderError
-from ensemble_cnn.training.member import WorkerSettings, run_of
+from ensemble_cnn.training.member import WorkerSettings, run_cost, run_of
 from ensemble_cnn.training.orphans import stop_with_driver
 from ensemble_cnn.training.recipes import get_recipe
 from ensemble_cnn.storage.run_folder import RunFolder
@@ -150,7 +150,9 @@ def train_ensemble(
                 result.reused.append(index)
             else:
                 pending.setdefault(run_of(index, recipe), []).append(index)
-        runs = sorted(pending.items())
+        # Longest first (epochs x multiply-adds), so that no worker idles at the end while a long member
+        # trains alone; equal runs in index order.
+        runs = sorted(pending.items(), key=lambda item: (-run_cost(config, item[0]), item[0]))
 
         execution = None
         remote: list[Group] = []
@@ -158,7 +160,8 @@ def train_ensemble(
         if runs:
             execution = resolve_execution(config.mode, config.jobs, config.precision, backend=config.backend,
                                           members=len(runs))
-            remote, local = plan_groups(runs, mode=execution.mode, jobs=execution.jobs, backend=config.backend)
+            remote, local = plan_groups(runs, mode=execution.mode, jobs=execution.jobs, backend=config.backend,
+                                        group_of=lambda run: config.group_of(run_config_index(config, run)))
             result.execution = execution
         jobs = max(1, min(execution.jobs if execution else 1, len(remote)))
         if remote:
@@ -205,8 +208,14 @@ def _verify(folder: RunFolder, records: dict[int, dict[str, Any]], result: Train
     result.verify_seconds = time.perf_counter() - verify_started
 
 
+def run_config_index(config: TrainConfig, run: int) -> int:
+    """The first member index of training run ``run``."""
+    return run * get_recipe(config.recipe).members_per_run
+
+
 def plan_groups(
-    runs: list[tuple[int, list[int]]], *, mode: str, jobs: int, backend: str = "loky"
+    runs: list[tuple[int, list[int]]], *, mode: str, jobs: int, backend: str = "loky",
+    group_of: Callable[[int], Any] | None = None,
 ) -> tuple[list[Group], list[Group]]:
     """Split the pending training runs into worker tasks and work for this process.
 
@@ -222,6 +231,9 @@ def plan_groups(
     runs : list of (int, list of int)
         Pending training runs and the member indices each must save.
     mode, jobs, backend : resolved execution settings
+    group_of : callable, optional
+        A training run's member-plan group: a fused model holds runs of one group only
+        (its members share one optimizer and one batch stream shape). Default: one group.
 
     Returns
     -------
@@ -234,10 +246,14 @@ def plan_groups(
         return [], []
     jobs = min(jobs, len(runs))
     fused = mode == "fused"
+    parts: dict[Any, list] = {}
+    for run in runs:
+        parts.setdefault(group_of(run[0]) if group_of else None, []).append(run)
     if backend == "loky" and (mode == "sequential" or jobs == 1):
-        return [], ([list(runs)] if fused else [[run] for run in runs])
+        return [], (list(parts.values()) if fused else [[run] for run in runs])
     if fused:
-        return [[runs[int(i)] for i in part] for part in np.array_split(np.arange(len(runs)), jobs)], []
+        return [[part[int(i)] for i in chunk] for part in parts.values()
+                for chunk in np.array_split(np.arange(len(part)), min(jobs, len(part)))], []
     if backend != "loky":
         return [[run] for run in runs], []
     leftover = len(runs) % jobs if len(runs) > jobs else 0
@@ -249,7 +265,7 @@ def plan_groups(
 def _rounds(remote: list[Group], local: list[Group], jobs: int, mode: str) -> int:
     """Rounds of training the plan takes (for the finish estimate)."""
     if mode == "fused":
-        return max(1, len(local)) if not remote else 1
+        return max(1, len(local)) if not remote else -(-len(remote) // jobs)
     return -(-len(remote) // jobs) + len(local) if remote else len(local)
 
 

@@ -1,0 +1,196 @@
+"""A member plan: one run whose members differ (architecture, width, input normalization, ...).
+
+A plan is a list of *groups*, each ``count`` members with its own member-level
+settings over the run's base options::
+
+    [[members]]              # 5 members as the base options say (the group "base")
+    count = 5
+
+    [[members]]
+    name = "deskewed"        # optional; default: its settings, e.g. "normalize=deskew"
+    count = 5
+    normalize = "deskew"
+    epochs = 20
+
+Members are numbered in plan order (group 1's members first). Member ``i``'s
+settings are the base config with its group's settings replaced
+(:meth:`ensemble_cnn.config.TrainConfig.member_config`); its seed is still
+``(seed, i)``. A run grows by appending members to the plan's *last* group or by
+appending groups: the members already trained keep their index and their settings
+(:func:`plan_differences` refuses any other change). ``distortion`` in a group is a
+table of :class:`augment.Distortion` fields merged over the base distortion.
+
+This module holds the plan's data rules only (pure Python, no TensorFlow);
+:class:`~ensemble_cnn.config.TrainConfig` validates a plan and resolves members.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from ensemble_cnn.errors import EnsembleCnnError
+
+__all__ = ["GROUP_KEYS", "MEMBER_FIELDS", "PlanError", "canonical_plan", "group_name", "member_groups",
+           "plan_differences", "read_plan"]
+
+# The TrainConfig fields a group may set (what changes one member's training, not the run's).
+MEMBER_FIELDS = (
+    "arch", "width", "dropout", "normalize", "epochs", "batch_size", "learning_rate", "final_lr_fraction",
+    "schedule", "ema", "label_smoothing", "checkpoint", "augmentation", "distortion", "val_size", "bootstrap",
+)
+GROUP_KEYS = ("name", "count", *MEMBER_FIELDS)
+# The plan file's largest size (bytes): a plan is a few lines; anything larger is not one.
+MAX_PLAN_BYTES = 1 << 20
+
+
+class PlanError(EnsembleCnnError, ValueError):
+    """A plan file or plan that cannot be used (one line naming the file or group and what was expected)."""
+
+
+def read_plan(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read a plan file (TOML with ``[[members]]`` tables); return its groups as plain dicts.
+
+    Only the shape is checked here (a list of tables, known keys); the values are
+    checked against the run's base config by :func:`canonical_plan`.
+
+    Raises
+    ------
+    PlanError
+        One line naming the file: unreadable, not TOML, no ``[[members]]``, an unknown key.
+    """
+    import tomllib
+
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_PLAN_BYTES:
+            raise PlanError(f"{path}: not a plan file (over {MAX_PLAN_BYTES} bytes)")
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise PlanError(f"{path}: cannot read the plan ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise PlanError(f"{path}: not a plan file (not UTF-8 text)") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PlanError(f"{path}: not valid TOML ({exc})") from None
+    extra = sorted(set(data) - {"members"})
+    if extra:
+        raise PlanError(f"{path}: unknown top-level key {extra[0]!r} (a plan holds only [[members]] tables)")
+    groups = data.get("members")
+    if not isinstance(groups, list) or not groups or not all(isinstance(g, dict) for g in groups):
+        raise PlanError(f"{path}: a plan needs at least one [[members]] table (with count = N)")
+    try:
+        check_keys(groups)
+    except PlanError as exc:
+        raise PlanError(f"{path}: {exc}") from None
+    return groups
+
+
+def check_keys(groups: list[dict[str, Any]]) -> None:
+    """Refuse a group with an unknown key or without ``count`` (one line naming the group)."""
+    for position, group in enumerate(groups, 1):
+        unknown = sorted(set(group) - set(GROUP_KEYS))
+        if unknown:
+            raise PlanError(f"plan group {position}: unknown key {unknown[0]!r} (a group may set: "
+                            f"{', '.join(GROUP_KEYS)})")
+        if "count" not in group:
+            raise PlanError(f"plan group {position}: no count (how many members the group has)")
+
+
+def group_name(settings: dict[str, Any]) -> str:
+    """The default name of a group: ``base`` without settings, else its settings (``normalize=deskew,width=1.5``)."""
+    if not settings:
+        return "base"
+    parts = []
+    for key in sorted(settings):
+        value = settings[key]
+        if isinstance(value, dict):
+            parts += [f"{key}.{inner}={_text(value[inner])}" for inner in sorted(value)]
+        else:
+            parts.append(f"{key}={_text(value)}")
+    return ",".join(parts)
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (list, dict)) or value is None else str(value).lower() \
+        if isinstance(value, bool) else str(value)
+
+
+def canonical_plan(groups: Any, *, max_members: int,
+                   canonical: Callable[[int, dict[str, Any]], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The plan in canonical form: each group ``{"name", "count", **settings}``, names unique.
+
+    Checks the shape and counts; ``canonical(position, settings)`` checks a group's
+    settings and returns them in canonical form (:class:`~ensemble_cnn.config.TrainConfig`
+    builds the group's member config), before the group is named.
+
+    Raises
+    ------
+    PlanError
+        Not a non-empty list of groups, an unknown key, a count that is not an integer
+        >= 1, a total above ``max_members``, a name given twice.
+    """
+    if not isinstance(groups, (list, tuple)) or not groups or not all(isinstance(g, dict) for g in groups):
+        raise PlanError("plan must be a non-empty list of groups (objects with a count)")
+    check_keys(list(groups))
+    result, names, total = [], set(), 0
+    for position, group in enumerate(groups, 1):
+        count = group["count"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise PlanError(f"plan group {position}: count must be an integer >= 1, got {count!r}")
+        settings = {key: group[key] for key in MEMBER_FIELDS if key in group}
+        if "distortion" in settings and not isinstance(settings["distortion"], dict):
+            raise PlanError(f"plan group {position}: distortion must be a table of augment.Distortion fields, "
+                            f"got {settings['distortion']!r}")
+        if canonical is not None:
+            settings = canonical(position, settings)
+        if "name" in group:
+            name = group["name"]
+            if not isinstance(name, str) or not name.strip() or len(name) > 80 or not name.isprintable():
+                raise PlanError(f"plan group {position}: name must be printable text of 1 to 80 characters, got {name!r}")
+            if name in names:
+                raise PlanError(f"plan group {position}: name {name!r} is given to two groups")
+        else:
+            name, suffix = group_name(settings), 2
+            while name in names:  # the same settings again (e.g. a group appended to grow a run)
+                name, suffix = f"{group_name(settings)}#{suffix}", suffix + 1
+        names.add(name)
+        total += count
+        if total > max_members:
+            raise PlanError(f"plan must hold at most {max_members} members (the most a run may have), "
+                            f"got more from group {position} on")
+        result.append({"name": name, "count": count, **settings})
+    return result
+
+
+def member_groups(plan: list[dict[str, Any]]) -> list[int]:
+    """The group (position in ``plan``) of every member, by index."""
+    return [position for position, group in enumerate(plan) for _ in range(group["count"])]
+
+
+def _member_specs(plan: list[dict[str, Any]] | None, members: int) -> list[str]:
+    """Each member's group as comparable text; a run without a plan is one group "base" of ``members``."""
+    groups = plan if plan is not None else [{"name": "base", "count": members}]
+    return [json.dumps(groups[g] | {"count": None}, sort_keys=True) for g in member_groups(groups)]
+
+
+def plan_differences(asked: list[dict[str, Any]] | None, asked_members: int,
+                     folder: list[dict[str, Any]] | None, folder_members: int) -> list[str]:
+    """Why a run folder cannot hold the plan asked for (empty when it can).
+
+    It can when one plan's members are the other's first members: the same group
+    (name and settings) at every index both have. Appending members to the last group,
+    or appending groups, grows a run; asking for fewer members uses the first ones.
+    """
+    mine, theirs = _member_specs(asked, asked_members), _member_specs(folder, folder_members)
+    for index, (a, b) in enumerate(zip(mine, theirs)):
+        if a != b:
+            return [f"the plan at member {index:02d} (group {_name(b)!r} in the folder, group {_name(a)!r} asked; "
+                    "a run grows only by adding members to its last group or adding groups)"]
+    return []
+
+
+def _name(spec: str) -> str:
+    return json.loads(spec)["name"]
