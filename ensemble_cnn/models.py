@@ -40,17 +40,57 @@ from ensemble_cnn.errors import RunFolderError, UnsafeMemberError, first_line
 INPUT_SHAPE = (28, 28)
 N_CLASSES = 10
 
-# Multiply-adds per digit of each architecture at width 1 (convolutions and dense layers, counted by
-# count_multiply_adds on the built models; tests/test_registries.py checks the table against it).
-MULTIPLY_ADDS = {
-    "nielsen": 3.218e6, "keras": 11.992e6, "deotte": 15.163e6, "an3": 173.384e6, "an5": 137.370e6, "an7": 148.385e6,
-}
+def multiply_adds(arch: str, width: float = 1.0, dropout: float | None = None) -> int:
+    """Multiply-adds per digit of ``arch`` at ``width``: its convolutions and dense layers, exactly.
+
+    Counted without TensorFlow by running the architecture's own builder on shapes
+    (:class:`_ShapeTracer` stands in for ``keras.layers``), so the count cannot drift from
+    the model; equal to :func:`count_multiply_adds` of the built model (tested for every
+    architecture). Used to order training (longest member first) and for the study's costs.
+    """
+    if arch not in _BUILDERS:
+        raise ValueError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
+    tracer = _ShapeTracer()
+    builder = _BUILDERS[arch]
+    shape = builder(INPUT_SHAPE + (1,), tracer, lambda n: max(1, int(round(n * width))),
+                    lambda default: default if dropout is None else dropout)
+    tracer.Dense(N_CLASSES)(shape)
+    return tracer.total
 
 
-def multiply_adds(arch: str, width: float = 1.0) -> float:
-    """Estimated multiply-adds per digit of ``arch`` at ``width`` (the width-1 count times ``width**2``;
-    within ~15% for widths 0.5..2, where the first convolution grows only linearly). No TensorFlow."""
-    return MULTIPLY_ADDS[arch] * width ** 2
+class _ShapeTracer:
+    """The Keras layers the builders use, acting on shapes (h, w, c) / (n,): counts multiply-adds, no TensorFlow."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def Conv2D(self, filters: int, kernel: int, strides: int = 1, padding: str = "valid", **_):  # noqa: N802
+        def apply(shape):
+            rows, cols, channels = shape
+            if padding == "same":
+                out_rows, out_cols = -(-rows // strides), -(-cols // strides)
+            else:
+                out_rows, out_cols = (rows - kernel) // strides + 1, (cols - kernel) // strides + 1
+            self.total += out_rows * out_cols * filters * kernel * kernel * channels
+            return out_rows, out_cols, filters
+        return apply
+
+    def MaxPooling2D(self, pool: int, **_):  # noqa: N802
+        return lambda shape: (shape[0] // pool, shape[1] // pool, shape[2])
+
+    def Flatten(self, **_):  # noqa: N802
+        return lambda shape: (shape[0] * shape[1] * shape[2],)
+
+    def Dense(self, units: int, **_):  # noqa: N802
+        def apply(shape):
+            self.total += shape[0] * units
+            return (units,)
+        return apply
+
+    def _same(self, *_, **__):
+        return lambda shape: shape
+
+    Dropout = BatchNormalization = Activation = _same
 
 
 def count_multiply_adds(model) -> int:
