@@ -310,21 +310,12 @@ def _train_config(opts: dict):
             raise click.UsageError(f"--members {members} differs from the plan's total ({total} in {opts['plan']}); "
                                    "leave --members out with --plan")
         members = total
+    # every TrainConfig field that is an option (FIELD_PARAMS: the few spelled otherwise), then the composed ones
+    fields = {name: opts[FIELD_PARAMS.get(name, name)] for name in TrainConfig.__dataclass_fields__
+              if FIELD_PARAMS.get(name, name) in opts}
+    fields.update(members=members, plan=plan, distortion=distortion.to_dict())
     try:
-        return TrainConfig(
-            arch=opts["arch"], members=members, normalize=opts["normalize"], plan=plan, recipe=opts["recipe"], epochs=opts["epochs"],
-            batch_size=opts["batch_size"], learning_rate=opts["lr"], final_lr_fraction=opts["final_lr_fraction"],
-            schedule=opts["schedule"], ema=opts["ema"], label_smoothing=opts["label_smoothing"],
-            checkpoint=opts["checkpoint"],
-            width=opts["width"], dropout=opts["dropout"], augmentation=opts["augmentation"],
-            distortion=distortion.to_dict(), val_size=opts["val_size"], bootstrap=opts["bootstrap"],
-            seed=opts["seed"], limit=opts["limit"],
-            data=None if opts["data"] is None else str(opts["data"]),
-            expanded=None if opts["expanded"] is None else str(opts["expanded"]),
-            precision=opts["precision"], jobs=opts["jobs"], mode=opts["mode"],
-            backend=opts["backend"], scheduler=opts["scheduler"], deterministic=opts["deterministic"],
-            preset=opts["preset"],
-        )
+        return TrainConfig(**fields)
     except PlanError as exc:
         raise click.BadParameter(f"{opts['plan']}: {_one_line(exc)}", param_hint="--plan") from None
     except ValueError as exc:
