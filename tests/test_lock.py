@@ -43,8 +43,9 @@ def stale_lock(run_dir: Path, pid: int) -> None:
 
 
 # --------------------------------------------------------------------------- the contenders (in spawned processes)
-def _contend(root: str, trials: int, hold: float, barrier, results) -> None:
-    """Take the lock of ``root/<trial>`` together with the other contenders; report each hold's interval."""
+def _contend(root: str, trials: int, hold: float, barrier, results, tried) -> None:
+    """Take the lock of ``root/<trial>`` together with the other contenders; report each hold's interval (``tried``:
+    unused: holders may follow one another here)."""
     for trial in range(trials):
         barrier.wait()
         try:
@@ -57,8 +58,12 @@ def _contend(root: str, trials: int, hold: float, barrier, results) -> None:
             results.put((trial, os.getpid(), None, None, str(exc)))
 
 
-def _train_like(root: str, trials: int, hold: float, barrier, results) -> None:
-    """What ``train`` does to a folder, stripped of the training: lock, read, claim, write two members' records."""
+def _train_like(root: str, trials: int, hold: float, barrier, results, tried) -> None:
+    """What ``train`` does to a folder, stripped of the training: lock, read, claim, write two members' records.
+
+    A writer that got the lock keeps it until every contender has tried (the ``tried`` barrier), however late
+    the scheduler lets the others run: a writer that got in is never told apart from one that came after it
+    by timing. ``hold`` seconds of "training" after each member."""
     from ensemble_cnn.config import TrainConfig
 
     config = TrainConfig(members=2, augmentation="none")
@@ -76,8 +81,10 @@ def _train_like(root: str, trials: int, hold: float, barrier, results) -> None:
                                             probabilities=np.full((4, 10), 0.1), history={"loss": [1.0]},
                                             details={"pid": os.getpid()})
                         time.sleep(hold / config.members)  # "training"
+                tried.wait()
             results.put((trial, os.getpid(), None))
         except RunFolderBusy as exc:
+            tried.wait()
             results.put((trial, os.getpid(), str(exc)))
 
 
@@ -85,7 +92,8 @@ def _race(target, root: Path, *, processes: int, trials: int, hold: float) -> li
     """Run ``target`` in ``processes`` spawned processes; every trial starts them together at a barrier."""
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(processes), context.Queue()
-    workers = [context.Process(target=target, args=(str(root), trials, hold, barrier, results))
+    tried = context.Barrier(processes, timeout=60)  # a writer blocked on the lock instead of refused: broken
+    workers = [context.Process(target=target, args=(str(root), trials, hold, barrier, results, tried))
                for _ in range(processes)]
     for worker in workers:
         worker.start()
@@ -117,7 +125,7 @@ def test_one_holder_at_a_time_when_four_take_a_stale_lock_together(tmp_path):
 
 
 def test_two_writers_started_together_one_proceeds_the_other_stops_in_one_line(tmp_path):
-    outcomes = _race(_train_like, tmp_path, processes=2, trials=TRIALS, hold=0.75)
+    outcomes = _race(_train_like, tmp_path, processes=2, trials=TRIALS, hold=0.05)
     for trial in range(TRIALS):
         run_dir = tmp_path / str(trial)
         proceeded = [pid for t, pid, error in outcomes if t == trial and error is None]
