@@ -404,7 +404,19 @@ class ImagePredictor:
                 accuracy = report["ensemble"][self.voting]["test_accuracy"]
             except (OSError, ValueError, KeyError, TypeError):
                 accuracy = None
+        specs = _member_specs(config, self.ensemble.names_)
+        architecture = ", ".join(dict.fromkeys(spec["arch"] for spec in specs)) or getattr(config, "arch", None)
         return {"run": str(run_dir) if run_dir is not None else None, "members": list(self.ensemble.names_),
-                "architecture": getattr(config, "arch", None), "vote": self.voting, "tta": self.ensemble.tta,
+                "architecture": architecture, "member_specs": specs, "vote": self.voting, "tta": self.ensemble.tta,
                 "test_accuracy": accuracy,
                 "left_out": [{"member": m, "reason": r} for m, r in left_out_names(self.ensemble).items()]}
+
+
+def _member_specs(config: Any, names: list[str]) -> list[dict[str, Any]]:
+    """Each member's spec (its plan group, arch, width, normalize, ...) when the ensemble came from a run, else []."""
+    if config is None or not hasattr(config, "member_spec"):
+        return []
+    try:
+        return [config.member_spec(int(name.removeprefix("member_"))) for name in names]
+    except (ValueError, IndexError):
+        return []
