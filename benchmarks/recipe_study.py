@@ -93,6 +93,9 @@ CANDIDATES: dict[str, list[str]] = {
                                       "--plan", str(ROOT / "benchmarks" / "plans" / "norm4.toml")],
     "nielsen-norm5-cos-ema-ls-mild": ["--arch", "nielsen", "--epochs", "16", *COS_EMA_LS, *MILD,
                                       "--plan", str(ROOT / "benchmarks" / "plans" / "norm5.toml")],
+    # round 4 (issue 23 e): distortion strength per member (2 mild, 1 medium, 1 strong)
+    "nielsen-dist4-cos-ema-ls-mild": ["--arch", "nielsen", "--epochs", "16", *COS_EMA_LS, *MILD,
+                                      "--plan", str(ROOT / "benchmarks" / "plans" / "dist4.toml")],
     "deotte50-std": ["--arch", "deotte", "--width", "0.5", "--epochs", "10", *STANDARD, *MEDIUM],
     "deotte50-cos-ema": ["--arch", "deotte", "--width", "0.5", "--epochs", "10", *COS_EMA, *MEDIUM],
     "an5q-std": ["--arch", "an5", "--width", "0.25", "--epochs", "9", *STANDARD, *MEDIUM],
