@@ -96,6 +96,8 @@ CANDIDATES: dict[str, list[str]] = {
     # round 4 (issue 23 e): distortion strength per member (2 mild, 1 medium, 1 strong)
     "nielsen-dist4-cos-ema-ls-mild": ["--arch", "nielsen", "--epochs", "16", *COS_EMA_LS, *MILD,
                                       "--plan", str(ROOT / "benchmarks" / "plans" / "dist4.toml")],
+    # round 4 (issue 23 c): the BN net at full width, at the length that fits a wider nielsen's cost (8 epochs)
+    "deotte-cos-ema-ls-mild-e8": ["--arch", "deotte", "--epochs", "8", *COS_EMA_LS, *MILD],
     "deotte50-std": ["--arch", "deotte", "--width", "0.5", "--epochs", "10", *STANDARD, *MEDIUM],
     "deotte50-cos-ema": ["--arch", "deotte", "--width", "0.5", "--epochs", "10", *COS_EMA, *MEDIUM],
     "an5q-std": ["--arch", "an5", "--width", "0.25", "--epochs", "9", *STANDARD, *MEDIUM],
