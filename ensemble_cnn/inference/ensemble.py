@@ -23,8 +23,8 @@ from ensemble_cnn.models import load_member
 from ensemble_cnn.storage.outputs import shown
 from ensemble_cnn.storage.run_folder import RunFolder, member_stem
 
-__all__ = ["DigitViews", "Ensemble", "as_digits", "check_batch_size", "check_members", "check_normalizations", "check_tta", "digit_views",
-           "left_out_message", "member_count", "usable_records"]
+__all__ = ["DigitViews", "Ensemble", "as_digits", "check_batch_size", "check_members", "check_normalizations",
+           "check_tta", "digit_views", "left_out_message", "member_count", "refuse_normalized", "usable_records"]
 
 N_CLASSES = 10
 
@@ -86,17 +86,16 @@ class DigitViews:
         A view set of :data:`augment.TTA_VIEWS`.
     """
 
-    def __init__(self, digits: np.ndarray, tta: str = "none") -> None:
-        self.digits: np.ndarray | None = digits
+    def __init__(self, digits: np.ndarray | None, tta: str = "none") -> None:
+        self.digits = digits
         self.tta = check_tta(tta)
         self._views: dict[str, np.ndarray] = {}
 
     @classmethod
     def ready(cls, views: np.ndarray) -> "DigitViews":
         """Views already made of digits taken as they are (normalization "none" only): uint8 (V, N, 28, 28)."""
-        made = cls(np.empty((0, 28, 28), np.uint8))
+        made = cls(None)
         made._views["none"] = views
-        made.digits = None
         return made
 
     def get(self, normalize: str = "none") -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 from ensemble_cnn.training import member
 from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.errors import RunFolderError
-from ensemble_cnn.training.member import WorkerSettings, run_cost, run_of
+from ensemble_cnn.training.member import WorkerSettings, members_of, run_cost, run_of
 from ensemble_cnn.training.orphans import stop_with_driver
 from ensemble_cnn.training.recipes import get_recipe
 from ensemble_cnn.storage.run_folder import RunFolder
@@ -161,7 +161,7 @@ def train_ensemble(
             execution = resolve_execution(config.mode, config.jobs, config.precision, backend=config.backend,
                                           members=len(runs))
             remote, local = plan_groups(runs, mode=execution.mode, jobs=execution.jobs, backend=config.backend,
-                                        group_of=lambda run: config.group_of(run_config_index(config, run)))
+                                        group_of=lambda run: config.group_of(members_of(run, recipe)[0]))
             result.execution = execution
         jobs = max(1, min(execution.jobs if execution else 1, len(remote)))
         if remote:
@@ -206,11 +206,6 @@ def _verify(folder: RunFolder, records: dict[int, dict[str, Any]], result: Train
                 kept.remove(index)
         folder.forget(index)  # the next call trains it again
     result.verify_seconds = time.perf_counter() - verify_started
-
-
-def run_config_index(config: TrainConfig, run: int) -> int:
-    """The first member index of training run ``run``."""
-    return run * get_recipe(config.recipe).members_per_run
 
 
 def plan_groups(
