@@ -98,6 +98,15 @@ CANDIDATES: dict[str, list[str]] = {
                                       "--plan", str(ROOT / "benchmarks" / "plans" / "dist4.toml")],
     # round 4 (issue 23 c): the BN net at full width, at the length that fits a wider nielsen's cost (8 epochs)
     "deotte-cos-ema-ls-mild-e8": ["--arch", "deotte", "--epochs", "8", *COS_EMA_LS, *MILD],
+    # round 4 (issue 23 c): the BN net at its full length (30 epochs, the default's), without the weight EMA
+    # (BatchNorm's moving statistics belong to the raw weights; Deotte's own recipe has no average)
+    "deotte-cos-ls-mild-e30": ["--arch", "deotte", "--epochs", "30", "--schedule", "cosine", "--ema", "0",
+                               "--label-smoothing", "0.1", "--checkpoint", "last", *MILD],
+    # round 4 (issue 23 d): born-again members, taught by the finished 5-member plain committee (16 epochs each)
+    "nielsen-distill-cos-ema-ls-mild": ["--arch", "nielsen", "--epochs", "16", *COS_EMA_LS, *MILD, "--teacher",
+                                        str(STUDY / "round4" / "nielsen-cos-ema-ls-mild-k5-s0")],
+    # the same 8-epoch screen again once the EMA also averages the BatchNorm statistics (BatchNormAverage)
+    "deotte-cos-ema-ls-mild-e8-bnavg": ["--arch", "deotte", "--epochs", "8", *COS_EMA_LS, *MILD],
     "deotte50-std": ["--arch", "deotte", "--width", "0.5", "--epochs", "10", *STANDARD, *MEDIUM],
     "deotte50-cos-ema": ["--arch", "deotte", "--width", "0.5", "--epochs", "10", *COS_EMA, *MEDIUM],
     "an5q-std": ["--arch", "an5", "--width", "0.25", "--epochs", "9", *STANDARD, *MEDIUM],

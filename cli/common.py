@@ -236,6 +236,12 @@ def training_options(func):
                      help="A member plan (TOML): [[members]] groups, each with a count and member settings (arch, "
                           "width, normalize, epochs, ...) over these options; --members is then the plan's total. "
                           "See docs/plan.md."),
+        click.option("--teacher", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+                     help="Distil from a finished run (born-again members): every member trains on soft targets, "
+                          "the label blended with that run's mean probabilities on the same training digit. "
+                          "It must have trained on the same digits. See docs/distill.md."),
+        click.option("--teacher-weight", type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
+                     default=d("teacher_weight"), help="The teacher's share of each soft target (with --teacher)."),
         click.option("--augment", "augmentation", type=click.Choice(AUGMENTATIONS), default=d("augmentation"),
                      help="On-the-fly augmentation: fresh random distortions every epoch, or none."),
         click.option("--val-size", type=click.IntRange(min=0), default=d("val_size"),
@@ -296,6 +302,9 @@ def _train_config(opts: dict):
     if opts["backend"] != "loky" and opts["mode"] == "sequential":
         raise click.BadParameter(f"sequential trains in this process; --backend {opts['backend']} needs "
                                  "--mode processes or fused", param_hint="--mode")
+    if opts["teacher"] is None and click.get_current_context().get_parameter_source("teacher_weight") \
+            == ParameterSource.COMMANDLINE:
+        raise click.BadParameter("needs --teacher (the run whose committee teaches)", param_hint="--teacher-weight")
     distortion = _distortion(opts["transforms"], opts["max_shift"], opts["max_rotation"], opts["max_scale"],
                              opts["alpha"], opts["sigma"])
     plan, members = None, opts["members"]

@@ -66,7 +66,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 EXECUTION_FIELDS = ("jobs", "mode", "backend", "scheduler", "deterministic", "precision", "jit_compile", "preset")
 # Neither recipe nor execution: how many members the folder holds, and where the data
 # was read from (its content is in ``data_fingerprint``).
-SIZE_AND_PATH_FIELDS = ("members", "data", "expanded", "plan")
+SIZE_AND_PATH_FIELDS = ("members", "data", "expanded", "plan", "teacher")
 # What a member's record and report entry say of its settings (beside its group's name).
 SPEC_FIELDS = ("arch", "width", "dropout", "normalize", "epochs")
 
@@ -75,6 +75,7 @@ OPTION_NAMES = {
     "learning_rate": "--lr",
     "augmentation": "--augment",
     "data_fingerprint": "the training data (its sha256)",
+    "teacher_fingerprint": "the teacher's members (their sha256)",
 }
 
 
@@ -170,6 +171,19 @@ class TrainConfig:
     preset : str or None
         The preset the run was started from (:data:`PRESETS`; informative: the fields
         themselves say what was trained).
+    teacher : str or None
+        A finished run folder whose committee teaches this run (distillation, "born-again"
+        members): every member then trains on soft targets, ``(1 - teacher_weight)`` of the
+        one-hot label plus ``teacher_weight`` of the teacher's mean probabilities on the same
+        (undistorted) training digit, every distorted view of the digit keeping its digit's
+        target. The teacher must have trained on the same digits (equal ``data_fingerprint``)
+        and have every member complete; stored resolved. ``None``: hard labels.
+    teacher_weight : float
+        The teacher's share of each soft target, in (0, 0.5): the label keeps the larger
+        share, so every target's largest class is the digit's label (what accuracy counts).
+    teacher_fingerprint : str
+        sha256 of the teacher members' file hashes (filled in by the trainer; the run's
+        identity: a grown or retrained teacher gives other targets).
     plan : list of dict or None
         A member plan (:mod:`ensemble_cnn.plan`): groups ``{"name", "count", **settings}``
         whose members differ from the base options in the settings given
@@ -210,9 +224,12 @@ class TrainConfig:
     jit_compile: bool = False
     preset: str | None = None
     plan: list | None = None
+    teacher: str | None = None
+    teacher_weight: float = 0.4
+    teacher_fingerprint: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("data", "expanded"):  # a Path in Python, a string in config.json
+        for name in ("data", "expanded", "teacher"):  # a Path in Python, a string in config.json
             value = getattr(self, name)
             if isinstance(value, os.PathLike):
                 object.__setattr__(self, name, os.fspath(value))
@@ -257,6 +274,9 @@ class TrainConfig:
         _check(self.preset is None or self.preset in PRESETS, "preset", f"one of {', '.join(PRESETS)}", self.preset)
         _check(self.normalize in NORMALIZATIONS, "normalize", f"none, deskew or width-W for W in 8..20",
                self.normalize)
+        _check(self.teacher is None or bool(self.teacher.strip()), "teacher", "a run folder", self.teacher)
+        _check(_finite(self.teacher_weight) and 0 < self.teacher_weight < 0.5, "teacher_weight", "in (0, 0.5)",
+               self.teacher_weight)
         RECIPES[self.recipe].check(self)
         object.__setattr__(self, "distortion", self._canonical_distortion())
         if self.plan is not None:

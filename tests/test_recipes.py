@@ -361,3 +361,67 @@ def test_fge_run_gives_three_members_from_the_cycle_ends(tiny_config, tmp_path):
     probabilities = [np.load(RunFolder(tmp_path / "run").files(i).probabilities) for i in range(3)]
     assert not np.allclose(probabilities[1], probabilities[2]), "each short cycle ends in other weights"
     assert records[2]["test_accuracy"] > 0.45
+
+
+def test_batch_norm_average_follows_the_optimizers_ema_and_is_swapped_in_with_it():
+    """Known answer: momentum 0.5, raw moving means 1, 3, 5 after three steps -> average 1, 2, 3.5."""
+    import keras
+
+    from ensemble_cnn.training.callbacks import BatchNormAverage
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.BatchNormalization(), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(use_ema=True, ema_momentum=0.5), loss="mse")
+    bn = model.layers[0]
+    average = BatchNormAverage()
+    average.set_model(model)
+    average.on_train_begin()
+    assert len(average.statistics) == 2
+    mean = lambda: float(bn.moving_mean.numpy()[0])  # noqa: E731
+    for step, value in enumerate([1.0, 3.0, 5.0]):
+        bn.moving_mean.assign(np.full(2, value, np.float32))
+        average.on_train_batch_end(step)
+    average.on_test_begin()
+    assert mean() == 3.5, "validation sees the averaged statistics"
+    average.on_test_end()
+    assert mean() == 5.0, "training goes on from the raw statistics"
+    average.on_epoch_end(0)
+    assert mean() == 3.5, "the checkpoint policies see the average"
+    average.on_epoch_begin(1)
+    assert mean() == 5.0
+    average.on_epoch_end(1)
+    average.on_train_end()
+    assert mean() == 3.5 and np.allclose(bn.moving_variance.numpy(), 1.0)
+
+
+def test_ema_run_of_a_batch_norm_net_ends_with_averaged_weights_and_statistics(tiny_config):
+    """A real fit of the BN net with the recipe's callbacks: its final BatchNorm statistics are the EMA of the
+    raw statistics after each step (recorded), not the last raw ones."""
+    import keras
+
+    from ensemble_cnn.data.training import load_pool
+    from ensemble_cnn.training.callbacks import batch_norm_statistics
+    from ensemble_cnn.training.member import build_member, compile_members, plan_run
+
+    cfg = tiny_config(arch="deotte", width=0.25, epochs=2, ema=0.9, checkpoint="last", batch_size=50)
+    plan = plan_run(cfg, 0, load_pool(data=cfg.data, expanded=None, limit=cfg.limit))
+    keras.utils.set_random_seed(plan.seed)
+    model = build_member(cfg)
+    steps = math.ceil(len(plan.x_train) / cfg.batch_size)
+    compile_members(model, cfg, steps_per_epoch=steps)
+    raw = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raw.append([v.numpy().copy() for v in batch_norm_statistics(self.model)])
+
+    model.fit(plan.stream(cfg), steps_per_epoch=steps, epochs=cfg.epochs, validation_data=(plan.x_val, plan.y_val),
+              callbacks=[Record(), *RECIPES["standard"].training_callbacks(cfg)], shuffle=False, verbose=0)
+    momentum = float(model.optimizer.ema_momentum)
+    expected = [r.astype(np.float64) for r in raw[0]]
+    for step in raw[1:]:
+        expected = [momentum * e + (1 - momentum) * r for e, r in zip(expected, step)]
+    final = [v.numpy() for v in batch_norm_statistics(model)]
+    assert len(raw) == cfg.epochs * steps and len(final) > 2
+    for got, want, last in zip(final, expected, raw[-1]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert any(not np.allclose(got, last) for got, last in zip(final, raw[-1])), "the raw statistics were kept"

@@ -144,7 +144,8 @@ def batch_stream(
     Parameters
     ----------
     images : ndarray of uint8, shape (N, 28, 28)
-    labels : ndarray, shape (N,)
+    labels : ndarray, shape (N,) or (N, 10)
+        Integer labels, or soft targets (a distilled run's, one row per image).
     batch_size, epochs : int
     seed : int
         The training run's seed. Epoch ``e`` draws its order from
@@ -156,9 +157,9 @@ def batch_stream(
 
     Yields
     ------
-    (ndarray of uint8, shape (B, 28, 28), ndarray of int32, shape (B,))
+    (ndarray of uint8, shape (B, 28, 28), ndarray of int32, shape (B,) or of float32, shape (B, 10))
     """
-    labels = labels.astype(np.int32)
+    labels = labels.astype(np.int32) if labels.ndim == 1 else labels.astype(np.float32)
     for epoch in range(epochs):
         order = epoch_order(len(images), seed=seed, epoch=epoch)
         for batch_index, start in enumerate(range(0, len(order), batch_size)):

@@ -47,9 +47,11 @@ from ensemble_cnn.errors import RunFolderBusy, RunFolderError
 from ensemble_cnn.storage.hashing import sha256_file
 from ensemble_cnn.storage.outputs import check_run_folder_target, shown
 
-__all__ = ["CONFIG_NAME", "LOCK_NAME", "MemberFiles", "MemberStatus", "RunFolder", "member_stem"]
+__all__ = ["CONFIG_NAME", "LOCK_NAME", "TEACHER_NAME", "MemberFiles", "MemberStatus", "RunFolder", "member_stem"]
 
 CONFIG_NAME = "config.json"
+# A distilled run's targets (ensemble_cnn.training.teacher): its teacher's probabilities on the training digits.
+TEACHER_NAME = "teacher_train_proba.npy"
 LOCK_NAME = ".ensemble-cnn.lock"  # held by the one train/run writing the folder
 _HELD: dict[Path, int] = {}  # run folders this process holds the lock of (nested holds are counted)
 # A writer that finds the lock taken looks again for this long before calling the folder busy: an
@@ -120,6 +122,11 @@ class RunFolder:
     @property
     def config_path(self) -> Path:
         return self.path / CONFIG_NAME
+
+    @property
+    def teacher_path(self) -> Path:
+        """Where a distilled run keeps its teacher's probabilities on its training digits (float32 (N, 10))."""
+        return self.path / TEACHER_NAME
 
     def files(self, index: int) -> MemberFiles:
         """The files member ``index`` owns."""

@@ -194,6 +194,81 @@ class WeightAverage(keras.callbacks.Callback):
             self.model.set_weights(self.average())
 
 
+def batch_norm_statistics(model) -> list:
+    """The moving mean and variance of every BatchNormalization layer in ``model`` (nested members included)."""
+    found, stack = [], [model]
+    while stack:
+        layer = stack.pop()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found += [layer.moving_mean, layer.moving_variance]
+        stack.extend(getattr(layer, "layers", []))
+    return found
+
+
+class BatchNormAverage(keras.callbacks.Callback):
+    """The weight EMA's companion for BatchNorm nets: the same moving average of the BatchNorm statistics.
+
+    Keras' optimizer EMA (``use_ema``) averages the trainable weights only, so the
+    averaged net would normalize with the statistics of the raw weights: wrong while the
+    weights still move (a BN net validated at chance for its first epochs, docs/results.md,
+    round 4). This callback keeps the BatchNorm moving means and variances under the
+    optimizer's EMA, with its momentum and its first step (the average starts at the
+    first step's value), and swaps them in wherever :class:`keras.callbacks.SwapEMAWeights`
+    swaps in the averaged weights: for validation, at every epoch's end (the checkpoint
+    policies' view) and at the end of training. As timm's ``ModelEma`` averages a model's
+    BatchNorm buffers with its weights. A net without BatchNorm is left alone.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statistics: list = []
+        self.average: list[np.ndarray] = []
+        self._raw: list[np.ndarray] | None = None
+
+    def on_train_begin(self, logs=None):
+        self.statistics = batch_norm_statistics(self.model)
+        self.average = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.statistics:
+            return
+        values = [np.asarray(v.numpy(), dtype=np.float64) for v in self.statistics]
+        if not self.average:  # the optimizer's first step: the average is the value
+            self.average = values
+            return
+        momentum = float(self.model.optimizer.ema_momentum)
+        for average, value in zip(self.average, values):
+            average *= momentum
+            average += (1.0 - momentum) * value
+
+    def _swap_in(self) -> None:
+        if self.average and self._raw is None:
+            self._raw = [v.numpy() for v in self.statistics]
+            for variable, average in zip(self.statistics, self.average):
+                variable.assign(average.astype(np.float32))
+
+    def _swap_out(self) -> None:
+        if self._raw is not None:
+            for variable, raw in zip(self.statistics, self._raw):
+                variable.assign(raw)
+            self._raw = None
+
+    def on_test_begin(self, logs=None):
+        self._swap_in()
+
+    def on_test_end(self, logs=None):
+        self._swap_out()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._swap_in()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._swap_out()
+
+    def on_train_end(self, logs=None):
+        self._swap_in()
+
+
 class CosineCycles(keras.optimizers.schedules.LearningRateSchedule):
     """Consecutive cosine segments: in each, the rate goes from ``start`` to ``end`` along half a cosine.
 

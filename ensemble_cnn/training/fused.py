@@ -29,6 +29,7 @@ from ensemble_cnn.training.member import (
     run_label,
     save_checkpoints,
     start_worker,
+    teacher_targets,
 )
 from ensemble_cnn.training.recipes import get_recipe
 from ensemble_cnn.storage.run_folder import RunFolder
@@ -105,8 +106,10 @@ def train_fused(
     cfg = run_config(base, runs[0][0])  # one plan group per fused model (train.plan_groups)
     if any(run_config(base, run) != cfg for run, _ in runs[1:]):
         raise ValueError("a fused model trains members of one plan group only")
-    pool = PoolCache(load_checked_pool(base)).get(cfg.normalize)
-    plans = [plan_run(cfg, run, pool) for run, _ in runs]
+    pools = PoolCache(load_checked_pool(base))
+    pool = pools.get(cfg.normalize)
+    teacher = teacher_targets(base, run_dir, pools.get("none"))
+    plans = [plan_run(cfg, run, pool, teacher=teacher) for run, _ in runs]
     train_sizes = {len(plan.x_train) for plan in plans}
     val_sizes = {len(plan.x_val) for plan in plans}
     if len(train_sizes) != 1 or len(val_sizes) != 1:

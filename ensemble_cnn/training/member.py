@@ -123,11 +123,22 @@ class PoolCache:
         return self._pools[normalize]
 
 
-def plan_run(cfg: TrainConfig, run: int, pool: TrainingPool) -> RunPlan:
-    """Derive training run ``run``'s seed, validation split and distortion from the config."""
+def plan_run(cfg: TrainConfig, run: int, pool: TrainingPool, *, teacher: np.ndarray | None = None) -> RunPlan:
+    """Derive training run ``run``'s seed, validation split and distortion from the config.
+
+    With ``teacher`` (float32 (N, 10), the teacher's probabilities on every pool row) the
+    training targets are soft (:func:`ensemble_cnn.training.teacher.soft_targets`, shape
+    (n, 10)) and the validation targets one-hot; else both are integer labels.
+    """
     seed = member_seed(cfg.seed, run)
     split = split_for_member(pool, val_size=cfg.val_size, seed=seed, bootstrap=cfg.bootstrap)
     x_pool, y_pool = pool.data.x_train, pool.data.y_train
+    y_train, y_val = y_pool[split.train_rows], y_pool[split.val_rows].astype(np.int32)
+    if teacher is not None:
+        from ensemble_cnn.training.teacher import soft_targets
+
+        y_train = soft_targets(y_train, teacher[split.train_rows], weight=cfg.teacher_weight)
+        y_val = np.eye(10, dtype=np.float32)[y_val]
     distortion = None
     if cfg.augmentation == "distort":
         from augment import Distortion
@@ -137,9 +148,9 @@ def plan_run(cfg: TrainConfig, run: int, pool: TrainingPool) -> RunPlan:
         run=run,
         seed=seed,
         x_train=x_pool[split.train_rows],
-        y_train=y_pool[split.train_rows],
+        y_train=y_train,
         x_val=x_pool[split.val_rows],
-        y_val=y_pool[split.val_rows].astype(np.int32),
+        y_val=y_val,
         distortion=distortion,
     )
 
@@ -155,6 +166,15 @@ def load_checked_pool(cfg: TrainConfig) -> TrainingPool:
         source = cfg.expanded or cfg.data or "keras"
         raise ValueError(f"{source}: the data on this worker differs from the data the run was started with")
     return pool
+
+
+def teacher_targets(cfg: TrainConfig, run_dir: str, pool: TrainingPool) -> np.ndarray | None:
+    """The teacher's probabilities on every pool row, as the driver wrote them (``None`` without a teacher)."""
+    if cfg.teacher is None:
+        return None
+    from ensemble_cnn.training.teacher import read_teacher_targets
+
+    return read_teacher_targets(RunFolder(run_dir), len(pool.data.x_train))
 
 
 def build_member(cfg: TrainConfig, *, name: str | None = None):
@@ -247,11 +267,12 @@ def train_runs(
 
     recipe = get_recipe(cfg.recipe)
     pools = PoolCache(load_checked_pool(cfg))
+    teacher = teacher_targets(cfg, run_dir, pools.get("none"))
     records = []
     for position, (run, wanted) in enumerate(runs):
         own = run_config(cfg, run)  # the base config with the run's plan group's settings
         pool = pools.get(own.normalize)
-        plan = plan_run(own, run, pool)
+        plan = plan_run(own, run, pool, teacher=teacher)
         steps_per_epoch = math.ceil(len(plan.x_train) / own.batch_size)
         keras.utils.set_random_seed(plan.seed)
         model = build_member(own)

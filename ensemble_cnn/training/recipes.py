@@ -85,7 +85,14 @@ class Recipe:
         return cfg.epochs
 
     def loss(self, cfg: "TrainConfig") -> Any:
-        """The loss of one member's output: sparse cross-entropy (label-smoothed with ``cfg.label_smoothing``)."""
+        """The loss of one member's output: sparse cross-entropy (label-smoothed with ``cfg.label_smoothing``).
+
+        A distilled run (``cfg.teacher``) has soft targets: categorical cross-entropy, smoothed alike.
+        """
+        if cfg.teacher is not None:
+            import keras
+
+            return keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
         if not cfg.label_smoothing:
             return "sparse_categorical_crossentropy"
         from ensemble_cnn.training.callbacks import SmoothedSparseCrossentropy
@@ -98,9 +105,11 @@ class Recipe:
             return []
         import keras
 
-        # Averaged weights in the model for validation and at every epoch's end (where
-        # the checkpoint policies look), raw weights while training.
-        return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)]
+        from ensemble_cnn.training.callbacks import BatchNormAverage
+
+        # Averaged weights (and BatchNorm statistics) in the model for validation and at every
+        # epoch's end (where the checkpoint policies look), raw ones while training.
+        return [BatchNormAverage(), keras.callbacks.SwapEMAWeights(swap_on_epoch=True)]
 
     def checkpoint_policy(self, cfg: "TrainConfig", model: Any, *, n_outputs: int = 1, position: int = 0) -> Any:
         """A Keras callback with a ``checkpoints() -> list[Checkpoint]`` method, for one member model.

@@ -16,6 +16,7 @@ from ensemble_cnn.errors import RunFolderError
 from ensemble_cnn.training.member import WorkerSettings, members_of, run_cost, run_of
 from ensemble_cnn.training.orphans import stop_with_driver
 from ensemble_cnn.training.recipes import get_recipe
+from ensemble_cnn.training.teacher import check_teacher, write_teacher_targets
 from ensemble_cnn.storage.run_folder import RunFolder
 from ensemble_cnn.models import load_member
 from ensemble_cnn.training.execution import Execution, resolve_execution
@@ -79,6 +80,7 @@ def check_run(config: TrainConfig, run_dir: str | Path) -> TrainConfig:
         key: str(Path(value).resolve())  # stored resolved: evaluate works from any folder
         for key, value in (("data", config.data), ("expanded", config.expanded)) if value is not None
     })
+    config = check_teacher(config, run_dir)
     RunFolder(run_dir).check_compatible(config)
     return config
 
@@ -173,6 +175,12 @@ def train_ensemble(
             held.enter_context(folder.lock())
             folder.check_compatible(config)
         folder.claim(config)
+        if runs and config.teacher:
+            from ensemble_cnn import runtime
+
+            runtime.configure_tensorflow(execution.cores, max(1, min(2, execution.cores)))  # as in-process training
+            write_teacher_targets(config, folder, load_pool(data=config.data, expanded=config.expanded,
+                                                            limit=config.limit).data.x_train, log=log)
         if result.reused:
             say(f"resuming: members {', '.join(f'{i:02d}' for i in result.reused)} already trained, kept")
         if runs:
