@@ -461,10 +461,11 @@ def plot(points: list[dict], out) -> Path:
              "--preset best (15 default members) was NOT screened on study validation, so it has no point here. "
              "Labels: nielsen variants of the chosen recipe drop 'nielsen-cos-ema-ls-mild-' (base = the recipe itself, "
              "2 x 16 epochs), other names drop\n'nielsen-' -> 'n-' and '-cos-ema-ls-mild'; xK = K members (else 2); "
-             "r4 = round 4; 'a = b' = points at the same spot. Pools = sums of their parts' costs. "
+             "r4 = round 4; 'a = b' = points at the same spot. Pools = sums of their parts' costs (n-distill: the 2 "
+             "students alone,\ntheir teacher's cost not counted; n5+distill2 counts it). "
              "Cost counts the forward multiply-adds only; CPUs differ by round, cost does not depend on them.",
              fontsize=7.5, color="0.25", va="bottom")
-    fig.tight_layout(rect=(0, 0.045, 1, 1))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     avoid = [legend.get_window_extent(renderer)]

@@ -225,12 +225,7 @@ def pool(names: list[str], stage: str, label: str) -> dict:
     ``names`` are run folders under ``artifacts/study/<stage>`` (``NAME-kK-sS``); the
     result is appended to the results with stage ``pool`` and the summed wall time.
     """
-    runs = []
-    for name in names:
-        folder = RunFolder(STUDY / stage / name)
-        if not (folder.path / "config.json").is_file():
-            raise SystemExit(f"{folder.path}: not a finished study run")
-        runs.append((folder, folder.records(folder.read_config().members)))
+    runs = finished_runs(names, stage)
     walls = {f"{r['name']}-k{r['members']}-s{r['seed']}": r["wall_minutes"] for r in read_results()
              if r["stage"] == stage}
     out = {"name": label, "seed": 0, "stage": "pool", "runs": names, "cpu": cpu_class(), "shared": True,
@@ -239,6 +234,30 @@ def pool(names: list[str], stage: str, label: str) -> dict:
     append_result(out)
     print(json.dumps({k: v for k, v in out.items() if not k.endswith("ci95")}), flush=True)
     return out
+
+
+def finished_runs(names: list[str], stage: str) -> list[tuple[RunFolder, list[dict]]]:
+    """The (folder, records) of finished study runs named ``NAME-kK-sS`` under ``artifacts/study/<stage>``."""
+    runs = []
+    for name in names:
+        folder = RunFolder(STUDY / stage / name)
+        if not (folder.path / "config.json").is_file():
+            raise SystemExit(f"{folder.path}: not a finished study run")
+        runs.append((folder, folder.records(folder.read_config().members)))
+    return runs
+
+
+def versus(first: list[str], second: list[str], stage: str) -> None:
+    """Two pools of finished runs' members on the same digits: each vote, and the paired test of the majorities."""
+    pools = [split_probabilities(finished_runs(names, stage)) for names in (first, second)]
+    for split in ("val", "test"):
+        (a, labels), (b, _) = pools[0][split], pools[1][split]
+        right = [VOTES["majority"].labels(p) == labels for p in (a, b)]
+        test = mcnemar_exact(right[0], right[1])
+        members = [f"{100 * np.mean([np.mean(m.argmax(1) == labels) for m in p]):.2f}%" for p in (a, b)]
+        print(f"{split}: majority {100 * right[0].mean():.2f}% ({len(a)} members, mean {members[0]}) vs "
+              f"{100 * right[1].mean():.2f}% ({len(b)} members, mean {members[1]}): "
+              f"{test['only_a']} vs {test['only_b']} digits, p = {test['p_value']:.2g}", flush=True)
 
 
 def table(stage: str) -> None:
@@ -293,6 +312,10 @@ def main() -> None:
     sizes_parser.add_argument("run", help="a run folder under artifacts/study/STAGE, e.g. nielsen-std-k2-s0")
     sizes_parser.add_argument("--first", type=int, nargs="+", required=True, help="member counts K")
     sizes_parser.add_argument("--stage", default="screen")
+    paired = sub.add_parser("versus", help="two pools of finished runs' members, with the paired test of their votes")
+    paired.add_argument("first", help="comma-separated run folders under artifacts/study/STAGE")
+    paired.add_argument("second", help="the same, for the other pool")
+    paired.add_argument("--stage", default="screen")
     sub.add_parser("list", help="print the candidates")
     args = parser.parse_args()
     if args.command == "list":
@@ -300,6 +323,8 @@ def main() -> None:
             print(f"{name:<22} {' '.join(options)}")
     elif args.command == "pool":
         pool(args.runs, args.stage, args.label)
+    elif args.command == "versus":
+        versus(args.first.split(","), args.second.split(","), args.stage)
     elif args.command == "table":
         table(args.stage)
     elif args.command == "sizes":
