@@ -35,10 +35,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from ensemble_cnn.data.mnist import N_CLASSES
 from ensemble_cnn.errors import RunFolderError, UnsafeMemberError, first_line
 
 INPUT_SHAPE = (28, 28)
-N_CLASSES = 10
+
 
 def multiply_adds(arch: str, width: float = 1.0, dropout: float | None = None) -> int:
     """Multiply-adds per digit of ``arch`` at ``width``: its convolutions and dense layers, exactly.

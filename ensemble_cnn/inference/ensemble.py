@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike
 
 from augment.views import TTA_VIEWS, view_stack
 from ensemble_cnn.config import MAX_MEMBERS
+from ensemble_cnn.data.mnist import N_CLASSES
 from ensemble_cnn.errors import ExportError, MissingMembersError, RunFolderError, UnsafeMemberError, first_line
 from ensemble_cnn.deprecation import renamed_keyword
 from ensemble_cnn.inference.vote import get_vote
@@ -25,8 +26,6 @@ from ensemble_cnn.storage.run_folder import RunFolder, member_stem
 
 __all__ = ["DigitViews", "Ensemble", "as_digits", "check_batch_size", "check_members", "check_normalizations",
            "check_tta", "digit_views", "left_out_message", "member_count", "refuse_normalized", "usable_records"]
-
-N_CLASSES = 10
 
 
 def as_digits(x: ArrayLike) -> np.ndarray:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ensemble_cnn.config import TrainConfig
+from ensemble_cnn.data.mnist import N_CLASSES
 from ensemble_cnn.training.checkpoint import Checkpoint
 from ensemble_cnn.training.recipes import Recipe, get_recipe
 from ensemble_cnn.storage.run_folder import RunFolder
@@ -138,7 +139,7 @@ def plan_run(cfg: TrainConfig, run: int, pool: TrainingPool, *, teacher: np.ndar
         from ensemble_cnn.training.teacher import soft_targets
 
         y_train = soft_targets(y_train, teacher[split.train_rows], weight=cfg.teacher_weight)
-        y_val = np.eye(10, dtype=np.float32)[y_val]
+        y_val = np.eye(N_CLASSES, dtype=np.float32)[y_val]
     distortion = None
     if cfg.augmentation == "distort":
         from augment import Distortion

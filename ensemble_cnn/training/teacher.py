@@ -16,17 +16,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from ensemble_cnn.config import TrainConfig
+from ensemble_cnn.data.mnist import N_CLASSES
 from ensemble_cnn.errors import RunFolderError
 from ensemble_cnn.storage.outputs import shown
 from ensemble_cnn.storage.run_folder import RunFolder
 
 __all__ = ["check_teacher", "read_teacher_targets", "soft_targets", "write_teacher_targets"]
-
-N_CLASSES = 10
 
 
 def check_teacher(config: TrainConfig, run_dir: str | Path) -> TrainConfig:
@@ -94,7 +94,7 @@ def soft_targets(labels: np.ndarray, teacher: np.ndarray, *, weight: float) -> n
 
 
 def write_teacher_targets(config: TrainConfig, folder: RunFolder, x_train: np.ndarray, *,
-                          log=None) -> Path:
+                          log: Callable[[str], None] | None = None) -> Path:
     """The teacher committee's mean probabilities on every training digit, written to the run folder once.
 
     Parameters
