@@ -105,7 +105,8 @@ CANDIDATES: dict[str, list[str]] = {
     # round 4 (issue 23 d): born-again members, taught by the finished 5-member plain committee (16 epochs each)
     "nielsen-distill-cos-ema-ls-mild": ["--arch", "nielsen", "--epochs", "16", *COS_EMA_LS, *MILD, "--teacher",
                                         str(STUDY / "round4" / "nielsen-cos-ema-ls-mild-k5-s0")],
-    # the same 8-epoch screen again once the EMA also averages the BatchNorm statistics (BatchNormAverage)
+    # the same 8-epoch screen, run with the EMA also averaging the BatchNorm statistics (a callback since removed:
+    # it made the screen worse, docs/results.md round 4 (c)); today it trains as deotte-cos-ema-ls-mild-e8
     "deotte-cos-ema-ls-mild-e8-bnavg": ["--arch", "deotte", "--epochs", "8", *COS_EMA_LS, *MILD],
     "deotte50-std": ["--arch", "deotte", "--width", "0.5", "--epochs", "10", *STANDARD, *MEDIUM],
     "deotte50-cos-ema": ["--arch", "deotte", "--width", "0.5", "--epochs", "10", *COS_EMA, *MEDIUM],

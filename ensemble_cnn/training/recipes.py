@@ -105,11 +105,9 @@ class Recipe:
             return []
         import keras
 
-        from ensemble_cnn.training.callbacks import BatchNormAverage
-
-        # Averaged weights (and BatchNorm statistics) in the model for validation and at every
-        # epoch's end (where the checkpoint policies look), raw ones while training.
-        return [BatchNormAverage(), keras.callbacks.SwapEMAWeights(swap_on_epoch=True)]
+        # Averaged weights in the model for validation and at every epoch's end (where
+        # the checkpoint policies look), raw weights while training.
+        return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)]
 
     def checkpoint_policy(self, cfg: "TrainConfig", model: Any, *, n_outputs: int = 1, position: int = 0) -> Any:
         """A Keras callback with a ``checkpoints() -> list[Checkpoint]`` method, for one member model.
