@@ -45,6 +45,7 @@ DEFAULTS = {"arch": "nielsen", "width": 1.0, "epochs": 30, "val_size": 5000, "re
 MEMBERS_PER_RUN = {"snapshot": 3, "fge": 3}  # recipes whose one training run yields several members
 TERA = 1e12
 QUICK = ("nielsen-cos-ema-ls-mild", 2)  # --preset quick: 2 members x 16 epochs
+BEST = ("deotte-cos-ls-mild-e30", 2)  # --preset best: 2 deotte members x 30 epochs, no weight EMA (round 4)
 DEFAULT_NAME = "default (5 x 30)"
 
 
@@ -428,6 +429,8 @@ def plot(points: list[dict], out) -> Path:
             marks.append((i, "*", "#ffbf00", 360, "default: 5 members x 30 epochs"))
         elif (p["name"], p["members"]) == QUICK and p["round"] == 1:
             marks.append((i, "D", "#ffbf00", 110, "--preset quick: 2 members x 16 epochs"))
+        elif (p["name"], p["members"]) == BEST:
+            marks.append((i, "P", "#ffbf00", 160, "--preset best: 2 deotte members x 30 epochs"))
     for i, marker, color, size, text in marks:
         ax.scatter([costs[i]], [shown[i]], marker=marker, s=size, color=color, edgecolor="black", lw=0.8, zorder=4,
                    label=text)
@@ -458,7 +461,6 @@ def plot(points: list[dict], out) -> Path:
     ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.1f"))
     legend = ax.legend(loc="lower right", fontsize=8, framealpha=0.95, scatterpoints=1)
     fig.text(0.01, 0.012,
-             "--preset best (15 default members) was NOT screened on study validation, so it has no point here. "
              "Labels: nielsen variants of the chosen recipe drop 'nielsen-cos-ema-ls-mild-' (base = the recipe itself, "
              "2 x 16 epochs), other names drop\n'nielsen-' -> 'n-' and '-cos-ema-ls-mild'; xK = K members (else 2); "
              "r4 = round 4; 'a = b' = points at the same spot. Pools = sums of their parts' costs (n-distill: the 2 "
@@ -472,7 +474,7 @@ def plot(points: list[dict], out) -> Path:
     big = {i for i, *_ in marks}
     for i, (x, y) in enumerate(zip(costs, shown)):
         px, py = ax.transData.transform((x, y))
-        half = 11 if i in big else 4  # the default's star and the quick preset's diamond are larger
+        half = 11 if i in big else 4  # the default's and the presets' marks are larger
         avoid.append(matplotlib.transforms.Bbox([[px - half, py - half], [px + half, py + half]]))
     if fx:  # the frontier's step line, as small boxes along it
         corners = [ax.transData.transform(xy) for xy in

@@ -171,3 +171,22 @@ def test_preset_is_a_set_of_ordinary_options_that_explicit_ones_override(runner,
     assert config["epochs"] == PRESETS["quick"]["epochs"], "the preset sets what the command line leaves"
     help_text = " ".join(runner.invoke(main, ["train", "--help"]).output.split())
     assert "quick = --" in help_text and "best = --" in help_text
+
+
+def test_preset_best_trains_the_batchnorm_committee_without_the_weight_ema(runner, small_mnist_npz, tmp_path,
+                                                                          fake_training):
+    """``--preset best`` is round 4's winner: deotte members, EMA off (its BN statistics would not match the
+    averaged weights), 2 of them; what it leaves (epochs, schedule) is the default's."""
+    from ensemble_cnn.config import TrainConfig
+
+    run_dir = tmp_path / "best"
+    args = tiny_args(drop=("--arch", "--members", "--ema"))
+    result = runner.invoke(main, ["train", "--data", str(small_mnist_npz), "--preset", "best", *args,
+                                  "--out", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["preset"], config["arch"], config["ema"], config["members"]) == ("best", "deotte", 0.0, 2)
+    assert config["schedule"] == TrainConfig().schedule and config["label_smoothing"] == TrainConfig().label_smoothing
+    assert fake_training == [0, 1]
+    help_text = " ".join(runner.invoke(main, ["train", "--help"]).output.split())
+    assert "best = --arch deotte --ema 0.0 --members 2" in help_text
