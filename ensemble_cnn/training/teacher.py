@@ -116,7 +116,7 @@ def write_teacher_targets(config: TrainConfig, folder: RunFolder, x_train: np.nd
     from ensemble_cnn.storage import atomic
 
     path = folder.teacher_path
-    if _readable(path, len(x_train)):
+    if _load_targets(path, len(x_train)) is not None:
         return path
     teacher = Ensemble.load(config.teacher)
     if log:
@@ -130,16 +130,19 @@ def write_teacher_targets(config: TrainConfig, folder: RunFolder, x_train: np.nd
 def read_teacher_targets(folder: RunFolder, n_rows: int) -> np.ndarray:
     """The teacher's probabilities the driver wrote, float32 (n_rows, 10); :class:`RunFolderError` if unusable."""
     path = folder.teacher_path
-    if not _readable(path, n_rows):
+    targets = _load_targets(path, n_rows)
+    if targets is None:
         raise RunFolderError(f"{shown(path)}: missing or not float32 ({n_rows}, {N_CLASSES}) finite probabilities "
                              "(the driver writes it before training; run train again)")
-    return np.load(path, allow_pickle=False)
+    return targets
 
 
-def _readable(path: Path, n_rows: int) -> bool:
+def _load_targets(path: Path, n_rows: int) -> np.ndarray | None:
+    """The file's float32 (n_rows, 10) finite array, read once; ``None`` if missing or anything else."""
     try:
-        array = np.load(path, allow_pickle=False, mmap_mode="r")
+        array = np.load(path, allow_pickle=False)
     except (OSError, ValueError):
-        return False
-    return (array.dtype == np.float32 and array.shape == (n_rows, N_CLASSES)
-            and bool(np.isfinite(array).all()))
+        return None
+    ok = (isinstance(array, np.ndarray) and array.dtype == np.float32
+          and array.shape == (n_rows, N_CLASSES) and bool(np.isfinite(array).all()))
+    return array if ok else None
