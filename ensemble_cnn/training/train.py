@@ -20,7 +20,7 @@ from ensemble_cnn.training.teacher import check_teacher, write_teacher_targets
 from ensemble_cnn.storage.run_folder import RunFolder
 from ensemble_cnn.models import load_member
 from ensemble_cnn.training.execution import Execution, resolve_execution
-from ensemble_cnn.data.training import data_fingerprint, load_pool
+from ensemble_cnn.data.training import TrainingPool, data_fingerprint, load_pool
 
 __all__ = ["RunFolderError", "TrainResult", "check_run", "plan_groups", "prepare_run", "train_ensemble"]
 
@@ -75,6 +75,11 @@ def check_run(config: TrainConfig, run_dir: str | Path) -> TrainConfig:
     identity differs (naming the fields), and :class:`ensemble_cnn.data.mnist.DataError`
     for bad data.
     """
+    return _checked(config, run_dir)[0]
+
+
+def _checked(config: TrainConfig, run_dir: str | Path) -> tuple[TrainConfig, TrainingPool]:
+    """:func:`check_run`, also returning the training pool it read (a teacher labels it)."""
     pool = load_pool(data=config.data, expanded=config.expanded, limit=config.limit)
     config = replace(config, data_fingerprint=data_fingerprint(pool), **{
         key: str(Path(value).resolve())  # stored resolved: evaluate works from any folder
@@ -82,7 +87,7 @@ def check_run(config: TrainConfig, run_dir: str | Path) -> TrainConfig:
     })
     config = check_teacher(config, run_dir)
     RunFolder(run_dir).check_compatible(config)
-    return config
+    return config, pool
 
 
 def prepare_run(config: TrainConfig, run_dir: str | Path) -> TrainConfig:
@@ -132,7 +137,9 @@ def train_ensemble(
     from ensemble_cnn.training import backends
     started = time.perf_counter()
     folder = RunFolder(run_dir)
-    config = check_run(config, folder.path)
+    config, pool = _checked(config, folder.path)
+    teacher_digits = pool.data.x_train if config.teacher else None  # the digits a teacher labels, read once
+    del pool  # an expanded set is not held here while the workers train
     result = TrainResult(run_dir=folder.path)
     say = log or (lambda line: None)
     recipe = get_recipe(config.recipe)
@@ -179,8 +186,7 @@ def train_ensemble(
             from ensemble_cnn import runtime
 
             runtime.configure_tensorflow(execution.cores, max(1, min(2, execution.cores)))  # as in-process training
-            write_teacher_targets(config, folder, load_pool(data=config.data, expanded=config.expanded,
-                                                            limit=config.limit).data.x_train, log=log)
+            write_teacher_targets(config, folder, teacher_digits, log=log)
         if result.reused:
             say(f"resuming: members {', '.join(f'{i:02d}' for i in result.reused)} already trained, kept")
         if runs:
