@@ -139,7 +139,7 @@ def train_ensemble(
     folder = RunFolder(run_dir)
     config, pool = _checked(config, folder.path)
     teacher_digits = pool.data.x_train if config.teacher else None  # the digits a teacher labels, read once
-    del pool  # an expanded set is not held here while the workers train
+    del pool  # nor is the rest of it held here while the workers train
     result = TrainResult(run_dir=folder.path)
     say = log or (lambda line: None)
     recipe = get_recipe(config.recipe)
@@ -187,6 +187,7 @@ def train_ensemble(
 
             runtime.configure_tensorflow(execution.cores, max(1, min(2, execution.cores)))  # as in-process training
             write_teacher_targets(config, folder, teacher_digits, log=log)
+        teacher_digits = None  # labelled (or already were): not held while the workers train
         if result.reused:
             say(f"resuming: members {', '.join(f'{i:02d}' for i in result.reused)} already trained, kept")
         if runs:
