@@ -8,6 +8,8 @@ dtype out), pure functions kept apart from the random draws:
   one bilinear resampling of a composed affine + Simard elastic map;
 * :class:`Distortion`, :func:`draw`, :func:`apply`, :func:`distort` -- random
   distortions with explicit ``numpy.random.Generator`` draws;
+* :class:`Erasing`, :func:`draw_boxes`, :func:`erase_boxes`, :func:`erase` --
+  random erasing (Cutout squares set to the background 0) with explicit draws;
 * :func:`expand` -- chunked, multi-threaded, seed-reproducible expansion;
 * :func:`view_stack`, :data:`TTA_VIEWS` -- fixed views for test-time augmentation;
 * :func:`deskew`, :func:`width_normalize`, :data:`NORMALIZATIONS`,
@@ -21,7 +23,16 @@ from augment.affine import affine_coefficients, affine_elastic, rotate_images
 from augment.distortion import ALPHA_RANGE, LIMITS, MAX_SHIFT_RANGE, SIGMA_RANGE, TRANSFORMS, Distortion
 from augment.draws import Draws, draw, draw_angles, draw_noise, draw_scales, draw_shifts
 from augment.elastic import displacement_fields, elastic_distort
-from augment.expand import BACKENDS, BLOCK_SIZE, block_generator, draw_variants, expand
+from augment.erase import SIDE_RANGE, Boxes, Erasing, draw_boxes, erase, erase_boxes, parse_sides
+from augment.expand import (
+    BACKENDS,
+    BLOCK_SIZE,
+    block_generator,
+    draw_variant_boxes,
+    draw_variants,
+    erase_generator,
+    expand,
+)
 from augment.normalize import (
     INK_THRESHOLD,
     MNIST_BOX,
@@ -45,6 +56,7 @@ __all__ = [
     "BACKENDS",
     "LIMITS",
     "MAX_SHIFT_RANGE",
+    "SIDE_RANGE",
     "SIGMA_RANGE",
     "BLOCK_SIZE",
     "INK_THRESHOLD",
@@ -55,8 +67,10 @@ __all__ = [
     "TTA_VIEWS",
     "WIDTHS",
     "View",
+    "Boxes",
     "Distortion",
     "Draws",
+    "Erasing",
     "affine_coefficients",
     "affine_elastic",
     "apply",
@@ -67,11 +81,16 @@ __all__ = [
     "distort",
     "draw",
     "draw_angles",
+    "draw_boxes",
     "draw_noise",
     "draw_scales",
     "draw_shifts",
+    "draw_variant_boxes",
     "draw_variants",
     "elastic_distort",
+    "erase",
+    "erase_boxes",
+    "erase_generator",
     "expand",
     "gaussian_matrix",
     "get_normalization",
@@ -79,6 +98,7 @@ __all__ = [
     "ink_moments",
     "nielsen_expand",
     "normalize",
+    "parse_sides",
     "rotate_images",
     "shift_images",
     "skew",

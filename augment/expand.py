@@ -3,9 +3,10 @@
 Work goes in chunks of variants written into one preallocated output (which
 may be a memmap), optionally by worker threads or processes.  Random draws
 are keyed on fixed blocks of :data:`BLOCK_SIZE` variant indices
-(``SeedSequence(seed, spawn_key=(block,))``), never on chunk boundaries, so
-the output is byte-identical for a given seed whatever ``chunk_size``,
-``n_jobs`` and ``backend`` are.
+(``SeedSequence(seed, spawn_key=(block,))``; the erasing squares, when asked
+for, from ``SeedSequence(seed, spawn_key=(block, 1))``), never on chunk
+boundaries, so the output is byte-identical for a given seed whatever
+``chunk_size``, ``n_jobs`` and ``backend`` are.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import numpy as np
 from augment._checks import check_images, check_number, check_out
 from augment.distortion import Distortion
 from augment.draws import Draws, draw
+from augment.erase import Boxes, Erasing, draw_boxes, erase_boxes
 from augment.pipeline import apply
 from augment.warp import sub_batch_size
 
-__all__ = ["BACKENDS", "BLOCK_SIZE", "block_generator", "draw_variants", "expand"]
+__all__ = ["BACKENDS", "BLOCK_SIZE", "block_generator", "draw_variant_boxes", "draw_variants", "erase_generator",
+           "expand"]
 
 #: Number of consecutive variants sharing one random generator.
 BLOCK_SIZE = 256
@@ -55,6 +58,42 @@ def block_generator(seed: int, block: int) -> np.random.Generator:
         ``Generator(PCG64(SeedSequence(seed, spawn_key=(block,))))``.
     """
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(block,))))
+
+
+def erase_generator(seed: int, block: int) -> np.random.Generator:
+    """Generator of the erasing squares of the variants of block ``block``.
+
+    Separate from :func:`block_generator`, so that erasing leaves the
+    distortions of an expansion unchanged.
+
+    Returns
+    -------
+    numpy.random.Generator
+        ``Generator(PCG64(SeedSequence(seed, spawn_key=(block, 1))))``.
+    """
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(block, 1))))
+
+
+def draw_variant_boxes(
+    erasing: Erasing, seed: int, start: int, stop: int, total: int, shape: tuple[int, int]
+) -> Boxes:
+    """Erasing squares of variants ``start .. stop - 1`` out of ``total``, chunking-independent.
+
+    Parameters as for :func:`draw_variants`; block ``b`` draws its squares from
+    :func:`erase_generator` ``(seed, b)``.
+
+    Returns
+    -------
+    Boxes
+        ``stop - start`` entries.
+    """
+    first, last = start // BLOCK_SIZE, (stop - 1) // BLOCK_SIZE
+    parts = [
+        draw_boxes(erasing, erase_generator(seed, b), min(BLOCK_SIZE, total - b * BLOCK_SIZE), shape)
+        for b in range(first, last + 1)
+    ]
+    base = first * BLOCK_SIZE
+    return Boxes.concatenate(parts)[start - base : stop - base]
 
 
 def draw_variants(
@@ -100,6 +139,7 @@ def expand(
     *,
     copies: int,
     distortion: Distortion = Distortion(),
+    erasing: Erasing | None = None,
     seed: int = 0,
     chunk_size: int = 256,
     n_jobs: int = 1,
@@ -119,6 +159,9 @@ def expand(
         Distorted variants per image, >= 0.
     distortion : Distortion
         The random distortion.
+    erasing : Erasing, optional
+        Random erasing (Cutout squares) applied to every variant after its
+        distortion (the originals are kept whole); None: no erasing.
     seed : int
         Non-negative seed; equal seeds give byte-identical output for any
         ``chunk_size`` and ``n_jobs``.
@@ -160,6 +203,8 @@ def expand(
         raise ValueError(f"copies must be >= 0, got {copies}")
     if not isinstance(distortion, Distortion):
         raise ValueError(f"distortion must be a Distortion, got {type(distortion).__name__}")
+    if erasing is not None and not isinstance(erasing, Erasing):
+        raise ValueError(f"erasing must be an Erasing or None, got {type(erasing).__name__}")
     seed = check_number(seed, name="seed", integer=True)
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
@@ -187,7 +232,7 @@ def expand(
     if n_jobs == 1 or total <= chunk_size:
         for start in range(0, total, chunk_size):
             stop = min(total, start + chunk_size)
-            _fill_variants(images, distortion, seed, start, stop, total, out[n + start : n + stop])
+            _fill_variants(images, distortion, erasing, seed, start, stop, total, out[n + start : n + stop])
             if progress is not None:
                 progress(stop - start)
         return out, np.tile(labels, copies + 1)
@@ -205,7 +250,7 @@ def expand(
         def work(start: int, stop: int) -> int:
             dest = out[n + start : n + stop]
             with sub_batch_size(THREAD_SUB_BATCH):
-                _fill_chunks(images, distortion, seed, start, stop, total, chunk_size, dest)
+                _fill_chunks(images, distortion, erasing, seed, start, stop, total, chunk_size, dest)
             return stop - start
 
         with Parallel(n_jobs=n_jobs, backend="threading", return_as="generator_unordered") as par:
@@ -215,7 +260,7 @@ def expand(
     else:
         # Processes return their work (joblib memory-maps ``images`` for them).
         with Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered") as par:
-            jobs = (delayed(_variants)(images, distortion, seed, s, e, total, chunk_size) for s, e in tasks)
+            jobs = (delayed(_variants)(images, distortion, erasing, seed, s, e, total, chunk_size) for s, e in tasks)
             for start, chunk in par(jobs):
                 out[n + start : n + start + len(chunk)] = chunk
                 if progress is not None:
@@ -226,6 +271,7 @@ def expand(
 def _fill_chunks(
     images: np.ndarray,
     distortion: Distortion,
+    erasing: Erasing | None,
     seed: int,
     start: int,
     stop: int,
@@ -242,12 +288,13 @@ def _fill_chunks(
     piece = chunk_size if "elastic" in distortion.transforms else max(chunk_size, 4096)
     for lo in range(start, stop, piece):
         hi = min(stop, lo + piece)
-        _fill_variants(images, distortion, seed, lo, hi, total, out[lo - start : hi - start])
+        _fill_variants(images, distortion, erasing, seed, lo, hi, total, out[lo - start : hi - start])
 
 
 def _fill_variants(
     images: np.ndarray,
     distortion: Distortion,
+    erasing: Erasing | None,
     seed: int,
     start: int,
     stop: int,
@@ -256,7 +303,7 @@ def _fill_variants(
 ) -> None:
     """Write variants ``start .. stop - 1`` (of ``total``) into ``out``.
 
-    Variant ``v`` distorts image ``v % N`` with the draws of block
+    Variant ``v`` distorts (then erases) image ``v % N`` with the draws of block
     ``v // BLOCK_SIZE``, whatever the chunking.
 
     Parameters
@@ -265,6 +312,8 @@ def _fill_variants(
         Source images.
     distortion : Distortion
         The random distortion.
+    erasing : Erasing or None
+        Random erasing applied after the distortion.
     seed : int
         Non-negative seed.
     start, stop, total : int
@@ -279,10 +328,14 @@ def _fill_variants(
             return images[lo % n : lo % n + (hi - lo)]
         return images[np.arange(lo, hi) % n]
 
+    if erasing is not None:
+        boxes = draw_variant_boxes(erasing, seed, start, stop, total, (h, w))
     if distortion.transforms and "elastic" not in distortion.transforms:
         # Small draws: join the blocks and transform the chunk in one call.
         draws = draw_variants(distortion, seed, start, stop, total, (h, w))
         apply(source(start, stop), draws, distortion, out=out)
+        if erasing is not None:
+            erase_boxes(out, boxes, out=out)
         return
     # Elastic noise is large: transform block by block, straight from each
     # block's noise buffer (no concatenation copy).
@@ -295,6 +348,8 @@ def _fill_variants(
         draws = draw(distortion, block_generator(seed, b), size, (h, w), noise_out=noise_out)
         draws = draws[lo - b * BLOCK_SIZE : hi - b * BLOCK_SIZE]
         apply(source(lo, hi), draws, distortion, out=out[lo - start : hi - start])
+    if erasing is not None:
+        erase_boxes(out, boxes, out=out)
 
 
 def _noise_buffer(size: int) -> np.ndarray:
@@ -308,6 +363,7 @@ def _noise_buffer(size: int) -> np.ndarray:
 def _variants(
     images: np.ndarray,
     distortion: Distortion,
+    erasing: Erasing | None,
     seed: int,
     start: int,
     stop: int,
@@ -316,5 +372,5 @@ def _variants(
 ) -> tuple[int, np.ndarray]:
     """Process-worker task: variants ``start .. stop - 1`` as a new array."""
     res = np.empty((stop - start, *images.shape[1:]), dtype=images.dtype)
-    _fill_chunks(images, distortion, seed, start, stop, total, chunk_size, res)
+    _fill_chunks(images, distortion, erasing, seed, start, stop, total, chunk_size, res)
     return start, res

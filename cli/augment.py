@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from .common import (
-    AUGMENT_DEFAULTS, DEFAULT_EXPANDED, _distortion, _library_errors, data_option, distortion_options, limit_option,
-    seed_option,
+    AUGMENT_DEFAULTS, DEFAULT_EXPANDED, OutputFile, _distortion, _library_errors, data_option, distortion_options,
+    limit_option, seed_option,
 )
 
 
@@ -25,7 +25,7 @@ from .common import (
 @seed_option
 @click.option("--jobs", type=click.IntRange(min=1), default=2, help="Worker threads.")
 @limit_option
-@click.option("--preview", type=click.Path(path_type=Path), default=None,
+@click.option("--preview", type=OutputFile(), default=None,
               help="Also draw a PNG grid: one original of each class and its variants.")
 @_library_errors
 def augment(data, out, copies, nielsen, transforms, max_shift, max_rotation, max_scale, alpha, sigma,

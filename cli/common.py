@@ -14,8 +14,8 @@ from click.core import ParameterSource
 from augment import LIMITS, TRANSFORMS as TRANSFORM_NAMES
 from augment import NORMALIZATIONS, TTA_VIEWS, Distortion
 from ensemble_cnn.config import (
-    AUGMENTATIONS, BACKENDS, CHECKPOINTS, MAX_MEMBERS, MAX_SEED, MODES, PRECISIONS, PRESETS, SCHEDULES,
-    field_default, option_name,
+    AUGMENTATIONS, BACKENDS, CHECKPOINTS, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_MEMBERS, MAX_SEED, MAX_VAL_SIZE, MAX_WIDTH,
+    MODES, PRECISIONS, PRESETS, SCHEDULES, field_default, option_name,
 )
 from ensemble_cnn.errors import EnsembleCnnError, OutputPathError
 from ensemble_cnn.models import ARCHITECTURES
@@ -133,6 +133,28 @@ class Folder(click.Path):
         return path
 
 
+class OutputFile(click.Path):
+    """``click.Path(path_type=Path)`` for a file the command writes; a folder's name (``x/``) is refused, exit 2.
+
+    click.Path turns ``x/`` into ``Path("x")``, which names the FILE ``x``: the text as typed
+    is checked first (:func:`ensemble_cnn.storage.outputs.check_file_name`), so ``--out x/``
+    never writes ``x``. Everything else about the path is checked by the command.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(path_type=Path)
+
+    def convert(self, value, param, ctx) -> Path:
+        from ensemble_cnn.storage.outputs import check_file_name
+
+        if isinstance(value, str):
+            try:
+                check_file_name(param.opts[0] if param is not None else "path", value)
+            except OutputPathError as exc:
+                self.fail(_one_line(exc), param, ctx)
+        return super().convert(value, param, ctx)
+
+
 data_option = click.option(
     "--data", type=click.Path(path_type=Path), default=None,
     help="MNIST as a Keras mnist.npz or a folder of the four IDX files. Default: Keras' download/cache.",
@@ -208,8 +230,10 @@ def training_options(func):
                      help="Member architecture (see docs/design.md, Models)."),
         click.option("--recipe", type=click.Choice(list(RECIPES)), default=d("recipe"),
                      help="How one member trains: " + "; ".join(f"{n}: {r.description}" for n, r in RECIPES.items())),
-        click.option("--epochs", "-e", type=click.IntRange(min=1), default=d("epochs"), help="Epochs per member."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=d("batch_size"), help="Mini-batch size."),
+        click.option("--epochs", "-e", type=click.IntRange(1, MAX_EPOCHS), default=d("epochs"),
+                     help="Epochs per member."),
+        click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=d("batch_size"),
+                     help="Mini-batch size."),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=d("learning_rate"),
                      help="Adam's initial learning rate."),
         click.option("--final-lr-fraction", type=click.FloatRange(0, 1, min_open=True), default=d("final_lr_fraction"),
@@ -225,8 +249,8 @@ def training_options(func):
         click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default=d("checkpoint"),
                      help="The member is its best-validation epoch, or its last epoch (with --val-size 0: "
                           "trained on every digit)."),
-        click.option("--width", type=click.FloatRange(min=0, min_open=True), default=d("width"),
-                     help="Channel/unit multiplier."),
+        click.option("--width", type=click.FloatRange(0, MAX_WIDTH, min_open=True), default=d("width"),
+                     help=f"Channel/unit multiplier (at most {MAX_WIDTH:g}: 16x the cost of width 1)."),
         click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=d("dropout"),
                      help="Dropout rate everywhere [default: the architecture's own]."),
         click.option("--normalize", type=click.Choice(list(NORMALIZATIONS)), default=d("normalize"),
@@ -244,9 +268,16 @@ def training_options(func):
                      default=d("teacher_weight"), help="The teacher's share of each soft target (with --teacher)."),
         click.option("--augment", "augmentation", type=click.Choice(AUGMENTATIONS), default=d("augmentation"),
                      help="On-the-fly augmentation: fresh random distortions every epoch, or none."),
-        click.option("--val-size", type=click.IntRange(min=0), default=d("val_size"),
-                     help="Training digits held out per member to pick its best epoch (max a tenth; 0 needs "
-                          "--checkpoint last)."),
+        click.option("--erase", type=click.FloatRange(0, 1), default=d("erase"), metavar="P",
+                     help="Random erasing (Cutout): each training image, after its distortion, has a square of "
+                          "--erase-size set to the background with probability P, afresh every epoch "
+                          "(0 = off)."),
+        click.option("--erase-size", default=d("erase_size"), metavar="MIN-MAX",
+                     help="Side of the --erase square in pixels, uniform in MIN..MAX (or one side S; 1..28); its "
+                          "centre is anywhere in the image, so it may be clipped at the border."),
+        click.option("--val-size", type=click.IntRange(0, MAX_VAL_SIZE), default=d("val_size"),
+                     help=f"Training digits held out per member to pick its best epoch (at most {MAX_VAL_SIZE}, and "
+                          "a tenth of the training digits; 0 needs --checkpoint last)."),
         click.option("--bootstrap/--no-bootstrap", default=d("bootstrap"),
                      help="Bagging: each member trains on a bootstrap sample (draws with replacement) of its "
                           "training digits instead of each digit once."),

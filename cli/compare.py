@@ -19,6 +19,7 @@ def compare(runs, data, method, as_json, allow_missing):
 
     Without --data each run's saved test probabilities are used (they must be for the same
     test digits); with --data every member is reloaded and scored on that file's test split.
+    Either way a member that is missing, corrupt or cannot be loaded is left out and named.
     """
     import json
 

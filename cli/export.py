@@ -10,7 +10,7 @@ from .common import _left_out, _library_errors, allow_missing_option, members_op
 
 @click.command()
 @run_option
-@click.option("--out", type=click.Path(path_type=Path), required=True,
+@click.option("--out", "out_text", type=click.Path(), required=True,
               help="The model to write: a .keras file, or a SavedModel folder with --format saved_model.")
 @vote_option("The vote in the model's `vote` output.")
 @members_option
@@ -22,20 +22,21 @@ from .common import _left_out, _library_errors, allow_missing_option, members_op
                    "holding saved_model.pb). Without it an existing --out is refused, whatever the format.")
 @allow_missing_option("in the model's ensemble_cnn.json (left_out); the others are exported")
 @_library_errors
-def export(run_dir, out, method, members, fmt, overwrite, allow_missing):
+def export(run_dir, out_text, method, members, fmt, overwrite, allow_missing):
     """Export every member and the vote as ONE model: input uint8 (N, 28, 28); outputs `vote` (N, 10),
     the vote's probabilities, and `members` (N, K, 10).
 
-    --out goes into a folder that exists, never into the run folder, and never replaces an existing
-    file or folder unless --overwrite is given (the same rule for both formats). The model carries
-    ensemble_cnn.json (run, vote, members, left-out members)."""
+    --out goes into a folder that exists, never into the run folder nor around it, and never replaces
+    an existing file or folder unless --overwrite is given (the same rule for both formats). The model
+    carries ensemble_cnn.json (run, vote, members, left-out members)."""
     from ensemble_cnn.inference.export import export_ensemble, read_export_metadata
     from ensemble_cnn.storage.outputs import check_output_files, check_output_folder
 
+    out = Path(out_text)
     if fmt == "keras":
         if out.suffix != ".keras":
             raise click.BadParameter(f"{out} must end in .keras (Keras' own format)", param_hint="--out")
-        check_output_files([("--out", out)], input_folders=[run_dir], new_folders=False, overwrite=overwrite)
+        check_output_files([("--out", out_text)], input_folders=[run_dir], new_folders=False, overwrite=overwrite)
     else:
         check_output_folder("--out", out, input_folders=[run_dir], overwrite=overwrite, replaceable="saved_model.pb")
     path = export_ensemble(run_dir, out, voting=method, fmt=fmt, members=members, allow_missing=True,

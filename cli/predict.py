@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from .common import (
-    _left_out, _library_errors, allow_missing_option, members_option, run_option, tta_option, vote_option,
+    OutputFile, _left_out, _library_errors, allow_missing_option, members_option, run_option, tta_option, vote_option,
 )
 
 
@@ -23,9 +23,9 @@ from .common import (
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               help="Output: a table for the terminal, CSV (path,label,confidence,vote_share,member_labels,p0..p9) "
                    "or JSON.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
+@click.option("--out", type=OutputFile(), default=None,
               help="Write the output to this file instead of the terminal.")
-@click.option("--preview", type=click.Path(path_type=Path), default=None,
+@click.option("--preview", type=OutputFile(), default=None,
               help="Also draw a picture (.png, .jpg, .svg or .pdf, by its ending): each input next to the 28x28 "
                    "digit the members saw, with its label.")
 @tta_option("each digit")

@@ -17,4 +17,4 @@ def run(**opts):
     run folder: one digit of each class and its distortion in each of the first epochs).
     """
     config = _train_config(opts)
-    _train_and_report(config, _run_dir(config, opts["out"]), preview=True)
+    _train_and_report(config, _run_dir(config, opts), preview=True)

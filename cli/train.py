@@ -8,11 +8,16 @@ import click
 from .common import DEFAULT_ARTIFACTS, _library_errors, _train_config, training_options
 
 
-def _run_dir(config, out: Path | None) -> Path:
-    if out is not None:
-        return out
+def _run_dir(config, opts: dict) -> Path:
+    """The run folder (``--out`` or the default name), checked before anything is read: not a file, and not
+    being, holding or inside what the run reads (``--data``, ``--expanded``, ``--plan``, ``--teacher``)."""
+    from ensemble_cnn.storage.outputs import check_run_folder_target
+
     kind = "plan" if config.plan is not None else config.arch
-    return DEFAULT_ARTIFACTS / "runs" / f"{kind}-k{config.members}-s{config.seed}"
+    run_dir = opts["out"] or DEFAULT_ARTIFACTS / "runs" / f"{kind}-k{config.members}-s{config.seed}"
+    check_run_folder_target(run_dir, inputs=[opts[name] for name in ("data", "expanded", "plan", "teacher")
+                                             if opts[name] is not None])
+    return run_dir
 
 
 def _train_and_report(config, run_dir: Path, *, preview: bool = False) -> None:
@@ -39,4 +44,4 @@ def _train_and_report(config, run_dir: Path, *, preview: bool = False) -> None:
 def train(**opts):
     """Train K ConvNets (resuming or growing a run) and report members vs their votes."""
     config = _train_config(opts)
-    _train_and_report(config, _run_dir(config, opts["out"]))
+    _train_and_report(config, _run_dir(config, opts))

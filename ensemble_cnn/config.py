@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from augment.erase import parse_sides
 from augment.normalize import NORMALIZATIONS
+from ensemble_cnn.data.reader import RUN_CONFIG, read_json
 from ensemble_cnn.errors import first_line
 from ensemble_cnn.models import ARCHITECTURES
 from ensemble_cnn.plan import MEMBER_FIELDS, PlanError, canonical_plan, member_groups, plan_differences
-from ensemble_cnn.training.recipes import RECIPES
+from ensemble_cnn.recipe_rules import RECIPE_NAMES, RECIPE_RULES
 
 AUGMENTATIONS = ("distort", "none")
 SCHEDULES = ("exponential", "cosine", "onecycle")
@@ -38,6 +40,16 @@ MAX_MEMBERS = 1000
 # The largest root seed: the seeding (numpy's SeedSequence) takes any integer, but a seed is stored in
 # config.json and manifests, and tools reading those (or numpy int64 columns) hold signed 64-bit integers.
 MAX_SEED = 2**63 - 1
+# Bounds of the numeric training settings, by what a person would run on MNIST (a larger value, typed by
+# mistake or read from a file, would only fail in TensorFlow out of memory, or train for years):
+# width 4 is 16x the published nets' cost (an3: 2.8 G multiply-adds per digit; docs/results.md goes to 2);
+# 1000 epochs of 60,000 digits; a batch of 4096 digits (the studies use 128 to 512).
+MAX_WIDTH = 4.0
+MAX_EPOCHS = 1000
+MAX_BATCH_SIZE = 4096
+# The largest hold-out: a member holds out at most a tenth of its training originals, a tenth of MNIST's
+# 60,000 (on fewer digits the hold-out is a tenth of them; each member's record says how many it held out).
+MAX_VAL_SIZE = 6000
 
 # On-the-fly training distortion: smooth elastic fields (sigma 6, as in Ciresan et al.'s MNIST
 # committees) with a mild random affine. Chosen on validation by benchmarks/recipe_study.py
@@ -92,12 +104,13 @@ class TrainConfig:
     members : int
         Number of ensemble members K (1 .. :data:`MAX_MEMBERS`).
     recipe : str
-        How one member is trained, one of :data:`ensemble_cnn.training.recipes.RECIPES`
-        (its learning-rate schedule and checkpoint policy).
+        How one member is trained, one of :data:`ensemble_cnn.recipe_rules.RECIPE_NAMES`
+        (implemented by :data:`ensemble_cnn.training.recipes.RECIPES`: its learning-rate
+        schedule and checkpoint policy).
     epochs : int
-        Training epochs per member (>= 1).
+        Training epochs per member (1 .. :data:`MAX_EPOCHS`).
     batch_size : int
-        Mini-batch size.
+        Mini-batch size (1 .. :data:`MAX_BATCH_SIZE`).
     learning_rate : float
         Adam's initial learning rate.
     final_lr_fraction : float
@@ -117,7 +130,7 @@ class TrainConfig:
         Which weights become the member: its best-validation epoch, or its last
         epoch (then ``val_size=0`` trains on every training digit).
     width, dropout : float, float or None
-        Model width multiplier and dropout override (see :func:`build_model`).
+        Model width multiplier in (0, :data:`MAX_WIDTH`] and dropout override (see :func:`build_model`).
     normalize : str
         Input normalization of every digit the member sees, in training and in every
         prediction: ``none``, ``deskew`` (shear upright by the second moments) or
@@ -129,10 +142,19 @@ class TrainConfig:
     distortion : dict
         Parameters of :class:`augment.Distortion` used when ``augmentation="distort"``
         (validated and stored in canonical form; empty when ``augmentation="none"``).
+    erase : float
+        Random erasing (Cutout, :class:`augment.Erasing`): the probability, in [0, 1], that
+        a training image has a square set to the background (0) after its distortion, drawn
+        afresh in every epoch; 0 = off. Independent of ``augmentation``.
+    erase_size : str
+        The erased square's side in pixels: ``"S"`` or ``"MIN-MAX"`` (uniform, 1 <= MIN <=
+        MAX <= 28), its centre anywhere in the image (clipped at the border); stored as
+        ``"MIN-MAX"``. Used only when ``erase > 0``.
     val_size : int
         Training images held out per member for checkpoint selection (never the
-        test set). Capped at a tenth of the training originals. 0 (only with
-        ``checkpoint="last"``): no hold-out.
+        test set), at most :data:`MAX_VAL_SIZE` (a tenth of MNIST's training digits); on
+        fewer training originals, capped at a tenth of them (each member's record says
+        how many it held out). 0 (only with ``checkpoint="last"``): no hold-out.
     bootstrap : bool
         Bagging: each training run samples its training digits with replacement
         (as many draws as digits, after the hold-out) instead of using each once.
@@ -210,6 +232,8 @@ class TrainConfig:
     normalize: str = "none"
     augmentation: str = "distort"
     distortion: dict = field(default_factory=lambda: dict(TRAIN_DISTORTION))
+    erase: float = 0.0
+    erase_size: str = "8-16"
     val_size: int = 5000
     bootstrap: bool = False
     seed: int = 0
@@ -239,16 +263,19 @@ class TrainConfig:
         if self.plan is not None:  # the plan's own shape and counts first: they decide what members must be
             canonical_plan(self.plan, max_members=MAX_MEMBERS)
         _check(self.arch in ARCHITECTURES, "arch", f"one of {', '.join(ARCHITECTURES)}", self.arch)
-        _check(self.recipe in RECIPES, "recipe", f"one of {', '.join(RECIPES)}", self.recipe)
+        _check(self.recipe in RECIPE_RULES, "recipe", f"one of {', '.join(RECIPE_NAMES)}", self.recipe)
         _check(_is_int(self.members) and 1 <= self.members <= MAX_MEMBERS, "members",
                f"an integer from 1 to {MAX_MEMBERS}", self.members)
-        _check(_is_int(self.epochs) and self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
-        _check(_is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        _check(_is_int(self.epochs) and 1 <= self.epochs <= MAX_EPOCHS, "epochs",
+               f"an integer from 1 to {MAX_EPOCHS}", self.epochs)
+        _check(_is_int(self.batch_size) and 1 <= self.batch_size <= MAX_BATCH_SIZE, "batch_size",
+               f"an integer from 1 to {MAX_BATCH_SIZE}", self.batch_size)
         _check(_finite(self.learning_rate) and self.learning_rate > 0, "learning_rate", "a finite number > 0",
                self.learning_rate)
         _check(_finite(self.final_lr_fraction) and 0 < self.final_lr_fraction <= 1, "final_lr_fraction",
                "in (0, 1]", self.final_lr_fraction)
-        _check(_finite(self.width) and self.width > 0, "width", "a finite number > 0", self.width)
+        _check(_finite(self.width) and 0 < self.width <= MAX_WIDTH, "width", f"a number in (0, {MAX_WIDTH:g}]",
+               self.width)
         _check(self.dropout is None or (_finite(self.dropout) and 0 <= self.dropout < 1), "dropout", "in [0, 1)",
                self.dropout)
         _check(self.augmentation in AUGMENTATIONS, "augmentation", f"one of {', '.join(AUGMENTATIONS)}",
@@ -258,8 +285,9 @@ class TrainConfig:
         _check(_finite(self.label_smoothing) and 0 <= self.label_smoothing < 0.5, "label_smoothing", "in [0, 0.5)",
                self.label_smoothing)
         _check(self.checkpoint in CHECKPOINTS, "checkpoint", f"one of {', '.join(CHECKPOINTS)}", self.checkpoint)
-        _check(_is_int(self.val_size) and self.val_size >= (0 if self.checkpoint == "last" else 1), "val_size",
-               "an integer >= 1 (0 only with checkpoint last)", self.val_size)
+        _check(_is_int(self.val_size) and (0 if self.checkpoint == "last" else 1) <= self.val_size <= MAX_VAL_SIZE,
+               "val_size", f"an integer >= 1 (0 only with checkpoint last) and at most {MAX_VAL_SIZE} (a tenth of "
+               "MNIST's training digits)", self.val_size)
         _check(isinstance(self.bootstrap, bool), "bootstrap", "true or false", self.bootstrap)
         _check(_is_int(self.seed) and 0 <= self.seed <= MAX_SEED, "seed", f"an integer in 0..{MAX_SEED} (2**63 - 1)",
                self.seed)
@@ -279,8 +307,10 @@ class TrainConfig:
         _check(self.teacher is None or bool(self.teacher.strip()), "teacher", "a run folder", self.teacher)
         _check(_finite(self.teacher_weight) and 0 < self.teacher_weight < 0.5, "teacher_weight", "in (0, 0.5)",
                self.teacher_weight)
-        RECIPES[self.recipe].check(self)
+        RECIPE_RULES[self.recipe].check(self)
         object.__setattr__(self, "distortion", self._canonical_distortion())
+        _check(_finite(self.erase) and 0 <= self.erase <= 1, "erase", "in [0, 1]", self.erase)
+        object.__setattr__(self, "erase_size", "%d-%d" % parse_sides(self.erase_size, name="erase_size"))
         if self.plan is not None:
             self._check_plan()
 
@@ -291,7 +321,7 @@ class TrainConfig:
         total = sum(group["count"] for group in plan)
         if self.members != total:
             raise PlanError(f"members must be the plan's total ({total}), got {self.members}")
-        per_run = RECIPES[self.recipe].members_per_run
+        per_run = RECIPE_RULES[self.recipe].members_per_run
         for group in plan:
             if group["count"] % per_run:
                 raise PlanError(f"plan group {group['name']!r}: count must be a multiple of {per_run} "
@@ -376,10 +406,20 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
+        """The config saved at ``path`` (a run's ``config.json``), read through the one guarded open.
+
+        Raises
+        ------
+        ValueError
+            One line naming the file: missing, not a regular file (a FIFO, a device), over
+            :data:`~ensemble_cnn.data.reader.MAX_JSON_BYTES`, not UTF-8, not JSON, nested
+            deeper than :data:`~ensemble_cnn.data.reader.MAX_JSON_DEPTH`, or not a valid config.
+        """
         path = Path(path)
+        data = read_json(path, what="run config", voice=RUN_CONFIG)  # its refusals say "not a valid run config"
         try:
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError) as exc:
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as exc:
             reason = first_line(exc)
             raise ValueError(f"{path}: not a valid run config ({reason})") from None
 

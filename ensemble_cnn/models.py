@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 from ensemble_cnn.data.mnist import N_CLASSES
+from ensemble_cnn.data.reader import RUN_FILES, check_regular
 from ensemble_cnn.errors import RunFolderError, UnsafeMemberError, first_line
 
 INPUT_SHAPE = (28, 28)
@@ -235,15 +236,16 @@ def load_member(path: str | Path):
     Raises
     ------
     RunFolderError
-        One line: the file is missing, unreadable, not a Keras model, or carries
+        One line: the file is missing, not a regular file (a FIFO, a device), larger
+        than memory, unreadable, not a Keras model, or carries
         Python code (e.g. a ``Lambda`` layer) that ``safe_mode`` refuses.
     """
     from ensemble_cnn.runtime import import_keras
 
     keras = import_keras()
     path = Path(path)
-    if not path.is_file():
-        raise RunFolderError(f"{path}: member model missing")
+    # before Keras opens it: a regular file within memory (a FIFO or device is refused, never waited on or read)
+    check_regular(path, what="member model", voice=RUN_FILES)
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file; all mean "refused"

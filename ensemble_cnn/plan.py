@@ -30,6 +30,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from ensemble_cnn.data.reader import MAX_JSON_DEPTH, Voice, nesting_depth, read_regular
 from ensemble_cnn.errors import EnsembleCnnError
 
 __all__ = ["GROUP_KEYS", "MEMBER_FIELDS", "PlanError", "canonical_plan", "group_name", "member_groups",
@@ -38,7 +39,8 @@ __all__ = ["GROUP_KEYS", "MEMBER_FIELDS", "PlanError", "canonical_plan", "group_
 # The TrainConfig fields a group may set (what changes one member's training, not the run's).
 MEMBER_FIELDS = (
     "arch", "width", "dropout", "normalize", "epochs", "batch_size", "learning_rate", "final_lr_fraction",
-    "schedule", "ema", "label_smoothing", "checkpoint", "augmentation", "distortion", "val_size", "bootstrap",
+    "schedule", "ema", "label_smoothing", "checkpoint", "augmentation", "distortion", "erase", "erase_size",
+    "val_size", "bootstrap",
 )
 GROUP_KEYS = ("name", "count", *MEMBER_FIELDS)
 # The plan file's largest size (bytes): a plan is a few lines; anything larger is not one.
@@ -47,6 +49,17 @@ MAX_PLAN_BYTES = 1 << 20
 
 class PlanError(EnsembleCnnError, ValueError):
     """A plan file or plan that cannot be used (one line naming the file or group and what was expected)."""
+
+
+# How the one guarded open (ensemble_cnn.data.reader.read_regular) words a plan file it refuses.
+PLAN_FILES = Voice(PlanError, {
+    "missing": "{name}: cannot read the plan (no such file)",
+    "unreadable": "{name}: cannot read the plan ({reason})",
+    "cannot_open": "{name}: cannot read the plan ({reason})",
+    "not_regular": "{name}: not a plan file (it is {kind}, not a regular file)",
+    "empty": "{name}: not a plan file (empty)",
+    "too_large": "{name}: not a plan file ({size}, over {limit})",
+})
 
 
 def read_plan(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -58,23 +71,26 @@ def read_plan(path: str | os.PathLike) -> list[dict[str, Any]]:
     Raises
     ------
     PlanError
-        One line naming the file: unreadable, not TOML, no ``[[members]]``, an unknown key.
+        One line naming the file: unreadable, not a regular file (a FIFO, a device), over
+        :data:`MAX_PLAN_BYTES`, not TOML, nested too deeply, no ``[[members]]``, an unknown key.
     """
     import tomllib
 
     path = Path(path)
-    try:
-        if path.stat().st_size > MAX_PLAN_BYTES:
-            raise PlanError(f"{path}: not a plan file (over {MAX_PLAN_BYTES} bytes)")
-        text = path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise PlanError(f"{path}: cannot read the plan ({exc.strerror or exc})") from None
+    try:  # the one guarded open: a FIFO or device is refused, never waited on; at most MAX_PLAN_BYTES read
+        text = read_regular(path, limit=MAX_PLAN_BYTES, what="plan", voice=PLAN_FILES,
+                            allow_empty=True).decode("utf-8")
     except UnicodeDecodeError:
         raise PlanError(f"{path}: not a plan file (not UTF-8 text)") from None
     try:
         data = tomllib.loads(text)
+        too_deep = nesting_depth(data) > MAX_JSON_DEPTH
     except tomllib.TOMLDecodeError as exc:
         raise PlanError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:  # the parser recurses once per level of nesting
+        too_deep = True
+    if too_deep:
+        raise PlanError(f"{path}: not a plan file (nested more than {MAX_JSON_DEPTH} levels deep)")
     extra = sorted(set(data) - {"members"})
     if extra:
         raise PlanError(f"{path}: unknown top-level key {extra[0]!r} (a plan holds only [[members]] tables)")
@@ -170,10 +186,15 @@ def member_groups(plan: list[dict[str, Any]]) -> list[int]:
     return [position for position, group in enumerate(plan) for _ in range(group["count"])]
 
 
-def _member_specs(plan: list[dict[str, Any]] | None, members: int) -> list[str]:
-    """Each member's group as comparable text; a run without a plan is one group "base" of ``members``."""
+def _member_groups(plan: list[dict[str, Any]] | None, members: int) -> list[tuple[int, dict[str, Any]]]:
+    """Each member's group as ``(1-based position, group)``; a run without a plan is one group "base" of ``members``."""
     groups = plan if plan is not None else [{"name": "base", "count": members}]
-    return [json.dumps(groups[g] | {"count": None}, sort_keys=True) for g in member_groups(groups)]
+    return [(g + 1, groups[g]) for g in member_groups(groups)]
+
+
+def _spec(group: dict[str, Any]) -> str:
+    """A group's name and settings as comparable text (its count aside)."""
+    return json.dumps(group | {"count": None}, sort_keys=True)
 
 
 def plan_differences(asked: list[dict[str, Any]] | None, asked_members: int,
@@ -183,14 +204,47 @@ def plan_differences(asked: list[dict[str, Any]] | None, asked_members: int,
     It can when one plan's members are the other's first members: the same group
     (name and settings) at every index both have. Appending members to the last group,
     or appending groups, grows a run; asking for fewer members uses the first ones.
+    The reason names the first member that differs, its group and every setting that
+    differs (``plan group 2 ('deotte'): width 0.5 asked, 0.75 in the folder``).
     """
-    mine, theirs = _member_specs(asked, asked_members), _member_specs(folder, folder_members)
-    for index, (a, b) in enumerate(zip(mine, theirs)):
-        if a != b:
-            return [f"the plan at member {index:02d} (group {_name(b)!r} in the folder, group {_name(a)!r} asked; "
+    mine, theirs = _member_groups(asked, asked_members), _member_groups(folder, folder_members)
+    for index, ((position, group), (folder_position, folder_group)) in enumerate(zip(mine, theirs)):
+        if _spec(group) != _spec(folder_group):
+            what = _group_difference(position, group, folder_position, folder_group)
+            return [f"the plan at member {index:02d} ({what}; "
                     "a run grows only by adding members to its last group or adding groups)"]
     return []
 
 
-def _name(spec: str) -> str:
-    return json.loads(spec)["name"]
+def _group_difference(position: int, group: dict[str, Any], folder_position: int, folder_group: dict[str, Any]) -> str:
+    """``plan group 2 ('deotte'): width 0.5 asked, 0.75 in the folder`` (both groups named when they differ)."""
+    head = f"plan group {position} ({group['name']!r})"
+    if (position, group["name"]) != (folder_position, folder_group["name"]):
+        head += f" asked, group {folder_position} ({folder_group['name']!r}) in the folder"
+    mine, theirs = _flat_settings(group), _flat_settings(folder_group)
+    changed = [f"{key} {_shown(mine.get(key, _UNSET))} asked, {_shown(theirs.get(key, _UNSET))} in the folder"
+               for key in sorted(set(mine) | set(theirs)) if mine.get(key, _UNSET) != theirs.get(key, _UNSET)]
+    return head + (": " + ", ".join(changed) if changed else "")
+
+
+_UNSET = object()  # a setting a group leaves to the base
+
+
+def _flat_settings(group: dict[str, Any]) -> dict[str, Any]:
+    """A group's settings, a ``distortion`` table as ``distortion.alpha``, ... (name and count aside)."""
+    flat = {}
+    for key, value in group.items():
+        if key in ("name", "count"):
+            continue
+        if isinstance(value, dict):
+            flat.update({f"{key}.{inner}": value[inner] for inner in value})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _shown(value: Any) -> str:
+    """A setting's value in a message: ``'deskew'``, ``0.5``, ``true``; ``(not set)`` when left to the base."""
+    if value is _UNSET:
+        return "(not set)"
+    return repr(value) if isinstance(value, str) else _text(value)

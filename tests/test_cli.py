@@ -151,7 +151,7 @@ def test_defaults_come_from_train_config(runner, command):
         assert defaults[key] == config.distortion[key], key
     assert defaults["transforms"] == ",".join(config.distortion["transforms"])
     help_text = runner.invoke(main, [command, "--help"]).output
-    assert "[default: 30; x>=1]" in help_text and "[default: auto]" in help_text
+    assert "[default: 30; 1<=x<=1000]" in help_text and "[default: auto]" in help_text
 
 
 def test_preset_is_a_set_of_ordinary_options_that_explicit_ones_override(runner, small_mnist_npz, tmp_path,

@@ -803,7 +803,7 @@ def test_fifo_among_paths_is_a_problem(tmp_path):
     os.mkfifo(pipe)
     touch(tmp_path / "a.png")
     assert expand_paths([pipe]) == ([], [(pipe, "is a FIFO, expected a file or folder")])
-    assert expand_paths([tmp_path]) == ([tmp_path / "a.png"], [])  # a FIFO in a folder is skipped
+    assert expand_paths([tmp_path]) == ([tmp_path / "a.png"], [(pipe, "is a FIFO, expected a file")])
 
 
 def test_load_inputs_refuses_unreadable_images(tmp_path):

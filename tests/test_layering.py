@@ -5,6 +5,9 @@ dependency); only imports under ``if TYPE_CHECKING:`` are left out (they never r
 
 * ``augment`` imports neither TensorFlow nor ``ensemble_cnn`` nor the command line;
 * ``ensemble_cnn.inference`` (using a trained run) never imports ``ensemble_cnn.training``;
+* the core's settings (``ensemble_cnn.config`` with the ``plan`` and ``recipe_rules`` it validates
+  with) never import ``ensemble_cnn.training``: the core owns what it validates (the recipe
+  names and rules), the training package implements them;
 * ``ensemble_cnn.data`` and ``ensemble_cnn.storage`` import no TensorFlow, directly or
   through the modules that start it (``runtime``, ``models``); the one exception is
   Keras' own MNIST download (``load_mnist()`` without a path), inside that function only;
@@ -78,6 +81,9 @@ EXCEPTIONS = {
 RULES = [
     ("augment", ("tensorflow", "keras", "ensemble_cnn", *CLI)),
     ("ensemble_cnn.inference", ("ensemble_cnn.training",)),
+    ("ensemble_cnn.config", ("ensemble_cnn.training",)),
+    ("ensemble_cnn.plan", ("ensemble_cnn.training",)),
+    ("ensemble_cnn.recipe_rules", ("ensemble_cnn.training",)),
     ("ensemble_cnn.data", TENSORFLOW),
     ("ensemble_cnn.storage", TENSORFLOW),
     ("ensemble_cnn", CLI),

@@ -1,6 +1,7 @@
 """The run-folder lock: one writer at a time, even when several start in the same millisecond.
 
-The lock is a kernel ``flock`` on ``.ensemble-cnn.lock``. These tests start real
+The lock is two kernel ``flock``: on the run folder (deleting the lock file cannot free it) and
+on ``.ensemble-cnn.lock``. These tests start real
 processes (``multiprocessing`` with ``spawn``: nothing inherited but what is passed) that
 wait at a barrier and then take the lock together, as two ``train`` commands started by
 a script or a batch system would.
@@ -207,6 +208,68 @@ def test_a_holder_on_another_host_is_named_with_the_lock_file_and_how_to_tell(tm
         assert f"in use by another train/run (pid {holder.pid} on host {host}, since " in message
         assert f"{run_dir / LOCK_NAME}" in message and f"`ps -p {holder.pid}` on {host}" in message
         assert "\n" not in message
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+# --------------------------------------------------------------------------- deleting the lock file frees nothing
+def _hold_while_the_test_tries(root: str, trials: int, locked, tried) -> None:
+    """Hold the lock of ``root/<trial>`` from the ``locked`` barrier until the test has tried to take it (``tried``)."""
+    for trial in range(trials):
+        with RunFolder(Path(root) / str(trial)).lock():
+            locked.wait()
+            tried.wait()
+
+
+def test_deleting_the_lock_file_of_a_held_folder_does_not_let_a_second_writer_in(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    locked, tried = context.Barrier(2, timeout=60), context.Barrier(2, timeout=60)
+    holder = context.Process(target=_hold_while_the_test_tries, args=(str(tmp_path), TRIALS, locked, tried))
+    holder.start()
+    try:
+        for trial in range(TRIALS):
+            run_dir = tmp_path / str(trial)
+            locked.wait()
+            try:
+                (run_dir / LOCK_NAME).unlink()  # a user tidying hidden files while the folder is held
+                with pytest.raises(RunFolderBusy) as busy:
+                    with RunFolder(run_dir).lock():
+                        pass
+                message = str(busy.value)
+                assert message.startswith(f"{run_dir}: in use by another train/run") and "\n" not in message, message
+                assert not (run_dir / LOCK_NAME).exists(), f"trial {trial}: the refused writer made a lock file"
+                assert RunFolder(run_dir).holder() is not None, f"trial {trial}: evaluate would call it free"
+            except BaseException:
+                locked.abort()  # the holder stops at once instead of waiting for the next trial
+                raise
+            finally:
+                tried.wait()
+    finally:
+        holder.join(timeout=60)
+        if holder.is_alive():
+            holder.kill()
+    assert holder.exitcode == 0
+
+
+def test_a_held_folder_whose_lock_file_was_deleted_stays_held_until_its_holder_ends(tmp_path):
+    run_dir = tmp_path / "run"
+    holder = start_lock_holder(run_dir)
+    folder = RunFolder(run_dir)
+    try:
+        (run_dir / LOCK_NAME).unlink()
+        for _ in range(3):  # not once by luck
+            with pytest.raises(RunFolderBusy) as busy:
+                with folder.lock():
+                    pass
+        assert str(busy.value) == (f"{run_dir}: in use by another train/run (it holds the lock on the folder; "
+                                   f"{run_dir / LOCK_NAME}, which names it, was deleted); wait for it to finish")
+        assert folder.holder() == {"pid": None, "host": None, "started": None}
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        assert folder.holder() is None
+        with folder.lock():
+            assert json.loads((run_dir / LOCK_NAME).read_text())["pid"] == os.getpid(), "the next writer is named"
     finally:
         holder.kill()
         holder.wait()

@@ -18,7 +18,9 @@ Walked, on a few hundred real MNIST digits (``small_mnist_npz``, ``tiny_config``
   recipe's member count, from the right training runs, with distinct weights;
 * every vote goes through ``evaluate`` (:func:`evaluate_run`), ``predict`` and ``export``
   (the command line, ``--vote NAME``) and ``serve`` (the real HTTP server on an ephemeral
-  port), all on ONE 2-member run trained enough to read digits (two members of the session's trained run).
+  port), all on ONE 2-member run trained enough to read digits (two members of the session's trained run);
+* every uncertainty score (:data:`ensemble_cnn.inference.uncertainty.SCORES`) goes through
+  :meth:`Ensemble.uncertainty` on that run and must score the vote's errors higher than its answers.
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ from ensemble_cnn.storage.run_folder import RunFolder
 from ensemble_cnn.inference.serve import make_server, server_url
 from ensemble_cnn.training.train import train_ensemble
 from ensemble_cnn.inference.vote import VOTES
+from ensemble_cnn.inference.uncertainty import SCORES
 
 WIDTH = 0.25  # every net at a quarter of its channels: the An nets cost width**2, seconds at 0.25
 LIMIT, VAL_SIZE = 300, 50  # the hold-out is capped to a tenth (30): 270 training digits, 9 steps of 32
@@ -301,3 +304,20 @@ def test_vote_through_serve(serving: tuple[str, ImagePredictor], real_digits: di
     assert answer["confidence"] == pytest.approx(answer["probabilities"][answer["label"]])
     assert [m["label"] for m in answer["members"]] == probabilities[:, 0].argmax(axis=1).tolist()
     assert answer["agreement"]["of"] == 2
+
+
+# --------------------------------------------------------------------------- uncertainty scores
+@pytest.mark.parametrize("name", list(SCORES))
+def test_score_through_uncertainty(name: str, voted_run: Path, real_digits: dict[str, np.ndarray]) -> None:
+    """Every uncertainty score through Ensemble.uncertainty on the real 2-member run: the registry's function of
+    the members' probabilities, and higher on the digits the vote gets wrong (higher = less trustworthy)."""
+    from sklearn.metrics import roc_auc_score
+
+    ensemble = Ensemble.load(voted_run, voting="soft")
+    x, y = real_digits["x"], real_digits["y"]
+    scores = ensemble.uncertainty(x, score=name)
+    assert scores.shape == (len(x),) and scores.dtype == np.float64 and np.all(scores >= 0)
+    np.testing.assert_array_equal(scores, SCORES[name].function(ensemble.member_probabilities(x)))
+    wrong = ensemble.predict(x) != y
+    assert 0 < wrong.sum() < len(x) / 2, "the run reads no digit, or every digit"
+    assert roc_auc_score(wrong, scores) > 0.6, f"{name} does not score the vote's errors higher than its answers"

@@ -23,9 +23,9 @@ def test_resume_hashes_each_member_file_once(tmp_path, make_run, monkeypatch):
     calls = Counter()
     real = run_folder.sha256_file
 
-    def counting(path):
+    def counting(path, **options):
         calls[Path(path).name] += 1
-        return real(path)
+        return real(path, **options)
 
     monkeypatch.setattr(run_folder, "sha256_file", counting)
     result = train_ensemble(config, run_dir, log=None)

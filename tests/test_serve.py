@@ -9,6 +9,7 @@ import http.client
 import io
 import json
 import re
+import select
 import socket
 import threading
 import time
@@ -115,9 +116,10 @@ def predictor() -> StandInPredictor:
 
 
 @contextmanager
-def serving(predictor: StandInPredictor, host: str = "127.0.0.1", log=None) -> Iterator:
-    """A server for ``predictor`` on an ephemeral port of ``host``, serving in a thread."""
-    server = make_server(predictor, host=host, port=0, log=log)
+def serving(predictor: StandInPredictor, host: str = "127.0.0.1", log=None, **options) -> Iterator:
+    """A server for ``predictor`` on an ephemeral port of ``host``, serving in a thread (``options``: more
+    keywords of ``make_server``, e.g. a short ``header_deadline_s``)."""
+    server = make_server(predictor, host=host, port=0, log=log, **options)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -780,3 +782,100 @@ def test_an_upload_with_no_ink_is_a_422(server, port, size, mode, colour):
     assert message.startswith("upload: no ink found")
     status, _, answer = predict(port, image_bytes(230))  # a drawn bar: predicted
     assert status == 200 and json.loads(answer)["agreement"] == {"count": 2, "of": 2}
+
+
+# ---- bounded threads: a whole-header deadline and a cap on connections ---------------------
+def handler_threads() -> int:
+    """Threads serving a connection now (socketserver names each after ``process_request_thread``)."""
+    return sum("process_request_thread" in thread.name for thread in threading.enumerate())
+
+
+def wait_for(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_headers_trickled_a_byte_at_a_time_are_cut_off_at_the_deadline(predictor):
+    # Slowloris: one header byte every 0.2 s. Each read's 30 s timeout alone never fires (every byte
+    # resets it); the whole-header deadline (1 s here, 10 s by default) must close the connection.
+    raw = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 40
+    with serving(predictor, header_deadline_s=1.0) as server:
+        port = server.server_address[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            started, closed_after = time.monotonic(), None
+            for byte in raw:  # 8 s of trickling in all
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:  # reset by the server: closed
+                    closed_after = time.monotonic() - started
+                    break
+                readable, _, _ = select.select([sock], [], [], 0.2)
+                if readable:
+                    try:
+                        data = sock.recv(65536)
+                    except OSError:
+                        data = b""
+                    assert data == b"", data  # closed, no response to a request never finished
+                    closed_after = time.monotonic() - started
+                    break
+        assert closed_after is not None, "a trickling client held its connection for 8 s"
+        assert 0.9 < closed_after < 4, closed_after
+        assert wait_for(lambda: handler_threads() == 0)
+        assert_still_serves(port)
+
+
+def test_connections_beyond_the_cap_get_a_503_and_no_thread(predictor):
+    with serving(predictor, max_connections=4) as server:
+        port = server.server_address[1]
+        hogs = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(4)]
+        try:
+            for hog in hogs:
+                hog.sendall(b"GET / HTTP/1.1\r\n")  # a request begun, never finished: each holds a thread
+            assert wait_for(lambda: handler_threads() == 4)
+            for _ in range(20):  # the answer comes before the client sends anything: no thread waits for it
+                status_line, headers, body = raw_response(port, b"")
+                assert status_line == "HTTP/1.1 503 Service Unavailable", (status_line, body)
+                assert headers["connection"] == "close" and headers["retry-after"] == "1"
+                assert "too many connections (at most 4 at once)" in assert_json_error(503, headers, body, 503)
+                assert handler_threads() <= 4
+            for _ in range(20):  # a whole request sent at once: refused too (503, or reset if it came too late)
+                try:
+                    status_line = raw_response(port, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")[0]
+                except ConnectionResetError:
+                    status_line = "reset"
+                assert status_line in ("HTTP/1.1 503 Service Unavailable", "reset")
+                assert handler_threads() <= 4
+        finally:
+            for hog in hogs:
+                hog.close()
+        assert wait_for(lambda: handler_threads() == 0)
+        assert_still_serves(port)
+
+
+@pytest.mark.parametrize("options", [{"header_deadline_s": 0}, {"header_deadline_s": float("nan")},
+                                     {"max_connections": 0}, {"max_connections": 2.5}])
+def test_deadline_and_cap_must_be_positive(predictor, options):
+    with pytest.raises(ValueError, match=next(iter(options))):
+        make_server(predictor, port=0, **options)
+
+
+def test_a_too_large_body_is_reported_with_its_declared_length(port, predictor):
+    def declared(length: bytes) -> str:
+        raw = (b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+               b"Content-Length: " + length + b"\r\n\r\n")
+        return assert_json_error(*raw_exchange(port, raw), 413)
+
+    limit = f"over the limit of {MAX_BODY_BYTES} bytes"
+    assert declared(b"1" + b"0" * 30) == f"image too large: Content-Length declares 1{'0' * 30} bytes, {limit} (2 MB)"
+    assert declared(b"5000000") == f"image too large: Content-Length declares 5000000 bytes, {limit} (2 MB)"
+    assert declared(b"9" * 60) == f"image too large: Content-Length declares a 60-digit number of bytes, {limit} (2 MB)"
+    assert str(MAX_BODY_BYTES + 1) not in declared(b"9" * 60)
+    # Leading zeros do not make a length large: 5 bytes, read and handed over.
+    raw = (b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+           b"Content-Length: " + b"0" * 30 + b"5\r\n\r\nabcde")
+    assert assert_json_error(*raw_exchange(port, raw), 400) == "not an image"
+    assert predictor.calls == 1

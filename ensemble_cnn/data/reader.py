@@ -17,16 +17,24 @@ and by ``predict`` (:mod:`ensemble_cnn.inference.arrays`, :mod:`ensemble_cnn.inf
 * **IDX** (:func:`read_idx`): gzip exactly when named ``*.gz``; magic number, header length
   and dimensions (Python integers: dimensions overflowing int64 are just too large)
   checked before allocating; a plain file's size must match the header, and a ``.gz`` is
-  inflated only up to the size promised (plus one byte, to tell it holds more).
+  inflated only up to the size promised (plus one byte, to tell it holds more);
+* **any other file** the package reads (a run's ``config.json``, member records, plans,
+  the teacher's targets, export metadata, ...): :func:`read_regular` (the whole file, at
+  most the caller's limit read from the open descriptor: a device's ``st_size`` of 0
+  proves nothing) and :func:`read_json` on top of it (invalid JSON, text that is not
+  UTF-8 and nesting deeper than :data:`MAX_JSON_DEPTH` refused in one line, never a
+  ``RecursionError``); :func:`nesting_depth` bounds any parsed document (a TOML plan).
 
 Messages: every refusal is one line, raised as the caller's :class:`Voice` says: its error
 type and its wording. :data:`DATA_FILES` (:class:`~ensemble_cnn.errors.DataError`, the
 training data's wording) is the default; :data:`INPUT_FILES`
-(:class:`~ensemble_cnn.errors.InputError`) is ``predict``'s.
+(:class:`~ensemble_cnn.errors.InputError`) is ``predict``'s; :data:`RUN_FILES` and
+:data:`RUN_CONFIG` (:class:`~ensemble_cnn.errors.RunFolderError`) are a run folder's.
 """
 from __future__ import annotations
 
 import gzip
+import json
 import math
 import os
 import stat
@@ -40,7 +48,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ensemble_cnn.errors import DataError, EnsembleCnnError, InputError, first_line
+from ensemble_cnn.errors import DataError, EnsembleCnnError, InputError, RunFolderError, first_line
 from ensemble_cnn.storage.outputs import shown
 
 NPY_MAGIC = b"\x93NUMPY"
@@ -52,6 +60,10 @@ _IDX_KIND = {3: "images", 1: "labels"}
 _NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 _NPZ_HEADER_SLACK = 64 * 1024  # room for a .npy header on top of the data in an npz member
 _CHUNK = 2**20
+MAX_JSON_BYTES = 16 << 20
+"""Largest JSON file the package reads (a config, a member record, a report: kilobytes)."""
+MAX_JSON_DEPTH = 100
+"""Deepest nesting of a JSON (or TOML) document the package reads (its own files nest fewer than 10 levels)."""
 
 NpyCheck = Callable[[tuple[int, ...], np.dtype], None]
 """A caller's own check of a ``.npy`` header (shape, dtype), run before anything is allocated."""
@@ -87,6 +99,9 @@ _DATA_WORDING = {
     "idx_length": "{name}: IDX data holds {held} bytes, header promises {nbytes} for shape {dims}",
     "idx_length_gz": "{name}: IDX data holds {held} bytes, header promises {nbytes} for shape {dims}",
     "idx_unreadable": "{name}: cannot read IDX file ({reason})",
+    "not_json": "{name}: not valid JSON ({reason})",
+    "not_utf8": "{name}: not UTF-8 text (expected {what})",
+    "too_deep": "{name}: nested more than {depth} levels deep (expected {what})",
 }
 
 _INPUT_WORDING = {
@@ -137,10 +152,34 @@ class Voice:
         return self.error(self.wording[problem].format(**fields))
 
 
+_RUN_WORDING = {
+    **_INPUT_WORDING,
+    "missing": "{name}: missing",
+    "unreadable": "{name}: unreadable ({reason})",
+    "too_large": "{name}: file is {size}, more than the {limit} limit for a {what} file",
+    "not_json": "{name}: not valid JSON",
+    "not_utf8": "{name}: not valid JSON (not UTF-8 text)",
+}
+
+_CONFIG_WORDING = {
+    **_RUN_WORDING,
+    "not_regular": "{name}: not a valid {what} (it is {kind}, not a regular file)",
+    "empty": "{name}: not a valid {what} (the file is empty)",
+    "too_large": "{name}: not a valid {what} ({size}, more than the {limit} limit)",
+    "not_json": "{name}: not a valid {what} ({reason})",
+    "not_utf8": "{name}: not a valid {what} (not UTF-8 text)",
+    "too_deep": "{name}: not a valid {what} (nested more than {depth} levels deep)",
+}
+
 DATA_FILES = Voice(DataError, _DATA_WORDING)
 """Training data's voice: :class:`~ensemble_cnn.errors.DataError`, ``"FILE: x_train is not a valid .npy array"``."""
 INPUT_FILES = Voice(InputError, _INPUT_WORDING)
 """``predict``'s voice: :class:`~ensemble_cnn.errors.InputError`, ``"FILE [x]: not a valid .npy header"``."""
+RUN_FILES = Voice(RunFolderError, _RUN_WORDING)
+"""A run folder's files (member records, probabilities, models, the teacher's targets):
+:class:`~ensemble_cnn.errors.RunFolderError`, ``"FILE: is a FIFO, expected a regular member record file"``."""
+RUN_CONFIG = Voice(RunFolderError, _CONFIG_WORDING)
+"""A run's ``config.json``: :class:`~ensemble_cnn.errors.RunFolderError`, ``"FILE: not a valid run config (...)"``."""
 
 
 # ----------------------------------------------------------------------------- sizes and files
@@ -180,10 +219,11 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or first_line(exc)
 
 
-def _check_status(path: Path, status: os.stat_result, *, limit: int, what: str, voice: Voice) -> None:
+def _check_status(path: Path, status: os.stat_result, *, limit: int, what: str, voice: Voice,
+                  allow_empty: bool = False) -> None:
     if not stat.S_ISREG(status.st_mode):
         raise voice.refuse("not_regular", name=shown(path), kind=file_type(status.st_mode), what=what)
-    if status.st_size == 0:
+    if status.st_size == 0 and not allow_empty:
         raise voice.refuse("empty", name=shown(path), what=what)
     if status.st_size > limit:
         raise voice.refuse("too_large", name=shown(path), size=describe_size(status.st_size),
@@ -191,11 +231,12 @@ def _check_status(path: Path, status: os.stat_result, *, limit: int, what: str, 
 
 
 def check_regular(path: str | os.PathLike, *, limit: int | None = None, what: str = "data",
-                  voice: Voice = DATA_FILES) -> os.stat_result:
+                  voice: Voice = DATA_FILES, allow_empty: bool = False) -> os.stat_result:
     """``os.stat`` of ``path`` (links followed), refused unless a regular, non-empty file within ``limit``.
 
     Nothing is opened. ``limit`` ``None`` means :func:`memory_limit`; ``what`` is the
-    caller's word for the kind of file, used in its ``voice``'s messages.
+    caller's word for the kind of file, used in its ``voice``'s messages; ``allow_empty``
+    lets an empty file through.
     """
     path = Path(path)
     try:
@@ -204,12 +245,13 @@ def check_regular(path: str | os.PathLike, *, limit: int | None = None, what: st
         raise voice.refuse("missing", name=shown(path)) from None
     except OSError as exc:
         raise voice.refuse("unreadable", name=shown(path), reason=_reason(exc)) from None
-    _check_status(path, status, limit=memory_limit() if limit is None else limit, what=what, voice=voice)
+    _check_status(path, status, limit=memory_limit() if limit is None else limit, what=what, voice=voice,
+                  allow_empty=allow_empty)
     return status
 
 
 def open_regular(path: str | os.PathLike, *, limit: int | None = None, what: str = "data",
-                 voice: Voice = DATA_FILES) -> BinaryIO:
+                 voice: Voice = DATA_FILES, allow_empty: bool = False) -> BinaryIO:
     """Open a regular file for reading, refusing anything else before and after opening it.
 
     :func:`check_regular` first, so a FIFO or device is never opened; then opened
@@ -225,6 +267,8 @@ def open_regular(path: str | os.PathLike, *, limit: int | None = None, what: str
         The caller's word for the kind of file (in messages).
     voice : Voice
         How refusals are raised.
+    allow_empty : bool, default False
+        Let an empty file through (else refused as "empty").
 
     Returns
     -------
@@ -232,13 +276,13 @@ def open_regular(path: str | os.PathLike, *, limit: int | None = None, what: str
     """
     path = Path(path)
     limit = memory_limit() if limit is None else limit
-    check_regular(path, limit=limit, what=what, voice=voice)
+    check_regular(path, limit=limit, what=what, voice=voice, allow_empty=allow_empty)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as exc:
         raise voice.refuse("cannot_open", name=shown(path), reason=_reason(exc)) from None
     try:
-        _check_status(path, os.fstat(fd), limit=limit, what=what, voice=voice)
+        _check_status(path, os.fstat(fd), limit=limit, what=what, voice=voice, allow_empty=allow_empty)
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
@@ -252,6 +296,91 @@ def read_head(path: str | os.PathLike, n_bytes: int, *, limit: int | None = None
     """The first ``n_bytes`` of a regular file (opened by :func:`open_regular`)."""
     with open_regular(path, limit=limit, what=what, voice=voice) as fh:
         return fh.read(n_bytes)
+
+
+def read_regular(path: str | os.PathLike, *, limit: int, what: str, voice: Voice,
+                 allow_empty: bool = False) -> bytes:
+    """The whole of a regular file, opened by :func:`open_regular`, at most ``limit`` bytes read from it.
+
+    The size is checked twice: ``fstat`` before reading, and what the open descriptor
+    really gives (at most ``limit + 1`` bytes are read, so a file growing meanwhile never
+    makes memory grow past the limit).
+
+    Parameters
+    ----------
+    path : path-like
+    limit : int
+        Largest size in bytes.
+    what : str
+        The caller's word for the kind of file (in messages).
+    voice : Voice
+        How refusals are raised (missing, a FIFO or device, empty, over ``limit``, unreadable).
+    allow_empty : bool, default False
+        An empty file gives ``b""`` instead of a refusal.
+
+    Returns
+    -------
+    bytes
+        At most ``limit`` of them.
+    """
+    with open_regular(path, limit=limit, what=what, voice=voice, allow_empty=allow_empty) as fh:
+        try:
+            data = _fill(fh, limit)
+        except OSError as exc:
+            raise voice.refuse("unreadable", name=shown(path), reason=_reason(exc)) from None
+    if len(data) > limit:
+        raise voice.refuse("too_large", name=shown(path), size=f"more than {describe_size(limit)}",
+                           limit=describe_size(limit), what=what)
+    return bytes(data)
+
+
+def nesting_depth(document: object, *, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deeply lists and dicts nest in ``document`` (a scalar: 0), counted without recursion.
+
+    Counting stops past ``limit`` (the result is then ``limit + 1``): a caller refuses a
+    document nested deeper than it reads, before anything recursive (``repr``, ``copy``,
+    ``json.dumps``) touches it.
+    """
+    deepest, stack = 0, [(document, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (list, tuple, dict)):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            stack.extend((child, depth) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def parse_json(data: bytes, *, path: str | os.PathLike, what: str, voice: Voice) -> object:
+    """The JSON document in ``data`` (read from ``path``); one-line refusals, never a ``RecursionError``.
+
+    Raises
+    ------
+    voice.error
+        Not UTF-8 text, not valid JSON, or nested deeper than :data:`MAX_JSON_DEPTH`
+        (whether the parser gives up on it or not).
+    """
+    name = shown(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise voice.refuse("not_utf8", name=name, what=what) from None
+    try:
+        document = json.loads(text)
+    except RecursionError:
+        raise voice.refuse("too_deep", name=name, what=what, depth=MAX_JSON_DEPTH) from None
+    except ValueError as exc:
+        raise voice.refuse("not_json", name=name, what=what, reason=first_line(exc)) from None
+    if nesting_depth(document) > MAX_JSON_DEPTH:
+        raise voice.refuse("too_deep", name=name, what=what, depth=MAX_JSON_DEPTH)
+    return document
+
+
+def read_json(path: str | os.PathLike, *, what: str, voice: Voice, limit: int = MAX_JSON_BYTES) -> object:
+    """A JSON file read by :func:`read_regular` (at most ``limit`` bytes) and parsed by :func:`parse_json`."""
+    return parse_json(read_regular(path, limit=limit, what=what, voice=voice), path=path, what=what, voice=voice)
 
 
 def _fill(fh: BinaryIO, n_bytes: int) -> bytearray:

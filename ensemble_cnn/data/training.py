@@ -14,7 +14,9 @@ from ensemble_cnn.data.mnist import DataError, MnistData, load_mnist
 from ensemble_cnn.data.reader import read_npz
 from ensemble_cnn.storage.outputs import shown
 from ensemble_cnn.storage.hashing import sha256_arrays
-from ensemble_cnn.seeding import BOOTSTRAP_STREAM, DISTORTION_STREAM, EPOCH_STREAM, VALIDATION_STREAM, rng_for
+from ensemble_cnn.seeding import (
+    BOOTSTRAP_STREAM, DISTORTION_STREAM, EPOCH_STREAM, ERASE_STREAM, VALIDATION_STREAM, rng_for,
+)
 
 # Extra arrays stored by ``ensemble-cnn augment`` next to the Keras layout.
 SOURCE_INDEX_KEY = "train_source_index"  # int32 (M,): which original each row comes from
@@ -138,8 +140,9 @@ def batch_stream(
     epochs: int,
     seed: int,
     distortion=None,
+    erasing=None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield shuffled (and, with ``distortion``, freshly distorted) batches, epoch after epoch.
+    """Yield shuffled (and, with ``distortion`` / ``erasing``, freshly distorted / erased) batches, epoch after epoch.
 
     Parameters
     ----------
@@ -150,10 +153,14 @@ def batch_stream(
     seed : int
         The training run's seed. Epoch ``e`` draws its order from
         ``(seed, EPOCH_STREAM, e)`` and batch ``b`` of it its distortions from
-        ``(seed, DISTORTION_STREAM, e, b)``, so the stream is reproducible and any
+        ``(seed, DISTORTION_STREAM, e, b)`` and its erasing squares from
+        ``(seed, ERASE_STREAM, e, b)``, so the stream is reproducible and any
         batch can be rebuilt alone (:func:`distorted_views`).
     distortion : augment.Distortion, optional
         Applied to every batch with fresh random draws.
+    erasing : augment.Erasing, optional
+        Random erasing (Cutout squares set to 0) applied to every batch after the
+        distortion, with fresh random draws; it leaves the distortions' draws unchanged.
 
     Yields
     ------
@@ -165,9 +172,18 @@ def batch_stream(
         for batch_index, start in enumerate(range(0, len(order), batch_size)):
             rows = np.sort(order[start : start + batch_size])
             batch = images[rows]
-            if distortion is not None:
-                batch = augment.distort(batch, distortion, rng_for(seed, DISTORTION_STREAM, epoch, batch_index))
+            batch = _augmented(batch, seed=seed, epoch=epoch, batch_index=batch_index, distortion=distortion,
+                               erasing=erasing)
             yield batch, labels[rows]
+
+
+def _augmented(batch: np.ndarray, *, seed: int, epoch: int, batch_index: int, distortion, erasing) -> np.ndarray:
+    """Batch ``batch_index`` of epoch ``epoch`` distorted, then erased, from its own random streams."""
+    if distortion is not None:
+        batch = augment.distort(batch, distortion, rng_for(seed, DISTORTION_STREAM, epoch, batch_index))
+    if erasing is not None:
+        batch = augment.erase(batch, erasing, rng_for(seed, ERASE_STREAM, epoch, batch_index))
+    return batch
 
 
 def epoch_order(n: int, *, seed: int, epoch: int) -> np.ndarray:
@@ -183,8 +199,9 @@ def distorted_views(
     epochs: int,
     seed: int,
     distortion,
+    erasing=None,
 ) -> np.ndarray:
-    """The very distorted versions of some training rows that :func:`batch_stream` yields in each epoch.
+    """The very distorted (and erased) versions of some training rows that :func:`batch_stream` yields in each epoch.
 
     Parameters
     ----------
@@ -192,7 +209,7 @@ def distorted_views(
         The run's training images (as given to :func:`batch_stream`).
     rows : ndarray of int, shape (R,)
         Rows of ``images`` to follow.
-    batch_size, seed, distortion : as for :func:`batch_stream`
+    batch_size, seed, distortion, erasing : as for :func:`batch_stream`
     epochs : int
         How many epochs to show (the first ones).
 
@@ -210,8 +227,7 @@ def distorted_views(
             batch_index = where[row] // batch_size
             start = batch_index * batch_size
             batch_rows = np.sort(order[start : start + batch_size])
-            batch = images[batch_rows]
-            if distortion is not None:
-                batch = augment.distort(batch, distortion, rng_for(seed, DISTORTION_STREAM, epoch, batch_index))
+            batch = _augmented(images[batch_rows], seed=seed, epoch=epoch, batch_index=batch_index,
+                               distortion=distortion, erasing=erasing)
             views[r, epoch] = batch[np.searchsorted(batch_rows, row)]
     return views

@@ -15,6 +15,7 @@ from ensemble_cnn.evaluation.evaluate import member_test_probabilities, test_spl
 from ensemble_cnn.evaluation.report import CONFIDENCE, SIGNIFICANCE
 from ensemble_cnn.inference.ensemble import left_out_message, member_count, usable_records
 from ensemble_cnn.inference.vote import VOTES, get_vote
+from ensemble_cnn.models import load_member
 from ensemble_cnn.storage.run_folder import RunFolder
 
 __all__ = ["RunPredictions", "compare_predictions", "compare_runs", "format_comparison", "load_run_predictions"]
@@ -54,10 +55,11 @@ def load_run_predictions(run_dir: str | Path, *, data: str | Path | None = None,
     """Read a run's members (the first ``members``, default all) and their test probabilities.
 
     Without ``data`` the probabilities saved at training time are used (checked by
-    sha256); with ``data`` every member is loaded (Keras ``safe_mode``) and predicts
-    that file's test split. A member that is missing, corrupt or unusable is left out
-    (:attr:`RunPredictions.left_out`); without ``allow_missing`` that is a
-    :class:`~ensemble_cnn.errors.MissingMembersError` naming each.
+    sha256); with ``data`` every member predicts that file's test split. Either way
+    every member is loaded (Keras ``safe_mode``), so a member is used exactly when
+    ``evaluate``, ``predict`` and ``serve`` would use it: one that is missing, corrupt
+    or not loadable is left out (:attr:`RunPredictions.left_out`); without
+    ``allow_missing`` that is a :class:`~ensemble_cnn.errors.MissingMembersError` naming each.
     """
     folder = RunFolder(run_dir)
     config = folder.require_config()
@@ -69,6 +71,8 @@ def load_run_predictions(run_dir: str | Path, *, data: str | Path | None = None,
     stacks, names = [], []
     for record in records:
         try:
+            if data is None:  # the saved probabilities stand for the model only if the model loads
+                load_member(folder.resolve(record["model"]))
             stacks.append(member_test_probabilities(folder, record, test, reload=data is not None))
         except UnsafeMemberError:
             raise
@@ -99,7 +103,8 @@ def compare_runs(
         Two or more run folders.
     data : path-like, optional
         Score every run on this file's test split (members reloaded); default: the
-        probabilities each run saved, which must be for the same test labels.
+        probabilities each run saved, which must be for the same test labels (each
+        member is still loaded, and left out if it cannot be).
     voting : str
         The vote (a name in :data:`ensemble_cnn.inference.vote.VOTES`) the pairwise tests compare.
         Formerly ``vote``, still accepted with a deprecation warning.

@@ -10,12 +10,14 @@ import numpy as np
 from augment.views import TTA_VIEWS
 from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.data.mnist import MnistData, load_mnist
+from ensemble_cnn.data.reader import RUN_FILES, read_npy_file
 from ensemble_cnn.deprecation import renamed_keyword
 from ensemble_cnn.inference.ensemble import (
     DigitViews, Ensemble, check_members, check_tta, member_count, usable_records,
 )
-from ensemble_cnn.errors import RunFolderError, UnsafeMemberError, first_line
+from ensemble_cnn.errors import RunFolderError, UnsafeMemberError
 from ensemble_cnn.models import load_member  # noqa: F401 (load_member: API)
+from ensemble_cnn.storage.outputs import check_output_files
 from ensemble_cnn.storage.run_folder import RunFolder, member_stem
 from ensemble_cnn.inference.vote import get_vote
 
@@ -75,10 +77,8 @@ def member_test_probabilities(
             raise RunFolderError(f"{path}: {str(exc).split(': ', 1)[-1]}") from None
     else:
         path = folder.resolve(record["probabilities"])
-        try:
-            probabilities = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise RunFolderError(f"{path}: not a readable .npy file ({first_line(exc)})") from None
+        # the one guarded open: a FIFO or device refused; the header checked against the file's size before allocation
+        probabilities = read_npy_file(path, what="member probabilities", voice=RUN_FILES)
     if probabilities.shape != expected:
         raise RunFolderError(
             f"{path}: gives probabilities of shape {probabilities.shape}, expected {expected}"
@@ -107,7 +107,9 @@ def evaluate_run(
     matching their record) or unusable (not loadable, non-finite predictions) are
     left out, listed in ``report["dropped_members"]``, in ``report.md`` and on the
     terminal; the others are scored. A member carrying Python code, or a record
-    naming a file outside the folder, stops the evaluation (:class:`RunFolderError`).
+    naming a file outside the folder, stops the evaluation (:class:`RunFolderError`). The
+    report's paths in the folder are checked before anything is scored (a read-only folder,
+    a folder or FIFO in a report file's place: :class:`~ensemble_cnn.errors.OutputPathError`).
 
     Parameters
     ----------
@@ -140,8 +142,8 @@ def evaluate_run(
     dict
         The report (also written as ``report.json`` and ``report.md``).
     """
-    from ensemble_cnn.evaluation.plots import write_plots
-    from ensemble_cnn.evaluation.render import format_table, write_report
+    from ensemble_cnn.evaluation.plots import REPORT_PLOTS, write_plots
+    from ensemble_cnn.evaluation.render import REPORT_JSON, REPORT_MARKDOWN, format_table, write_report
     from ensemble_cnn.evaluation.report import build_report, group_summaries
 
     rule = get_vote(voting)
@@ -154,6 +156,10 @@ def evaluate_run(
     folder = RunFolder(run_dir)
     started = time.perf_counter()
     config = folder.require_config()
+    # the report's paths are checked before anything is scored (OutputPathError: the command line's exit 2)
+    reported = [REPORT_JSON, REPORT_MARKDOWN, *(f"{name}.png" for name in (REPORT_PLOTS if plots else ()))]
+    source = data if data is not None else (config.expanded or config.data)
+    check_output_files([("--run", folder.path / name) for name in reported], inputs=[source] if source else [])
     count = member_count(members, config, folder.path)
     holder = folder.holder()
     complete, dropped = usable_records(folder, count)

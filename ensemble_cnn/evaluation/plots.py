@@ -26,9 +26,13 @@ __all__ = [
     "plot_confusion",
     "plot_errors",
     "plot_preview",
+    "REPORT_PLOTS",
     "save_figure",
     "write_plots",
 ]
+
+# The pictures :func:`write_plots` writes, each as ``<name>.png`` (``evaluate`` checks their paths first).
+REPORT_PLOTS = ("accuracy", "confusion", "errors", "members_curve", "agreement")
 
 _MEMBER_COLOR = "#8da0cb"
 _VOTE_COLORS = ("#fc8d62", "#66c2a5", "#e78ac3", "#a6d854", "#ffd92f")  # one per rule in VOTES, in order
@@ -428,10 +432,11 @@ def write_plots(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / f"{name}.png" for name in REPORT_PLOTS}
     return {
-        "accuracy": plot_member_accuracy(report, out / "accuracy.png"),
-        "confusion": plot_confusion(report, out / "confusion.png", voting=voting),
-        "errors": plot_errors(images, y_true, y_pred, out / "errors.png", title=f"{voting} vote"),
-        "members_curve": save_figure(members_curve_figure(report), out / "members_curve.png"),
-        "agreement": save_figure(agreement_figure(report), out / "agreement.png"),
+        "accuracy": plot_member_accuracy(report, paths["accuracy"]),
+        "confusion": plot_confusion(report, paths["confusion"], voting=voting),
+        "errors": plot_errors(images, y_true, y_pred, paths["errors"], title=f"{voting} vote"),
+        "members_curve": save_figure(members_curve_figure(report), paths["members_curve"]),
+        "agreement": save_figure(agreement_figure(report), paths["agreement"]),
     }

@@ -78,6 +78,6 @@ def write_training_preview(config, path: str | Path, *, member: int = 0, epochs:
     rows = one_per_class(plan.y_train)
     shown = min(epochs, own.epochs)
     views = distorted_views(plan.x_train, rows, batch_size=own.batch_size, epochs=shown, seed=plan.seed,
-                            distortion=Distortion.from_dict(own.distortion))
+                            distortion=Distortion.from_dict(own.distortion), erasing=plan.erasing)
     titles = ["original"] + [f"epoch {e + 1}" for e in range(shown)]
     return plot_preview(plan.x_train[rows], views, path, titles=titles)

@@ -8,6 +8,7 @@ run is scored the same way everywhere.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,8 +25,9 @@ from ensemble_cnn.models import load_member
 from ensemble_cnn.storage.outputs import shown
 from ensemble_cnn.storage.run_folder import RunFolder, member_stem
 
-__all__ = ["DigitViews", "Ensemble", "as_digits", "check_batch_size", "check_members", "check_normalizations",
-           "check_tta", "digit_views", "left_out_message", "member_count", "refuse_normalized", "usable_records"]
+__all__ = ["DigitViews", "Ensemble", "as_digits", "check_batch_size", "check_labels", "check_members",
+           "check_normalizations", "check_tta", "digit_views", "left_out_message", "member_count", "refuse_normalized",
+           "usable_records"]
 
 
 def as_digits(x: ArrayLike) -> np.ndarray:
@@ -57,6 +59,53 @@ def as_digits(x: ArrayLike) -> np.ndarray:
     if np.iscomplexobj(array):
         raise ValueError(f"digits must be real numbers, got dtype {array.dtype}")
     return as_uint8_levels(array, name="digits")
+
+
+def check_labels(y: ArrayLike, n: int) -> np.ndarray:
+    """Digit labels as :meth:`Ensemble.score` takes them: ``n`` integers from 0 to 9.
+
+    Checked as scikit-learn checks a classifier's targets
+    (:func:`sklearn.utils.multiclass.type_of_target` must find "binary" or "multiclass"
+    labels, so fractions are refused as "continuous"), and further: numbers, not text or
+    booleans (whole floats such as ``3.0`` are accepted), each a digit class 0..9.
+
+    Parameters
+    ----------
+    y : array-like, shape (n,) or (n, 1)
+    n : int
+        How many digits the labels are for.
+
+    Returns
+    -------
+    ndarray of int64, shape (n,)
+
+    Raises
+    ------
+    ValueError
+        One line: not one label per digit, not numbers, not finite, not whole, or outside 0..9.
+    """
+    from sklearn.utils.multiclass import type_of_target
+
+    labels = np.asarray(y)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise ValueError(f"y must hold one label per digit, shape ({n},), got shape {labels.shape}")
+    if len(labels) != n:
+        raise ValueError(f"y must hold one label per digit ({n}), got {len(labels)}")
+    if not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)):
+        raise ValueError(f"y must hold integer digit labels 0-9, got dtype {labels.dtype}")
+    if not np.isfinite(labels).all():
+        raise ValueError("y must hold integer digit labels 0-9, got NaN or infinity")
+    kind = type_of_target(labels, input_name="y")
+    if kind not in ("binary", "multiclass"):
+        fraction = labels[labels != np.round(labels)]
+        example = f" (e.g. {fraction[0]:g})" if fraction.size else ""
+        raise ValueError(f"y must hold integer digit labels 0-9, got {kind} values{example}")
+    outside = labels[(labels < 0) | (labels >= N_CLASSES)]
+    if outside.size:
+        raise ValueError(f"y must hold digit labels 0-9, got {outside.size} outside them (e.g. {outside[0]:g})")
+    return labels.astype(np.int64)
 
 
 def check_tta(tta: str) -> str:
@@ -284,6 +333,8 @@ class Ensemble:
 
         Raises
         ------
+        TypeError
+            ``run_dir`` is not a path (``None``, a number, ...).
         ValueError
             ``members`` is not an integer >= 1.
         MissingMembersError
@@ -294,6 +345,9 @@ class Ensemble:
         """
         get_vote(voting)
         check_tta(tta)
+        if not isinstance(run_dir, (str, os.PathLike)):
+            raise TypeError(f"run_dir must be the path of a run folder (str or path-like), "
+                            f"got {type(run_dir).__name__}")
         if members is not None:
             check_members(members)  # before reading the folder
         folder = RunFolder(run_dir)
@@ -397,23 +451,31 @@ class Ensemble:
         """
         return get_vote(self.voting).shares(self.member_probabilities(x))
 
+    def uncertainty(self, x: ArrayLike, *, score: str = "max_probability") -> np.ndarray:
+        """How unsure the committee is about each digit, shape (N,), float64: higher means less trustworthy.
+
+        ``score``: a name in :data:`ensemble_cnn.inference.uncertainty.SCORES` (checked before any
+        member runs), applied to :meth:`member_probabilities`; whatever :attr:`voting` is.
+        """
+        from ensemble_cnn.inference.uncertainty import get_score
+
+        return get_score(score).function(self.member_probabilities(x))
+
     def score(self, x: ArrayLike, y: ArrayLike) -> float:
         """Accuracy of :meth:`predict` on digits ``x`` with labels ``y``.
 
         Raises
         ------
         ValueError
-            ``x`` holds no digit (the accuracy of nothing is undefined), or ``y`` has
-            not one label per digit.
+            ``x`` holds no digit (the accuracy of nothing is undefined), or ``y`` is not
+            one digit label 0-9 per digit (:func:`check_labels`: fractions, text, labels
+            such as 10 are refused, not scored as wrong).
         """
-        y = np.asarray(y).reshape(-1)
         digits = as_digits(x)
         if len(digits) == 0:
             raise ValueError("x holds no digits; score needs at least one digit and its label")
-        predicted = self.predict(digits)
-        if len(y) != len(predicted):
-            raise ValueError(f"y must hold one label per digit ({len(predicted)}), got {len(y)}")
-        return float(np.mean(predicted == y))
+        labels = check_labels(y, len(digits))  # before predicting
+        return float(np.mean(self.predict(digits) == labels))
 
     # ------------------------------------------------------------------ export
     def to_keras(self, *, voting: str | None = None):

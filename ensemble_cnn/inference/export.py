@@ -16,11 +16,12 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from ensemble_cnn.data.reader import MAX_JSON_BYTES, RUN_FILES, open_regular, parse_json, read_json
 from ensemble_cnn.deprecation import renamed_keyword
 from ensemble_cnn.inference.ensemble import Ensemble, member_count, refuse_normalized
 from ensemble_cnn.inference.vote import get_vote
 from ensemble_cnn.storage import atomic as _atomic
-from ensemble_cnn.storage.outputs import shown
+from ensemble_cnn.storage.outputs import check_clear_of_inputs, shown
 from ensemble_cnn.storage.run_folder import RunFolder, member_stem
 
 __all__ = ["EXPORT_FORMATS", "METADATA_NAME", "export_ensemble", "export_metadata", "read_export_metadata"]
@@ -51,11 +52,16 @@ def read_export_metadata(path: str | Path) -> dict[str, Any]:
         ``path`` holds no such description (not exported by ``ensemble-cnn export``).
     """
     path = Path(path)
-    try:
+    try:  # every file through the one guarded open: no FIFO or device, at most MAX_JSON_BYTES of JSON
         if path.is_dir():
-            return json.loads((path / SAVED_MODEL_EXTRA / METADATA_NAME).read_text(encoding="utf-8"))
-        with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read(METADATA_NAME).decode("utf-8"))
+            return read_json(path / SAVED_MODEL_EXTRA / METADATA_NAME, what="export metadata", voice=RUN_FILES)
+        with open_regular(path, what="exported model", voice=RUN_FILES) as fh, zipfile.ZipFile(fh) as archive:
+            info = archive.getinfo(METADATA_NAME)
+            if info.file_size > MAX_JSON_BYTES:
+                raise ValueError(f"{METADATA_NAME} unpacks to {info.file_size} bytes, over {MAX_JSON_BYTES}")
+            with archive.open(info) as member:
+                data = member.read(MAX_JSON_BYTES + 1)
+            return parse_json(data, path=f"{path} [{METADATA_NAME}]", what="export metadata", voice=RUN_FILES)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{shown(path)}: no {METADATA_NAME} (not exported by ensemble-cnn export: {exc})") from None
 
@@ -97,12 +103,14 @@ def export_ensemble(
         otherwise that is a :class:`~ensemble_cnn.errors.MissingMembersError`.
     overwrite : bool, default False
         Replace an existing ``out`` (a previous export); otherwise an existing ``out``
-        is refused (``FileExistsError``), whatever the format.
+        is refused (``FileExistsError``), whatever the format. An ``out`` that is, holds
+        or lies inside ``run_dir`` is always refused (:class:`~ensemble_cnn.errors.OutputPathError`).
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
     get_vote(voting)
     out = Path(out)
+    check_clear_of_inputs("out", out, [run_dir])  # replacing out must never delete (nor write into) the run read
     if not overwrite and (out.exists() or out.is_symlink()):
         raise FileExistsError(f"{shown(out)} exists; overwrite=True replaces it")
     if not out.parent.is_dir():

@@ -1,7 +1,7 @@
 """Which files ``predict`` reads: path discovery and each file's kind.
 
 :func:`expand_paths` turns the command line's paths (files and folders, optionally
-recursive; symbolic-link loops reported, not followed) into the files to read;
+recursive; symbolic-link loops, dangling links and FIFOs reported, not followed) into the files to read;
 :func:`classify_path` tells whether a file holds an image or an array of digits (by
 name, else by its first bytes); :func:`load_inputs` reads one file into the digits the
 model sees (:func:`ensemble_cnn.inference.images.read_image` and
@@ -127,7 +127,9 @@ def expand_paths(
     problems : list of (Path, str)
         A path and a one-line reason: missing, not a file or folder (a FIFO,
         device, ...), unreadable, a symbolic link that loops (given, or found in
-        a folder whatever its name), or a folder with no image or array files.
+        a folder whatever its name), an entry of a folder named like an image or
+        array file that is not a regular file (a dangling symbolic link, a FIFO, a
+        socket, a device, a link to a folder), or a folder with no image or array files.
     """
     files: list[Path] = []
     problems: list[tuple[Path, str]] = []
@@ -178,13 +180,34 @@ def _folder_files(folder: Path, *, recursive: bool) -> tuple[list[Path], list[tu
                     pending.append(Path(entry.path))
                 else:
                     skipped_folders += 1
-            elif is_file and _kind_by_name(Path(entry.name)) is not None:
+            elif _kind_by_name(Path(entry.name)) is None:
+                continue
+            elif is_file:
                 found.append(Path(entry.path))
+            else:  # named like an image or array, but a dangling link, a FIFO, a socket, a link to a folder, ...
+                problems.append((Path(entry.path), _not_a_file_entry(Path(entry.path))))
     found.sort(key=lambda p: p.relative_to(folder).parts)
     if not found and not problems:
         hint = f" (its {skipped_folders} sub-folder(s) are searched only when recursive)" if skipped_folders else ""
         problems.append((folder, f"no image or array files in it{hint}"))
     return found, problems
+
+
+def _not_a_file_entry(path: Path) -> str:
+    """The one-line reason a folder entry named like an image or array file is not one to read."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        try:
+            target = os.readlink(path)
+        except OSError:  # removed meanwhile
+            return "no such file or folder"
+        return f"is a symbolic link to nothing (its target {shown(target)} does not exist)"
+    except OSError as exc:
+        return _unreadable_entry(exc)
+    if stat.S_ISDIR(mode):
+        return "is a symbolic link to a folder (not followed), expected a file"
+    return f"is {file_type(mode)}, expected a file"
 
 
 def _unreadable_entry(exc: OSError) -> str:

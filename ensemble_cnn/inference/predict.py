@@ -29,7 +29,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ensemble_cnn.errors import InputError, NoInkError
+from ensemble_cnn.data.reader import RUN_FILES, read_json
+from ensemble_cnn.errors import InputError, NoInkError, RunFolderError
 from ensemble_cnn.inference.ensemble import Ensemble
 from ensemble_cnn.inference.arrays import read_arrays
 from ensemble_cnn.inference.images import read_image
@@ -399,10 +400,10 @@ class ImagePredictor:
         accuracy = None
         run_dir = self.ensemble.run_dir
         if run_dir is not None and (run_dir / "report.json").is_file():
-            try:
-                report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+            try:  # the one guarded open: never a FIFO or device swapped in, never more than MAX_JSON_BYTES
+                report = read_json(run_dir / "report.json", what="report", voice=RUN_FILES)
                 accuracy = report["ensemble"][self.voting]["test_accuracy"]
-            except (OSError, ValueError, KeyError, TypeError):
+            except (RunFolderError, KeyError, TypeError):
                 accuracy = None
         specs = _member_specs(config, self.ensemble.names_)
         architecture = ", ".join(dict.fromkeys(spec["arch"] for spec in specs)) or getattr(config, "arch", None)

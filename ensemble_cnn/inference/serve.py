@@ -40,10 +40,17 @@ request without ``Host`` is a 400.
 When bound to a loopback address, requests whose ``Host`` header names another machine are
 refused (403), and an empty ``Host`` is a 400: this stops a web page on another origin from
 reaching the server through DNS rebinding.
+
+Threads stay bounded: the request line and headers must arrive within :data:`HEADER_DEADLINE_S`
+of the request's start (a whole-phase deadline: a client trickling a byte every few seconds
+is cut off, the connection closed), the body within :data:`BODY_DEADLINE_S`, and at most
+:data:`MAX_CONNECTIONS` connections are served at once (one thread each); a connection beyond
+that is answered 503 (``Retry-After: 1``) and closed by the accepting thread, without a thread.
 """
 from __future__ import annotations
 
 import email.errors
+import io
 import ipaddress
 import json
 import re
@@ -58,7 +65,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any, Protocol
 
-from ensemble_cnn.errors import NoInkError
+from ensemble_cnn.data.reader import DATA_FILES, read_regular
+from ensemble_cnn.errors import DataError, NoInkError
 
 __all__ = ["MAX_BODY_BYTES", "Predictor", "make_server", "serve", "server_url"]
 
@@ -67,6 +75,14 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 
 READ_TIMEOUT_S = 30.0
 """Socket timeout of each read on a connection (request line, headers, each body chunk)."""
+
+HEADER_DEADLINE_S = 10.0
+"""Whole-header deadline: the request line and headers must arrive within this many seconds of the
+request's start (an idle kept-alive connection is closed then too). Per-read timeouts alone would
+let a client sending a byte every few seconds hold a thread for ever."""
+
+MAX_CONNECTIONS = 64
+"""Connections served at once, one thread each; the next one gets a 503 and is closed."""
 
 BODY_DEADLINE_S = 60.0
 """Whole-body deadline: a client trickling its upload cannot hold a thread longer than this."""
@@ -182,18 +198,42 @@ def _load_static() -> dict[str, bytes]:
     folder = resources.files("ensemble_cnn.inference") / "static"
     files = {}
     for name in sorted({name for name, _ in STATIC_FILES.values()}):
-        try:
-            files[name] = (folder / name).read_bytes()
-        except (FileNotFoundError, NotADirectoryError) as error:
+        try:  # the one guarded open: a regular file of at most 1 MiB, never a FIFO or device
+            files[name] = read_regular(folder / name, limit=1 << 20, what="static page", voice=DATA_FILES)
+        except DataError as error:
             raise FileNotFoundError(
-                f"ensemble_cnn/inference/static/{name} is missing: the package was installed without its "
-                "static files (package data)"
+                f"ensemble_cnn/inference/static/{name} is missing or unusable ({error}): the package was installed "
+                "without its static files (package data)"
             ) from error
     return files
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A connection's bytes, each read waiting at most :data:`READ_TIMEOUT_S` and never past the
+    handler's current deadline (``_read_deadline``, a :func:`time.monotonic` time, or None)."""
+
+    def __init__(self, connection: socket.socket, handler: "_Handler") -> None:
+        super().__init__()
+        self._connection = connection
+        self._handler = handler
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        wait = READ_TIMEOUT_S
+        deadline = self._handler._read_deadline
+        if deadline is not None:
+            wait = min(wait, deadline - time.monotonic())
+            if wait <= 0:
+                raise TimeoutError("the request's deadline passed")
+        self._connection.settimeout(wait)
+        return self._connection.recv_into(buffer)
+
+
 class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer holding the predictor, its lock, the static files and the log."""
+    """ThreadingHTTPServer holding the predictor, its lock, the static files, the log and the
+    connection slots (at most ``max_connections`` handler threads)."""
 
     daemon_threads = True
     request_queue_size = 128  # listen() backlog; socketserver's 5 drops bursts of connections
@@ -203,6 +243,55 @@ class _Server(ThreadingHTTPServer):
     log: Callable[[str], None] | None
     check_host: bool
     allowed_hosts: frozenset[str]
+    header_deadline_s: float
+    max_connections: int
+    connection_slots: threading.BoundedSemaphore
+
+    def process_request(self, request, client_address) -> None:
+        """A thread for the connection if a slot is free; else a 503 from this (accepting) thread, and close."""
+        if not self.connection_slots.acquire(blocking=False):
+            self._refuse_busy(request, client_address)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.connection_slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connection_slots.release()
+
+    @staticmethod
+    def _discard_received(request: socket.socket) -> None:
+        """Read and drop what a non-blocking socket holds (a bounded amount: its receive buffer)."""
+        try:
+            for _ in range(64):
+                if not request.recv(65536):
+                    return
+        except BlockingIOError:
+            pass
+
+    def _refuse_busy(self, request: socket.socket, client_address) -> None:
+        """Answer 503 without blocking: drop what the client already sent (so closing does not reset the
+        connection before it reads the answer), send the answer if the socket takes it, give up otherwise."""
+        message = f"too many connections (at most {self.max_connections} at once): try again"
+        body = json.dumps({"error": message}).encode("utf-8")
+        head = [f"HTTP/1.1 {HTTPStatus.SERVICE_UNAVAILABLE.value} {HTTPStatus.SERVICE_UNAVAILABLE.phrase}",
+                "Content-Type: application/json", f"Content-Length: {len(body)}", "Retry-After: 1",
+                *(f"{name}: {value}" for name, value in SECURITY_HEADERS.items()), "Connection: close"]
+        try:
+            request.setblocking(False)
+            self._discard_received(request)
+            request.send(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+            self._discard_received(request)  # what came meanwhile
+        except OSError:
+            pass
+        if self.log is not None:
+            self.log(f"{client_address[0]} refused: {message}")
 
     def handle_error(self, request, client_address) -> None:
         """A client that went away is normal; anything else gets one line (not a traceback)."""
@@ -241,6 +330,7 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         if not super().parse_request():
             return False
+        self._end_deadline()  # the header section is in; a body gets its own deadline
         problem = self._header_problem()
         if problem is not None:
             self.send_error(HTTPStatus.BAD_REQUEST, problem)
@@ -274,8 +364,22 @@ class _Handler(BaseHTTPRequestHandler):
             return self._dispatch
         raise AttributeError(name)
 
+    def setup(self) -> None:
+        """http.server's setup, with the request read through :class:`_DeadlineReader` (deadlines per phase)."""
+        super().setup()
+        self._read_deadline: float | None = None
+        self.rfile.close()  # the plain socket file: only its reference to the socket goes
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self))
+
+    def _end_deadline(self) -> None:
+        """No deadline on reads until the next phase sets one; writes wait :data:`READ_TIMEOUT_S` again
+        (not whatever was left of the deadline at the last read)."""
+        self._read_deadline = None
+        self.connection.settimeout(READ_TIMEOUT_S)
+
     def handle_one_request(self) -> None:
         self._started = time.monotonic()
+        self._read_deadline = self._started + self.server.header_deadline_s  # request line and headers
         self._body_pending = False
         self._expect_continue = False
         super().handle_one_request()
@@ -319,12 +423,14 @@ class _Handler(BaseHTTPRequestHandler):
         values = {value.strip() for value in lengths}
         if len(values) != 1 or not re.fullmatch(r"[0-9]+", next(iter(values))):
             raise _HttpError(HTTPStatus.BAD_REQUEST, "malformed Content-Length")
-        text = next(iter(values))
-        length = int(text) if _DIGITS.fullmatch(text) else MAX_BODY_BYTES + 1  # > 18 digits: huge
-        if length > MAX_BODY_BYTES:
+        text = next(iter(values)).lstrip("0") or "0"
+        length = int(text) if _DIGITS.fullmatch(text) else None  # None: over 18 digits, far beyond the limit
+        if length is None or length > MAX_BODY_BYTES:
+            declared = f"{text} bytes" if len(text) <= 40 else f"a {len(text)}-digit number of bytes"
             raise _HttpError(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"image too large: {length} bytes (at most {MAX_BODY_BYTES // (1024 * 1024)} MB)",
+                f"image too large: Content-Length declares {declared}, over the limit of {MAX_BODY_BYTES} "
+                f"bytes ({MAX_BODY_BYTES // (1024 * 1024)} MB)",
             )
         content_type = self.headers.get_content_type()  # lower case, parameters dropped
         if "Content-Type" not in self.headers or content_type not in IMAGE_TYPES:
@@ -342,14 +448,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self._expect_continue:
             self.send_response_only(HTTPStatus.CONTINUE)
             self.end_headers()
-        deadline = time.monotonic() + BODY_DEADLINE_S
+        self._read_deadline = time.monotonic() + BODY_DEADLINE_S  # each read stops there (_DeadlineReader)
         chunks, remaining = [], length
         try:
             while remaining > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError
-                self.connection.settimeout(min(READ_TIMEOUT_S, left))
                 chunk = self.rfile.read1(min(remaining, 65536))
                 if not chunk:
                     raise _HttpError(
@@ -361,7 +463,7 @@ class _Handler(BaseHTTPRequestHandler):
         except TimeoutError:
             raise _HttpError(HTTPStatus.REQUEST_TIMEOUT, "timed out reading the request body") from None
         finally:
-            self.connection.settimeout(READ_TIMEOUT_S)
+            self._end_deadline()
         self._body_pending = False
         return b"".join(chunks)
 
@@ -502,13 +604,22 @@ def make_server(
     host: str = "127.0.0.1",
     port: int = 8000,
     log: Callable[[str], None] | None = None,
+    header_deadline_s: float = HEADER_DEADLINE_S,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> ThreadingHTTPServer:
     """A bound (not yet serving) threading HTTP server for ``predictor``.
 
     ``port=0`` picks a free port: read it from ``server.server_address``. ``log`` receives one
-    line per request (default: nothing). Raises ``OSError`` when the address cannot be bound,
-    ``FileNotFoundError`` when the package's static files are missing.
+    line per request (default: nothing). ``header_deadline_s``: seconds a request's line and
+    headers may take to arrive, in all (:data:`HEADER_DEADLINE_S`); ``max_connections``:
+    connections served at once (:data:`MAX_CONNECTIONS`), a further one gets a 503. Raises
+    ``ValueError`` for a deadline or cap that is not positive, ``OSError`` when the address
+    cannot be bound, ``FileNotFoundError`` when the package's static files are missing.
     """
+    if not header_deadline_s > 0:  # also refuses NaN
+        raise ValueError(f"header_deadline_s must be a number of seconds > 0, got {header_deadline_s!r}")
+    if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
+        raise ValueError(f"max_connections must be an integer >= 1, got {max_connections!r}")
     static = _load_static()
     cls = _Server6 if ":" in host else _Server
     server = cls((host, port), _Handler)
@@ -518,6 +629,9 @@ def make_server(
     server.log = log
     server.check_host = is_loopback(host)
     server.allowed_hosts = _LOOPBACK_NAMES | {host.strip("[]").lower()}
+    server.header_deadline_s = float(header_deadline_s)
+    server.max_connections = max_connections
+    server.connection_slots = threading.BoundedSemaphore(max_connections)
     return server
 
 

@@ -4,7 +4,8 @@ Everything that reads or writes a run folder goes through :class:`RunFolder`:
 
 ```
 config.json               the run's settings (TrainConfig); its identity decides who may write here
-.ensemble-cnn.lock        the writers' lock file: a train/run holds a flock on it (its pid, host and start in it)
+.ensemble-cnn.lock        the writers' lock file: a train/run holds a flock on it and on the folder (its pid,
+                          host and start in it)
 member_XX.keras           member XX (plain keras.saving.load_model)
 member_XX_test_proba.npy  its test-set probabilities, float32 (N, 10)
 member_XX_history.json    its per-epoch curves
@@ -18,11 +19,14 @@ returned (sha256, then a Keras ``safe_mode`` load) before anyone trusts it.
 Which members a folder holds is read from one listing of it (its ``member_XX.json``
 records), never by looking for every index that could exist.
 
-One ``train``/``run`` writes a folder at a time: it holds an exclusive ``flock`` on
-``.ensemble-cnn.lock`` (the kernel frees it when the process ends, however it ends) and
-writes its pid, host and start time into the file for the "in use by" message of the
-next writer and for ``evaluate``. The file is never removed (removing it as the lock is
-let go would let a waiting writer and a new one lock two different files).
+One ``train``/``run`` writes a folder at a time: it holds an exclusive ``flock`` on the
+folder itself (a read-only descriptor of it) and one on ``.ensemble-cnn.lock`` (the kernel
+frees both when the process ends, however it ends), and writes its pid, host and start
+time into the file for the "in use by" message of the next writer and for ``evaluate``.
+The folder's lock is what deleting the lock file cannot free (a new writer would lock a
+new file); the file's lock is what holds across machines on NFS, whose clients lock
+folders only locally. The file is never removed (removing it as the lock is let go would
+let a waiting writer and a new one lock two different files).
 """
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ import numpy as np
 
 from ensemble_cnn.storage import atomic as _atomic
 from ensemble_cnn.config import MAX_MEMBERS, TrainConfig
+from ensemble_cnn.data.reader import RUN_FILES, read_json
 from ensemble_cnn.errors import RunFolderBusy, RunFolderError
 from ensemble_cnn.storage.hashing import sha256_file
 from ensemble_cnn.storage.outputs import check_run_folder_target, shown
@@ -203,24 +208,27 @@ class RunFolder:
     def holder(self) -> dict[str, Any] | None:
         """Who else holds the folder's lock (``pid``, ``host``, ``started``); ``None`` when nobody, or we, do.
 
-        Tests the kernel lock itself (a shared, non-blocking ``flock`` on a read-only
-        descriptor, let go at once): the lock file a killed writer left is free.
+        Tests the kernel locks themselves (a shared, non-blocking ``flock`` on the folder,
+        then on the lock file, each let go at once): the lock file a killed writer left is
+        free, and a held folder whose lock file was deleted is still held (``pid`` ``None``).
         """
         if _HELD.get(self.path.resolve()):
             return None  # (never open our own lock file: where flock is emulated by POSIX locks, closing drops them)
         try:
+            folder_fd = _open_folder(self.path)
+        except OSError:
+            return None  # no folder: nobody holds it
+        try:
+            if _held_by_another(folder_fd):
+                return self._holder_note()
+        finally:
+            os.close(folder_fd)
+        try:  # the lock file's lock: what a writer on another machine holds on a shared file system
             fd = _open_lock(self.lock_path, os.O_RDONLY)
         except (OSError, RunFolderError):
             return None
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return _lock_info(fd)
-        except OSError:
-            return None  # a file system without locks: nobody can be told apart
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return None
+            return _lock_info(fd) if _held_by_another(fd) else None
         finally:
             os.close(fd)
 
@@ -228,11 +236,13 @@ class RunFolder:
     def lock(self) -> Iterator[None]:
         """Hold the folder for one writer (a ``train``/``run``) for the block; create the folder if needed.
 
-        The lock is an exclusive kernel lock (``flock``) on :data:`LOCK_NAME`: a second
-        writer stops at once with a one-line :class:`RunFolderBusy` naming the holder
-        (pid, host, start time) and the lock file; the lock of a process that died,
-        however it died, is free. Re-entrant within a process (``run`` holds it around
-        training and evaluation; training takes it again).
+        The lock is two exclusive kernel locks (``flock``): one on the folder itself, which
+        deleting :data:`LOCK_NAME` cannot free, and one on :data:`LOCK_NAME`, which holds
+        across machines on a shared file system (where a folder's lock is only local). A
+        second writer stops at once with a one-line :class:`RunFolderBusy` naming the holder
+        (pid, host, start time, from the lock file) and the lock file; the locks of a process
+        that died, however it died, are free. Re-entrant within a process (``run`` holds it
+        around training and evaluation; training takes it again).
 
         Raises
         ------
@@ -253,54 +263,89 @@ class RunFolder:
             finally:
                 _HELD[key] -= 1
             return
-        fd = self._acquire()
+        folder_fd, fd = self._acquire()
         _HELD[key] = 1
         try:
             yield
         finally:
             _HELD.pop(key, None)
-            _release(fd)
+            _release(fd, folder_fd)
 
-    def _acquire(self) -> int:
-        """Take the kernel lock on the lock file and write who holds it; return the locked descriptor."""
+    def _acquire(self) -> tuple[int | None, int]:
+        """Take the folder's lock, then the lock file's, and write who holds them; return the two locked descriptors.
+
+        The folder's descriptor is ``None`` on a file system that locks no folders (the
+        lock file's lock alone then keeps a second writer out).
+        """
         deadline = time.monotonic() + BUSY_GRACE_SECONDS
-        for _ in range(1000):  # each turn waits 10 ms, or finds the lock file deleted by hand
+        for _ in range(1000):  # each turn waits 10 ms, or finds the folder or its lock file replaced
+            try:
+                folder_fd = _open_folder(self.path)
+            except OSError as exc:
+                raise RunFolderError(f"{shown(self.path)}: cannot open the run folder "
+                                     f"({exc.strerror or exc})") from None
+            try:
+                taken = _take(folder_fd, self.path)
+            except OSError:
+                taken, folder_fd = True, None  # a file system that locks no folders: the lock file's lock alone
+            if not taken:
+                if taken is False:
+                    self._wait_or_busy(deadline)
+                continue  # (None: the folder was replaced after we opened it: lock the one now at the path)
             try:
                 fd = _open_lock(self.lock_path, os.O_RDWR | os.O_CREAT)
             except OSError as exc:
+                _release(None, folder_fd)
                 raise RunFolderError(f"{shown(self.lock_path)}: cannot create the run folder's lock "
                                      f"({exc.strerror or exc})") from None
+            except RunFolderError:
+                _release(None, folder_fd)
+                raise
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    info = _lock_info(fd)
-                    os.close(fd)
-                    raise RunFolderBusy(self._busy_message(info)) from None
-                os.close(fd)
-                time.sleep(0.01)
-                continue
+                taken = _take(fd, self.lock_path)
             except OSError as exc:
-                os.close(fd)
+                _release(None, folder_fd)
                 raise RunFolderError(f"{shown(self.lock_path)}: cannot lock the run folder ({exc.strerror or exc}; "
                                      "a file system without file locks?)") from None
-            if not _names(self.lock_path, fd):
-                os.close(fd)  # someone deleted the file after we opened it: lock the one now at the path
-                continue
+            if not taken:
+                _release(None, folder_fd)
+                if taken is False:
+                    self._wait_or_busy(deadline)
+                continue  # (None: someone deleted the file after we opened it: lock the one now at the path)
             info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
             try:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
             except OSError:
                 pass  # the lock holds without its note; a second writer is told less about us
-            return fd
+            return folder_fd, fd
         raise RunFolderBusy(f"{shown(self.path)}: could not take the run folder's lock "
-                            f"({shown(self.lock_path)} keeps changing); try again")
+                            f"(it or {shown(self.lock_path)} keeps changing); try again")
+
+    def _wait_or_busy(self, deadline: float) -> None:
+        """Another process holds a lock: wait 10 ms before the next try, or, past ``deadline``, raise RunFolderBusy."""
+        if time.monotonic() >= deadline:
+            raise RunFolderBusy(self._busy_message(self._holder_note()))
+        time.sleep(0.01)
+
+    def _holder_note(self) -> dict[str, Any]:
+        """What the holder wrote into the lock file (``pid`` ``None`` when it is empty, missing or not a lock file)."""
+        try:
+            fd = _open_lock(self.lock_path, os.O_RDONLY)
+        except (OSError, RunFolderError):
+            return {"pid": None, "host": None, "started": None}
+        try:
+            return _lock_info(fd)
+        finally:
+            os.close(fd)
 
     def _busy_message(self, info: dict[str, Any]) -> str:
         """The one line a second writer gets: who holds the lock, and how to tell whether it still runs."""
         pid, host = info.get("pid"), info.get("host")
         lock_file = shown(self.lock_path)
+        if pid is None and not os.path.lexists(self.lock_path):
+            return (f"{shown(self.path)}: in use by another train/run (it holds the lock on the folder; {lock_file}, "
+                    "which names it, was deleted); wait for it to finish")
         if pid is None:
             return (f"{shown(self.path)}: in use by another train/run that has just started (it holds "
                     f"{lock_file}); wait for it to finish")
@@ -344,16 +389,12 @@ class RunFolder:
             The record names a file outside the run folder (a tampered run folder).
         """
         files = self.files(index)
-        try:
-            text = files.record.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        if not files.record.exists():
             return MemberStatus(index, None)
-        except OSError as exc:
-            return MemberStatus(index, None, f"{files.record}: unreadable ({exc.strerror or exc})")
-        try:
-            record = json.loads(text)
-        except ValueError:
-            return MemberStatus(index, None, f"{files.record}: not valid JSON")
+        try:  # the one guarded read: a FIFO, a device, a huge or deeply nested file is a problem, never a hang
+            record = read_json(files.record, what="member record", voice=RUN_FILES)
+        except RunFolderError as exc:
+            return MemberStatus(index, None, str(exc))
         if not isinstance(record, dict) or record.get("index") != index:
             return MemberStatus(index, None, f"{files.record}: not the record of member {index}")
         problem = self._check_files(record, files, hash_files=True)
@@ -424,9 +465,9 @@ class RunFolder:
         record = {
             "index": index,
             "model": files.model.name,
-            "model_sha256": sha256_file(files.model),
+            "model_sha256": sha256_file(files.model, what="member model", voice=RUN_FILES),
             "probabilities": files.probabilities.name,
-            "probabilities_sha256": sha256_file(files.probabilities),
+            "probabilities_sha256": sha256_file(files.probabilities, what="member probabilities", voice=RUN_FILES),
             "history": files.history.name,
             **details,
         }
@@ -493,8 +534,10 @@ class RunFolder:
                 return f"{path}: missing"
             if hash_files:
                 try:
-                    if sha256_file(path) != digest:
+                    if sha256_file(path, what=f"member {key}", voice=RUN_FILES) != digest:
                         return f"{path}: sha256 differs from its record (corrupt or overwritten)"
+                except RunFolderError as exc:
+                    return str(exc)
                 except OSError as exc:
                     return f"{path}: unreadable ({exc.strerror or exc})"
         return None
@@ -504,7 +547,7 @@ def _lock_info(fd: int) -> dict[str, Any]:
     """What the lock's holder wrote into the lock file (pid, host, started); ``pid`` ``None`` when not yet written."""
     try:
         info = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         info = None
     return info if isinstance(info, dict) else {"pid": None, "host": None, "started": None}
 
@@ -534,8 +577,53 @@ def _open_lock(path: Path, flags: int) -> int:
                          "names); remove it")
 
 
+def _open_folder(path: Path) -> int:
+    """A read-only descriptor of the folder ``path``, to lock (raises OSError when it cannot be opened)."""
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def _take(fd: int, path: Path) -> bool | None:
+    """Lock ``fd`` exclusively without waiting: True when locked and ``path`` still names it.
+
+    False when another process holds the lock, ``None`` when ``path`` now names another
+    file (deleted or replaced since it was opened); ``fd`` is then closed.
+
+    Raises
+    ------
+    OSError
+        The file system refuses the lock (``fd`` is closed).
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    except OSError:
+        os.close(fd)
+        raise
+    if not _names(path, fd):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+        return None
+    return True
+
+
+def _held_by_another(fd: int) -> bool:
+    """True when another process holds an exclusive lock on ``fd`` (tested with a shared lock, let go at once)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False  # a file system without locks: nobody can be told apart
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
+
+
 def _names(path: Path, fd: int) -> bool:
-    """True when ``path`` is the file open as ``fd`` (same device and inode)."""
+    """True when ``path`` is the file or folder open as ``fd`` (same device and inode)."""
     try:
         on_disk, opened = os.stat(path), os.fstat(fd)
     except OSError:
@@ -543,14 +631,20 @@ def _names(path: Path, fd: int) -> bool:
     return (on_disk.st_dev, on_disk.st_ino) == (opened.st_dev, opened.st_ino)
 
 
-def _release(fd: int) -> None:
-    """Empty the lock file and let go of the lock (explicitly: a forked child sharing ``fd`` must not keep it)."""
-    try:
-        os.ftruncate(fd, 0)  # nobody named in a lock file nobody holds
-    except OSError:
-        pass
-    try:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
+def _release(lock_file_fd: int | None, folder_fd: int | None) -> None:
+    """Empty the lock file, let go of its lock, then of the folder's (explicitly: a forked child sharing a
+    descriptor must not keep them); either descriptor may be ``None``."""
+    if lock_file_fd is not None:
+        try:
+            os.ftruncate(lock_file_fd, 0)  # nobody named in a lock file nobody holds
+        except OSError:
+            pass
+        try:
+            fcntl.flock(lock_file_fd, fcntl.LOCK_UN)
+        finally:
+            os.close(lock_file_fd)
+    if folder_fd is not None:
+        try:
+            fcntl.flock(folder_fd, fcntl.LOCK_UN)
+        finally:
+            os.close(folder_fd)

@@ -68,12 +68,13 @@ class RunPlan:
     x_val: np.ndarray
     y_val: np.ndarray
     distortion: Any
+    erasing: Any = None
 
     def stream(self, cfg: TrainConfig):
-        """The run's own shuffled, freshly distorted batches for every epoch."""
+        """The run's own shuffled, freshly distorted (and erased) batches for every epoch."""
         return batch_stream(
             self.x_train, self.y_train, batch_size=cfg.batch_size, epochs=cfg.epochs,
-            seed=self.seed, distortion=self.distortion,
+            seed=self.seed, distortion=self.distortion, erasing=self.erasing,
         )
 
 
@@ -125,7 +126,7 @@ class PoolCache:
 
 
 def plan_run(cfg: TrainConfig, run: int, pool: TrainingPool, *, teacher: np.ndarray | None = None) -> RunPlan:
-    """Derive training run ``run``'s seed, validation split and distortion from the config.
+    """Derive training run ``run``'s seed, validation split, distortion and erasing from the config.
 
     With ``teacher`` (float32 (N, 10), the teacher's probabilities on every pool row) the
     training targets are soft (:func:`ensemble_cnn.training.teacher.soft_targets`, shape
@@ -145,6 +146,11 @@ def plan_run(cfg: TrainConfig, run: int, pool: TrainingPool, *, teacher: np.ndar
         from augment import Distortion
 
         distortion = Distortion.from_dict(cfg.distortion)
+    erasing = None
+    if cfg.erase > 0:
+        from augment import Erasing
+
+        erasing = Erasing.from_size(cfg.erase, cfg.erase_size)
     return RunPlan(
         run=run,
         seed=seed,
@@ -153,6 +159,7 @@ def plan_run(cfg: TrainConfig, run: int, pool: TrainingPool, *, teacher: np.ndar
         x_val=x_pool[split.val_rows],
         y_val=y_val,
         distortion=distortion,
+        erasing=erasing,
     )
 
 

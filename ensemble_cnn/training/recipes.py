@@ -8,9 +8,11 @@ ensemble is a checkpoint of some training run; run ``r`` of a folder yields memb
 ``r * M ... r * M + M - 1`` and draws its seed from ``(root seed, r)``, so a member
 never depends on the ensemble's size.
 
-:data:`RECIPES` is the registry the config, the command line and the trainer read;
-adding a recipe is one class plus one entry. Importing this module does not start
-TensorFlow (methods import Keras when called, inside the worker).
+:data:`RECIPES` is the registry the command line and the trainer read. Each recipe is
+registered against its rule in :data:`ensemble_cnn.recipe_rules.RECIPE_RULES` (its name,
+members per run and what it needs of a config), which the core's config validates with:
+adding a recipe is one rule there plus one class and one entry here. Importing this module
+does not start TensorFlow (methods import Keras when called, inside the worker).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from ensemble_cnn.recipe_rules import RECIPE_RULES, RecipeRule
 from ensemble_cnn.training.checkpoint import Checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,26 +41,28 @@ FGE_CYCLE_FRACTION = 0.1
 FGE_RESTART_FRACTION = 0.1
 
 
-def _refuse(recipe: str, option: str, expected: str, why: str, got: Any) -> None:
-    raise ValueError(f"{option} must be {expected} with recipe {recipe} ({why}), got {got!r}")
-
-
-def _require(recipe: str, cfg: "TrainConfig", **needs: tuple[Any, str]) -> None:
-    """Refuse ``cfg`` unless every named field has its value: ``schedule=("cosine", why)``."""
-    for option, (value, why) in needs.items():
-        if getattr(cfg, option) != value:
-            _refuse(recipe, option, str(value), why, getattr(cfg, option))
-
 ONECYCLE_WARMUP = 0.3  # fraction of the steps spent warming up in the one-cycle schedule
 ONECYCLE_START = 1 / 25  # one-cycle starts at this fraction of the peak learning rate
 
 
 class Recipe:
-    """Base class: a learning-rate schedule, an optimizer, a loss and a checkpoint policy."""
+    """Base class: a learning-rate schedule, an optimizer, a loss and a checkpoint policy.
 
-    name: ClassVar[str] = ""
+    ``rule`` is the recipe's entry in :data:`~ensemble_cnn.recipe_rules.RECIPE_RULES`: its
+    name, members per run and what it needs of a config come from there.
+    """
+
+    rule: ClassVar[RecipeRule]  # each recipe class names its own
     description: ClassVar[str] = ""
-    members_per_run: ClassVar[int] = 1
+
+    @property
+    def name(self) -> str:
+        return self.rule.name
+
+    @property
+    def members_per_run(self) -> int:
+        """Members one training run yields."""
+        return self.rule.members_per_run
 
     def learning_rate(self, cfg: "TrainConfig", *, steps_per_epoch: int) -> Any:
         """A ``keras.optimizers.schedules.LearningRateSchedule`` (or a float)."""
@@ -79,6 +84,7 @@ class Recipe:
 
     def check(self, cfg: "TrainConfig") -> None:
         """Raise ``ValueError`` naming the option when ``cfg`` asks for something this recipe cannot do."""
+        self.rule.check(cfg)
 
     def averaging_epochs(self, cfg: "TrainConfig") -> int:
         """Epochs one member's weight average may span at most twice over (the EMA cap's horizon)."""
@@ -163,7 +169,7 @@ def schedule(cfg: "TrainConfig", *, steps_per_epoch: int) -> Any:
 class StandardRecipe(Recipe):
     """One member per training run: the config's schedule, optional EMA and label smoothing, best or last epoch."""
 
-    name = "standard"
+    rule = RECIPE_RULES["standard"]
     description = ("Adam with the --schedule learning rate (cosine by default), --ema weight averaging and "
                    "--label-smoothing; the member is its best-validation epoch (--checkpoint best) or its last")
 
@@ -188,18 +194,10 @@ class SnapshotRecipe(Recipe):
     half a cycle). Three members cost one run's time, but they share one trajectory.
     """
 
-    name = "snapshot"
+    rule = RECIPE_RULES["snapshot"]
     description = ("3 members per training run: cosine decay restarted twice (--epochs cut into 3 equal cycles); "
                    "each cycle's last epoch (its --ema weights) is a member. Needs --epochs a multiple of 3, "
                    "--schedule cosine and --checkpoint last")
-    members_per_run = 3
-
-    def check(self, cfg: "TrainConfig") -> None:
-        cycles = self.members_per_run
-        if cfg.epochs % cycles:
-            _refuse(self.name, "epochs", f"a multiple of {cycles}", f"{cycles} equal cycles", cfg.epochs)
-        _require(self.name, cfg, schedule=("cosine", "its cycles are cosine restarts"),
-                 checkpoint=("last", "each cycle's last epoch is a member"))
 
     def cycle_lengths(self, cfg: "TrainConfig") -> list[int]:
         """Epochs per cycle, one cycle per member: ``[E/3, E/3, E/3]``."""
@@ -239,17 +237,10 @@ class SwaRecipe(Recipe):
     approximation for ``deotte``.
     """
 
-    name = "swa"
+    rule = RECIPE_RULES["swa"]
     description = ("stochastic weight averaging: cosine decay to 0.1 x --lr over the first 3/4 of --epochs, then "
                    "that rate held while the weights of each epoch's end are averaged; the member is the average. "
                    "Needs --ema 0 (the average replaces it), --schedule cosine, --checkpoint last, --epochs >= 4")
-
-    def check(self, cfg: "TrainConfig") -> None:
-        _require(self.name, cfg, ema=(0, "its uniform weight average replaces the EMA"),
-                 schedule=("cosine", "it decays along a cosine before averaging"),
-                 checkpoint=("last", "the member is the average at the run's end"))
-        if cfg.epochs < 4:
-            _refuse(self.name, "epochs", "at least 4", "3/4 of the run decays, the rest averages", cfg.epochs)
 
     def averaging_start(self, cfg: "TrainConfig") -> int:
         """The first 1-based epoch whose end enters the average."""
@@ -289,16 +280,10 @@ class FgeRecipe(SnapshotRecipe):
     and restart at the full rate).
     """
 
-    name = "fge"
+    rule = RECIPE_RULES["fge"]
     description = ("3 members per training run: a cosine decay over most of --epochs, then two short cycles "
                    "(a tenth of the epochs each) restarting at 0.1 x --lr; each cycle's last epoch (its --ema "
                    "weights) is a member. Needs --schedule cosine, --checkpoint last, --epochs >= 5")
-
-    def check(self, cfg: "TrainConfig") -> None:
-        _require(self.name, cfg, schedule=("cosine", "its cycles are cosine decays"),
-                 checkpoint=("last", "each cycle's last epoch is a member"))
-        if cfg.epochs < 5:
-            _refuse(self.name, "epochs", "at least 5", "a main cycle of 3 epochs and two short ones", cfg.epochs)
 
     def cycle_lengths(self, cfg: "TrainConfig") -> list[int]:
         """Epochs per cycle: ``[E - 2c, c, c]`` with ``c = max(1, round(FGE_CYCLE_FRACTION * E))``."""
@@ -318,7 +303,8 @@ class FgeRecipe(SnapshotRecipe):
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe for recipe in (StandardRecipe(), SnapshotRecipe(), FgeRecipe(), SwaRecipe())
 }
-"""Every recipe by name: what ``--recipe`` accepts and ``config.json`` stores."""
+"""Every recipe by name (the names and order of :data:`ensemble_cnn.recipe_rules.RECIPE_RULES`): what
+``--recipe`` accepts and ``config.json`` stores."""
 
 
 def get_recipe(name: str) -> Recipe:

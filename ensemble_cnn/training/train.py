@@ -17,6 +17,7 @@ from ensemble_cnn.training.member import WorkerSettings, members_of, run_cost, r
 from ensemble_cnn.training.orphans import stop_with_driver
 from ensemble_cnn.training.recipes import get_recipe
 from ensemble_cnn.training.teacher import check_teacher, write_teacher_targets
+from ensemble_cnn.storage.outputs import check_run_folder_target
 from ensemble_cnn.storage.run_folder import RunFolder
 from ensemble_cnn.models import load_member
 from ensemble_cnn.training.execution import Execution, resolve_execution
@@ -72,14 +73,16 @@ def check_run(config: TrainConfig, run_dir: str | Path) -> TrainConfig:
     Returns the config with ``data_fingerprint`` filled in and the data paths
     resolved (``evaluate`` then works from any folder). Raises
     :class:`RunFolderError` when ``run_dir`` is not a folder or holds a run whose
-    identity differs (naming the fields), and :class:`ensemble_cnn.data.mnist.DataError`
-    for bad data.
+    identity differs (naming the fields), :class:`ensemble_cnn.errors.OutputPathError`
+    (first) when ``run_dir`` is, holds or lies inside the data or the teacher run, and
+    :class:`ensemble_cnn.data.mnist.DataError` for bad data.
     """
     return _checked(config, run_dir)[0]
 
 
 def _checked(config: TrainConfig, run_dir: str | Path) -> tuple[TrainConfig, TrainingPool]:
     """:func:`check_run`, also returning the training pool it read (a teacher labels it)."""
+    check_run_folder_target(run_dir, inputs=[p for p in (config.data, config.expanded, config.teacher) if p])
     pool = load_pool(data=config.data, expanded=config.expanded, limit=config.limit)
     config = replace(config, data_fingerprint=data_fingerprint(pool), **{
         key: str(Path(value).resolve())  # stored resolved: evaluate works from any folder
