@@ -375,12 +375,12 @@ def test_write_plots(report: dict, tmp_path: Path) -> None:
 
     images = _digits(6)
     paths = write_plots(report, images, Y_TRUE, np.array(MAJORITY), tmp_path / "plots")
-    assert set(paths) == {"accuracy", "confusion", "errors", "members_curve", "agreement"}
+    assert set(paths) == {"accuracy", "confusion", "errors", "members_curve", "agreement", "risk_coverage"}
     for key, path in paths.items():
         assert path == tmp_path / "plots" / f"{key}.png"
         _assert_png(path)
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
-        "accuracy.png", "agreement.png", "confusion.png", "errors.png", "members_curve.png"]
+        "accuracy.png", "agreement.png", "confusion.png", "errors.png", "members_curve.png", "risk_coverage.png"]
 
 
 def test_plot_errors_none_wrong_and_many_wrong(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
-"""Evaluating a run: members' test predictions, the votes, the report and its pictures."""
+"""Evaluating a run: members' test predictions, the votes, the uncertainty scores, the report and its pictures."""
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,6 +21,8 @@ from ensemble_cnn.errors import RunFolderError, UnsafeMemberError
 from ensemble_cnn.models import load_member  # noqa: F401 (load_member: API)
 from ensemble_cnn.storage.outputs import check_output_files
 from ensemble_cnn.storage.run_folder import RunFolder, member_stem
+from ensemble_cnn.inference.paths import load_image_set
+from ensemble_cnn.inference.uncertainty import SCORES, uncertainty
 from ensemble_cnn.inference.vote import get_vote
 
 __all__ = ["evaluate_run", "load_member", "member_probabilities", "test_split"]
@@ -99,6 +103,7 @@ def evaluate_run(
     reload: bool = True,
     tta: str = "none",
     plots: bool = True,
+    ood: Sequence[str | os.PathLike] = (),
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """Score every usable member and the ensemble on the test set; write the report.
@@ -133,18 +138,30 @@ def evaluate_run(
         seconds taken to load the members and predict (views included) are in
         ``report["tta"]["predict_seconds"]``.
     plots : bool, default True
-        Also write ``accuracy.png``, ``confusion.png`` and ``errors.png``.
+        Also write the pictures (:data:`~ensemble_cnn.evaluation.plots.REPORT_PLOTS`: ``accuracy.png``,
+        ``confusion.png``, ``errors.png``, ..., ``risk_coverage.png``).
+    ood : sequence of path-like, default ()
+        Image sets that are not digits ("not a digit", e.g. Fashion-MNIST's folder), each read by
+        :func:`ensemble_cnn.inference.paths.load_image_set` (an MNIST-layout folder gives its test
+        images) before any member runs, predicted by the members (their own normalization,
+        ``tta`` as the test digits; with ``reload=False`` the members are loaded for them) and
+        scored against the test digits by every uncertainty score: ``report["not_a_digit"]``.
+        Inputs: no report file may be, or lie inside, one.
     log : callable, optional
         Receives the notes on left-out members and the printed table.
 
     Returns
     -------
     dict
-        The report (also written as ``report.json`` and ``report.md``).
+        The report (also written as ``report.json`` and ``report.md``). ``report["uncertainty"]``:
+        every score of :data:`~ensemble_cnn.inference.uncertainty.SCORES` judged on the answers of the
+        vote ``voting`` (:func:`~ensemble_cnn.evaluation.report.uncertainty_section`), with its
+        ``seconds``; ``report["not_a_digit"]`` with ``ood``.
     """
     from ensemble_cnn.evaluation.plots import REPORT_PLOTS, write_plots
     from ensemble_cnn.evaluation.render import REPORT_JSON, REPORT_MARKDOWN, format_table, write_report
-    from ensemble_cnn.evaluation.report import build_report, group_summaries
+    from ensemble_cnn.evaluation.report import OOD_ANCHORS, build_report, group_summaries, ood_section, \
+        uncertainty_section
 
     rule = get_vote(voting)
     if members is not None:
@@ -159,7 +176,9 @@ def evaluate_run(
     # the report's paths are checked before anything is scored (OutputPathError: the command line's exit 2)
     reported = [REPORT_JSON, REPORT_MARKDOWN, *(f"{name}.png" for name in (REPORT_PLOTS if plots else ()))]
     source = data if data is not None else (config.expanded or config.data)
-    check_output_files([("--run", folder.path / name) for name in reported], inputs=[source] if source else [])
+    ood = [Path(path) for path in ood]
+    check_output_files([("--run", folder.path / name) for name in reported],
+                       inputs=([source] if source else []) + ood)
     count = member_count(members, config, folder.path)
     holder = folder.holder()
     complete, dropped = usable_records(folder, count)
@@ -167,6 +186,7 @@ def evaluate_run(
         say(f"{folder.path} is being trained (pid {holder.get('pid')} on {holder.get('host')}, since "
             f"{holder.get('started')}): scoring the {count - len(dropped)} complete members")
     test = test_split(config, data)
+    ood_sets = [(path, *load_image_set(path)) for path in ood]  # (path, images, how read): read before any member runs
     stacks, records = [], []
     predicting = time.perf_counter()
     views = DigitViews(test.x_test, tta) if reload else None  # made once per normalization, shared
@@ -203,11 +223,25 @@ def evaluate_run(
     report["config"] = config.to_dict()
     report["test_source"] = test.source
     report["tta"] = {"views": tta, "n_views": len(TTA_VIEWS[tta]), "predict_seconds": round(predict_seconds, 2)}
+    scoring = time.perf_counter()
+    predictions = rule.labels(probabilities)
+    scores = {name: uncertainty(probabilities, score=name) for name in SCORES}
+    report["uncertainty"] = uncertainty_section(scores, predictions == test.y_test, answer=voting)
+    report["uncertainty"]["seconds"] = round(time.perf_counter() - scoring, 3)
+    if ood_sets:
+        predicting = time.perf_counter()
+        committee = Ensemble.from_records(folder, records, tta=tta, config=config)
+        sets = []
+        for path, images, read in ood_sets:
+            ood_probabilities = committee.view_probabilities(DigitViews(images, tta))
+            sets.append(ood_section(scores, {name: uncertainty(ood_probabilities, score=name) for name in SCORES},
+                                    path=str(path), read=read))
+        report["not_a_digit"] = {"anchors": OOD_ANCHORS, "sets": sets,
+                                 "predict_seconds": round(time.perf_counter() - predicting, 2)}
     report["evaluate_seconds"] = round(time.perf_counter() - started, 2)
     write_report(report, folder.path)
     if plots:
-        predictions = rule.labels(probabilities)
-        write_plots(report, test.x_test, test.y_test, predictions, folder.path, voting=voting)
+        write_plots(report, test.x_test, test.y_test, predictions, folder.path, voting=voting, scores=scores)
     if log is not None:
         log(format_table(report))
     return report

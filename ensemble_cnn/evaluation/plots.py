@@ -1,4 +1,4 @@
-"""PNG figures of an ensemble report: accuracies, confusion matrix, errors, previews.
+"""PNG figures of an ensemble report: accuracies, confusion matrix, errors, risk-coverage curves, previews.
 
 Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot and
 its global figure registry) and rendered by the Agg backend. Every PNG is written
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
+from ensemble_cnn.evaluation.selective import curve_aurc, oracle_curve, risk_coverage_curve
 from ensemble_cnn.storage.atomic import atomic_path
 
 __all__ = [
@@ -26,17 +28,20 @@ __all__ = [
     "plot_confusion",
     "plot_errors",
     "plot_preview",
+    "plot_risk_coverage",
     "REPORT_PLOTS",
+    "risk_coverage_figure",
     "save_figure",
     "write_plots",
 ]
 
 # The pictures :func:`write_plots` writes, each as ``<name>.png`` (``evaluate`` checks their paths first).
-REPORT_PLOTS = ("accuracy", "confusion", "errors", "members_curve", "agreement")
+REPORT_PLOTS = ("accuracy", "confusion", "errors", "members_curve", "agreement", "risk_coverage")
 
 _MEMBER_COLOR = "#8da0cb"
 _VOTE_COLORS = ("#fc8d62", "#66c2a5", "#e78ac3", "#a6d854", "#ffd92f")  # one per rule in VOTES, in order
 _DIGIT_CMAP = "gray_r"
+_SCORE_COLORS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d")
 
 
 # --------------------------------------------------------------------------- #
@@ -281,6 +286,69 @@ def agreement_figure(report: dict[str, Any]) -> Figure:
     return fig
 
 
+def _coverage_window(error: float) -> float:
+    """The left end (in %) of the zoomed coverage axis for a vote whose error is ``error`` (a fraction).
+
+    90% while the error is at most 1% (where a good committee's curve has its shape), wider for
+    a worse vote: 100 minus ten times the error in percent, rounded down to a multiple of 10,
+    at least 0 (5% error: from 50%).
+    """
+    return max(0.0, math.floor((100.0 - max(10.0, 1000.0 * error)) / 10.0) * 10.0)
+
+
+def risk_coverage_figure(scores: Mapping[str, ArrayLike], correct: ArrayLike, *, answer: str = "majority") -> Figure:
+    """Error of the answers kept (%) against the share of digits kept (%), one line per score, the oracle dashed.
+
+    Each score's :func:`~ensemble_cnn.evaluation.selective.risk_coverage_curve` (the surest digits
+    first, ties as one block); the oracle (:func:`~ensemble_cnn.evaluation.selective.oracle_curve`)
+    is the best any score could do. The coverage axis is zoomed where the curves differ
+    (:func:`_coverage_window`: 90-100% for a vote under 1% error); each score's AURC is in the
+    legend. Dotted lines mark 0.1% and 0.5% error.
+
+    Parameters
+    ----------
+    scores : mapping of str to array-like of shape (N,)
+        Each uncertainty score's values on the test digits, higher = less trustworthy.
+    correct : array-like of shape (N,)
+        Whether the vote ``answer`` got each digit right.
+    answer : str, default "majority"
+        The vote whose answers are judged, named in the title.
+
+    Returns
+    -------
+    Figure
+    """
+    right = np.asarray(correct, dtype=bool)
+    error = float(np.mean(~right)) if right.size else 0.0
+    low = _coverage_window(error)
+    fig = Figure(figsize=(7.5, 4.8))
+    ax = fig.add_subplot()
+    tops = [100.0 * error]
+    for i, (name, values) in enumerate(scores.items()):
+        curve = risk_coverage_curve(values, right)
+        coverage, risk = 100.0 * curve["coverage"], 100.0 * curve["risk"]
+        ax.plot(coverage, risk, color=_SCORE_COLORS[i % len(_SCORE_COLORS)], linewidth=1.2,
+                label=f"{name} (AURC {100 * curve_aurc(curve):.3f} %)")
+        shown_part = risk[coverage >= low]
+        tops.append(float(shown_part.max()) if shown_part.size else 0.0)
+    oracle = oracle_curve(right)
+    ax.plot(100.0 * oracle["coverage"], 100.0 * oracle["risk"], color="grey", linestyle="--", linewidth=1,
+            label=f"oracle (AURC {100 * curve_aurc(oracle):.3f} %)")
+    for target in (0.1, 0.5):
+        ax.axhline(target, color="black", linestyle=":", linewidth=0.8, alpha=0.6)
+        ax.annotate(f"{target:g} %", (low, target), xytext=(2, 2), textcoords="offset points", fontsize=7,
+                    alpha=0.7)
+    ax.set_xlim(low, 100.0)
+    ax.set_ylim(0.0, max(1.15 * max(tops), 0.6))
+    ax.set_xlabel("coverage: share of test digits answered, the surest first (%)")
+    ax.set_ylabel("error of the answered digits (%)")
+    ax.set_title(f"Risk-coverage on {right.size:,} test digits ({answer} vote's answers; "
+                 f"{int(np.count_nonzero(~right))} errors at 100 %)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    return fig
+
+
 def plot_errors(
     images: ArrayLike,
     y_true: ArrayLike,
@@ -409,8 +477,10 @@ def write_plots(
     out_dir: str | os.PathLike,
     *,
     voting: str = "majority",
+    scores: Mapping[str, ArrayLike] | None = None,
 ) -> dict[str, Path]:
-    """Write ``accuracy.png``, ``confusion.png``, ``errors.png``, ``members_curve.png`` and ``agreement.png``.
+    """Write ``accuracy.png``, ``confusion.png``, ``errors.png``, ``members_curve.png``, ``agreement.png`` and
+    ``risk_coverage.png`` (:data:`REPORT_PLOTS`).
 
     Parameters
     ----------
@@ -423,12 +493,16 @@ def write_plots(
     out_dir : path-like
         Destination folder; created if missing.
     voting : str, default "majority"
-        The vote shown by the confusion matrix and the error grid (and named in them).
+        The vote shown by the confusion matrix and the error grid (and named in them), whose
+        answers the risk-coverage curves judge.
+    scores : mapping of str to array-like of shape (N,), optional
+        Uncertainty scores of the test digits (:data:`ensemble_cnn.inference.uncertainty.SCORES`)
+        for :func:`risk_coverage_figure`; without them that picture only says so.
 
     Returns
     -------
     paths : dict
-        ``{"accuracy", "confusion", "errors", "members_curve", "agreement"}`` to their Paths.
+        Each name of :data:`REPORT_PLOTS` to its Path.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -439,4 +513,16 @@ def write_plots(
         "errors": plot_errors(images, y_true, y_pred, paths["errors"], title=f"{voting} vote"),
         "members_curve": save_figure(members_curve_figure(report), paths["members_curve"]),
         "agreement": save_figure(agreement_figure(report), paths["agreement"]),
+        "risk_coverage": plot_risk_coverage(scores, np.asarray(y_true).ravel() == np.asarray(y_pred).ravel(),
+                                            paths["risk_coverage"], answer=voting),
     }
+
+
+def plot_risk_coverage(scores: Mapping[str, ArrayLike] | None, correct: ArrayLike, path: str | os.PathLike, *,
+                       answer: str = "majority") -> Path:
+    """Save :func:`risk_coverage_figure` to ``path`` (PNG, atomically), or without ``scores`` a picture saying so."""
+    if scores:
+        return save_figure(risk_coverage_figure(scores, correct, answer=answer), path)
+    fig = Figure(figsize=(5.0, 2.0))
+    fig.text(0.5, 0.5, "no uncertainty scores given", ha="center", va="center", fontsize=12)
+    return save_figure(fig, path, tight=False)

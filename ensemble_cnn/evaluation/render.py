@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ensemble_cnn.evaluation.report import CALIBRATION_BINS, SIGNIFICANCE
+from ensemble_cnn.inference.uncertainty import DEFAULT_SCORE
 from ensemble_cnn.storage.atomic import write_json, write_text
 
 __all__ = ["REPORT_JSON", "REPORT_MARKDOWN", "format_markdown", "format_table", "significance", "write_report"]
@@ -153,13 +154,37 @@ def format_table(report: dict[str, Any]) -> str:
     rule = "-" * (sum(widths) + 6)
     title = f"Ensemble of {report['n_members']} members on {report['n_test']} test samples{_tta_note(report)}"
     lines = [title, rule, line(header), rule, *map(line, members), rule, *map(line, summary), rule,
-             *_verdict_lines(report)]
+             *_verdict_lines(report), *_unsure_lines(report)]
     groups = report.get("groups") or []
     if len(groups) > 1:
         lines += [f"group {g['name']} ({_count(len(g['members']))}): mean {100 * g['mean']:.2f} ± "
                   f"{100 * g['std']:.2f} %, its majority vote {_pct(g['majority_accuracy'])}"
                   for g in groups if "majority_accuracy" in g]
     return "\n".join(lines) + "\n"
+
+
+def _unsure_lines(report: dict[str, Any]) -> list[str]:
+    """The terminal's lines on the uncertainty section (the default score) and each "not a digit" set."""
+    section = report.get("uncertainty") or {}
+    entry = section.get("scores", {}).get(DEFAULT_SCORE)
+    lines = []
+    if entry is not None:
+        at = {p["target_coverage"]: p for p in entry["error_at_coverage"]}
+        point = at.get(0.99)
+        error = (f"error {_pct_or_dash(point['error'], 3)} at {100 * point['coverage']:.2f} % coverage, "
+                 if point else "")
+        lines.append(f"unsure ({DEFAULT_SCORE}, {section['answer']} vote, on the test digits): {error}"
+                     f"{100 * entry['coverage_at_error']['coverage']:.2f} % answered at ≤ "
+                     f"{100 * section['max_error']:g} % error, {_pct_or_dash(entry['set_aside']['share'])} set aside "
+                     f"for {100 * section['set_aside_error']:g} % error")
+    for ood in (report.get("not_a_digit") or {}).get("sets", []):
+        metrics = ood["scores"].get(DEFAULT_SCORE)
+        best = max(ood["scores"].items(), key=lambda item: item[1]["auroc"], default=None)
+        if metrics is not None and best is not None:
+            lines.append(f"not a digit ({ood['path']}, {ood['n_images']:,} images): AUROC "
+                         f"{_pct_or_dash(metrics['auroc'], 1)} with {DEFAULT_SCORE}, best "
+                         f"{_pct_or_dash(best[1]['auroc'], 1)} with {best[0]}")
+    return lines
 
 
 def _member_detail_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -205,6 +230,100 @@ def _curve_lines(report: dict[str, Any]) -> list[str]:
     return ["## Accuracy against ensemble size", "",
             "Every vote over subsets of k members (all subsets when few, else a seeded sample): how many members "
             "the ensemble needs.", "", *_md_table(header, rows, "r" * len(header)), ""]
+
+
+def _pct_or_dash(fraction: float | None, digits: int = 2) -> str:
+    """``0.00081`` -> ``'0.08 %'`` (``digits`` decimals); ``None`` -> ``'—'``."""
+    return "—" if fraction is None else f"{100.0 * fraction:.{digits}f} %"
+
+
+def _selected_cell(point: dict[str, Any]) -> str:
+    """One selective point: ``'0.081 % (0.041–0.159; 8 of 9,900, 99.00 %)'``: error, its 95% interval, the errors it
+    rests on among the digits answered, and the coverage reached (ties can take it past the target)."""
+    if point["error"] is None:
+        return "— (none answered)"
+    return (f"{100 * point['error']:.3f} % ({100 * point['error_low']:.3f}–{100 * point['error_high']:.3f}; "
+            f"{point['errors']:,} of {point['accepted']:,}, {100 * point['coverage']:.2f} %)")
+
+
+def _uncertainty_lines(report: dict[str, Any]) -> list[str]:
+    """The "When the vote is unsure" section: every score's selective figures on the test digits, the anchors."""
+    section = report.get("uncertainty")
+    if not section:
+        return []
+    coverages = section["coverages"]
+    header = ("score", "AURC", *(f"error at {100 * c:g} %" for c in coverages),
+              f"coverage at ≤ {100 * section['max_error']:g} % error",
+              f"set aside for {100 * section['set_aside_error']:g} % error", "finds errors (AUROC)")
+    rows = [
+        (name, _pct_or_dash(entry["aurc"], 3), *(_selected_cell(p) for p in entry["error_at_coverage"]),
+         f"{100 * entry['coverage_at_error']['coverage']:.2f} % ({entry['coverage_at_error']['errors']:,} errors)",
+         _pct_or_dash(entry["set_aside"]["share"]), _pct_or_dash(entry["error_auroc"], 1))
+        for name, entry in section["scores"].items()
+    ]
+    rows.append(("oracle (errors set aside first)", _pct_or_dash(section["oracle_aurc"], 3),
+                 *("" for _ in coverages), "", "", ""))
+    anchors = section.get("anchors", {})
+    lecun = anchors.get("set_aside_for_0.5%_error", {})
+    hendrycks = anchors.get("error_auroc", {})
+    lines = [
+        "## When the vote is unsure",
+        "",
+        f"Each uncertainty score (higher = less trustworthy) ranks the {section['n_test']:,} test digits; keeping "
+        f"the surest first, the table gives the error of the **{section['answer']} vote's answers** that are kept "
+        f"({section['errors']:,} errors at 100 % coverage): the area under the risk-coverage curve (AURC; the "
+        "oracle, which sets the errors aside first, is the best any score can do), the error among the surest "
+        "99.5 / 99 / 98 / 95 % with its 95% Wilson interval, the errors it rests on among the digits kept and the "
+        "coverage reached (tied scores are kept or set aside together), the largest coverage at which the error "
+        f"is at most {100 * section['max_error']:g} %, the share set aside to reach "
+        f"{100 * section['set_aside_error']:g} % error, and the AUROC of the score against the vote's errors. "
+        "These are descriptive points of each curve on the test digits, not thresholds to deploy: each is set on "
+        "the very digits it is measured on.",
+        "",
+        *_md_table(header, rows, "l" + "r" * (len(header) - 1)),
+        "",
+    ]
+    if lecun:
+        lines.append(f"- Anchors: share set aside for 0.5 % error, LeNet-4 {_pct_or_dash(lecun.get('LeNet-4'), 1)}, "
+                     f"boosted LeNet-4 {_pct_or_dash(lecun.get('boosted LeNet-4'), 1)} ({lecun.get('source', '')}).")
+    if hendrycks:
+        lines.append(f"- Finding the errors: maximum softmax probability "
+                     f"{_pct_or_dash(hendrycks.get('maximum softmax probability'), 0)} AUROC "
+                     f"({hendrycks.get('source', '')}).")
+    scores = "; ".join(f"{name}: {entry['description']}" for name, entry in section["scores"].items()
+                       if entry.get("description"))
+    if scores:
+        lines.append(f"- The scores: {scores}.")
+    return lines + [""]
+
+
+def _ood_lines(report: dict[str, Any]) -> list[str]:
+    """The "Not a digit" section: every score's detection metrics on each set against the test digits, the anchors."""
+    section = report.get("not_a_digit")
+    if not section:
+        return []
+    lines = ["## Not a digit", "",
+             "How well each score tells images that are not digits from the test digits (higher score = "
+             "flagged). AUROC: the chance that an image of the set scores above a test digit. FPR at 95% TPR, "
+             "two conventions: **set positive** (OpenOOD v1.5, the anchors' convention): the share of test "
+             "digits flagged when 95% of the set is; **digits positive** (Hendrycks & Gimpel, OpenOOD v1): the "
+             "share of the set passing as digits when 95% of the digits pass. AUPR: average precision with the "
+             "digits (in) or the set (out) positive.", ""]
+    header = ("score", "AUROC", "FPR95 (set positive)", "FPR95 (digits positive)", "AUPR in", "AUPR out")
+    for entry in section["sets"]:
+        rows = [(name, _pct_or_dash(m["auroc"], 1), _pct_or_dash(m["fpr_at_tpr_ood_positive"], 1),
+                 _pct_or_dash(m["fpr_at_tpr"], 1), _pct_or_dash(m["aupr_in"], 1), _pct_or_dash(m["aupr_out"], 1))
+                for name, m in entry["scores"].items()]
+        lines += [f"### {entry['path']}", "", f"{entry['n_images']:,} images ({entry['read']}).", "",
+                  *_md_table(header, rows, "lrrrrr"), ""]
+    anchors = section.get("anchors") or {}
+    quoted = [f"{name}: AUROC {_pct_or_dash(values.get('auroc'), 1)}"
+              + (f", FPR95 (set positive) {_pct_or_dash(values['fpr_at_tpr_ood_positive'], 0)}"
+                 if "fpr_at_tpr_ood_positive" in values else "")
+              for name, values in anchors.items() if isinstance(values, dict)]
+    if quoted:
+        lines += [f"Anchors ({anchors.get('source', '')}): {'; '.join(quoted)}.", ""]
+    return lines
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: Sequence[str]) -> list[str]:
@@ -270,6 +389,8 @@ def format_markdown(report: dict[str, Any], *, title: str | None = None) -> str:
         *_group_lines(report),
         *_calibration_lines(report),
         *_curve_lines(report),
+        *_uncertainty_lines(report),
+        *_ood_lines(report),
         "## Pairwise disagreement",
         "",
         "Fraction of test samples on which two members predict different labels.",

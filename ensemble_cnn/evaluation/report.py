@@ -3,7 +3,9 @@
 :func:`build_report` turns the members' test-set probabilities into a JSON-ready
 dict: accuracies with their intervals, paired tests, the ensemble-size curve, the
 calibration of every member and every vote in :data:`~ensemble_cnn.inference.vote.VOTES`,
-the pairwise disagreement and the majority vote's ties. Rendering it (the terminal
+the pairwise disagreement and the majority vote's ties. :func:`uncertainty_section` adds how well
+each uncertainty score picks the vote's answers to trust (selective prediction on the test
+digits), :func:`ood_section` how well it tells an image set that is not digits from them. Rendering it (the terminal
 table, ``report.md``) and writing ``report.json`` / ``report.md`` is
 :mod:`ensemble_cnn.evaluation.render`'s job.
 
@@ -12,15 +14,20 @@ All accuracies, disagreements and gains in the report are fractions in [0, 1]
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.metrics import accuracy_score, confusion_matrix
+from sklearn.metrics import accuracy_score, confusion_matrix, roc_auc_score
 
 from ensemble_cnn.evaluation import stats
+from ensemble_cnn.evaluation.ood import ood_metrics
+from ensemble_cnn.evaluation.selective import _check_scored, aurc, coverage_at_error, curve_aurc, error_at_coverage, \
+    oracle_curve
 from ensemble_cnn.evaluation.stats import _check_labels
+from ensemble_cnn.inference.uncertainty import SCORES
 from ensemble_cnn.inference.vote import VOTES, _check_probabilities, _check_weights, majority_ties
 
 # Statistics conventions of every report (stated in report.md too).
@@ -28,8 +35,27 @@ CONFIDENCE = 0.95  # Wilson score intervals
 SIGNIFICANCE = 0.05  # two-sided exact McNemar tests
 CALIBRATION_BINS = 15
 SUBSETS_PER_SIZE = 200  # member subsets per ensemble size k (all of them when fewer)
+SELECTIVE_COVERAGES = (0.995, 0.99, 0.98, 0.95)  # the error of the answers among the surest of these shares
+SELECTIVE_MAX_ERROR = 0.001  # the largest coverage at which the error is at most this
+SET_ASIDE_ERROR = 0.005  # the share set aside to reach this error (LeCun et al. 1998, Fig. 10)
+OOD_TPR = 0.95  # "not a digit": false-positive rates at this true-positive rate
 
-__all__ = ["CALIBRATION_BINS", "CONFIDENCE", "SIGNIFICANCE", "SUBSETS_PER_SIZE", "build_report", "group_summaries"]
+# Published figures the report's own stand beside (fractions).
+SELECTIVE_ANCHORS = {
+    "set_aside_for_0.5%_error": {"LeNet-4": 0.018, "boosted LeNet-4": 0.005,
+                                 "source": "LeCun et al. 1998, Fig. 10, on MNIST's test set"},
+    "error_auroc": {"maximum softmax probability": 0.97,
+                    "source": "Hendrycks & Gimpel 2017, MNIST's errors against its right answers"},
+}
+OOD_ANCHORS = {
+    "source": "OpenOOD v1.5's MNIST benchmark: a LeNet at 99.60% accuracy, Fashion-MNIST as the near set",
+    "max_probability": {"auroc": 0.946, "fpr_at_tpr_ood_positive": 0.24},
+    "mahalanobis": {"auroc": 0.989},
+}
+
+__all__ = ["CALIBRATION_BINS", "CONFIDENCE", "OOD_ANCHORS", "OOD_TPR", "SELECTIVE_ANCHORS", "SELECTIVE_COVERAGES",
+           "SELECTIVE_MAX_ERROR", "SET_ASIDE_ERROR", "SIGNIFICANCE", "SUBSETS_PER_SIZE", "build_report",
+           "group_summaries", "ood_section", "uncertainty_section"]
 
 
 # --------------------------------------------------------------------------- #
@@ -251,3 +277,126 @@ def group_summaries(probabilities: ArrayLike, y_true: ArrayLike, specs: Sequence
             **{f"{vote}_accuracy": float(np.mean(rule.labels(subset) == y)) for vote, rule in VOTES.items()},
         })
     return groups
+
+
+def _finite_or_none(value: float) -> float | None:
+    """``value``, or ``None`` for NaN and infinities (the report is strict JSON)."""
+    return float(value) if math.isfinite(value) else None
+
+
+def _selected(result: dict[str, float]) -> dict[str, Any]:
+    """A :func:`~ensemble_cnn.evaluation.selective.select` result as strict JSON: nothing accepted gives a
+    ``None`` error (NaN) and, for an error target no block reaches, a ``None`` threshold (-inf)."""
+    return {key: _finite_or_none(value) if isinstance(value, float) else value for key, value in result.items()}
+
+
+def error_auroc(scores: ArrayLike, correct: ArrayLike) -> float | None:
+    """How well a score finds the vote's errors: the AUROC of the score with the wrong answers as positives.
+
+    The probability that a wrong answer scores higher than a right one (ties count one half);
+    1 perfect, 0.5 chance (Hendrycks & Gimpel's error-detection AUROC).
+
+    Parameters
+    ----------
+    scores : array-like of shape (N,)
+        One uncertainty score per digit, higher = less trustworthy.
+    correct : array-like of shape (N,)
+        Whether the vote got each digit right.
+
+    Returns
+    -------
+    auroc : float or None
+        ``None`` when every answer is right, or every one wrong (nothing to tell apart).
+    """
+    values, right = _check_scored(scores, correct)
+    if right.all() or not right.any():
+        return None
+    return float(roc_auc_score(~right, values))
+
+
+def uncertainty_section(scores: Mapping[str, ArrayLike], correct: ArrayLike, *, answer: str) -> dict[str, Any]:
+    """Selective prediction on the test digits: for every score, how well it picks the answers to trust.
+
+    Descriptive points of each score's risk-coverage curve (:mod:`ensemble_cnn.evaluation.selective`)
+    on the digits themselves, not thresholds to deploy: each threshold here has seen these
+    digits' scores (and, for the error targets, their answers).
+
+    Parameters
+    ----------
+    scores : mapping of str to array-like of shape (N,)
+        Each score's values (e.g. every entry of :data:`ensemble_cnn.inference.uncertainty.SCORES`
+        on the members' test probabilities), higher = less trustworthy.
+    correct : array-like of shape (N,)
+        Whether the vote ``answer`` got each digit right.
+    answer : str
+        The vote whose answers are judged (named in the report).
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``answer``, ``n_test``, ``errors`` (the vote's, at 100% coverage),
+        ``oracle_aurc`` (the best any score could do), ``coverages``, ``max_error``,
+        ``set_aside_error``, ``anchors`` (:data:`SELECTIVE_ANCHORS`) and ``scores``: per name,
+        ``aurc``; ``error_at_coverage``: one :func:`~ensemble_cnn.evaluation.selective.error_at_coverage`
+        result per coverage in :data:`SELECTIVE_COVERAGES` (``target_coverage``, ``threshold``,
+        ``accepted``, ``errors``: the count the error rests on, ``coverage`` reached (ties
+        come along, so it can exceed the target), ``error`` with its 95% Wilson interval
+        ``error_low``, ``error_high``); ``coverage_at_error``: the largest coverage whose
+        error is at most :data:`SELECTIVE_MAX_ERROR`; ``set_aside``: the share of digits set
+        aside for an error of at most :data:`SET_ASIDE_ERROR` (``1 - coverage`` of that
+        point, with the point); ``error_auroc`` (:func:`error_auroc`, ``None`` without errors).
+        Fractions in [0, 1].
+    """
+    right = np.asarray(correct, dtype=bool)
+    n_test = int(right.shape[0])
+    section: dict[str, Any] = {
+        "answer": answer,
+        "n_test": n_test,
+        "errors": int(np.count_nonzero(~right)),
+        "oracle_aurc": curve_aurc(oracle_curve(right)),
+        "coverages": list(SELECTIVE_COVERAGES),
+        "max_error": SELECTIVE_MAX_ERROR,
+        "set_aside_error": SET_ASIDE_ERROR,
+        "anchors": SELECTIVE_ANCHORS,
+        "scores": {},
+    }
+    for name, values in scores.items():
+        for_error = coverage_at_error(values, right, SET_ASIDE_ERROR, confidence=CONFIDENCE)
+        section["scores"][name] = {
+            "description": SCORES[name].description if name in SCORES else "",
+            "aurc": aurc(values, right),
+            "error_at_coverage": [_selected(error_at_coverage(values, right, c, confidence=CONFIDENCE))
+                                  for c in SELECTIVE_COVERAGES],
+            "coverage_at_error": _selected(coverage_at_error(values, right, SELECTIVE_MAX_ERROR,
+                                                             confidence=CONFIDENCE)),
+            "set_aside": {"share": 1.0 - for_error["coverage"], **_selected(for_error)},
+            "error_auroc": error_auroc(values, right),
+        }
+    return section
+
+
+def ood_section(in_scores: Mapping[str, ArrayLike], ood_scores: Mapping[str, ArrayLike], *, path: str,
+                read: str) -> dict[str, Any]:
+    """One "not a digit" set against the test digits: every score's detection metrics.
+
+    Parameters
+    ----------
+    in_scores, ood_scores : mapping of str to array-like
+        Each score's values on the test digits (N_in,) and on the set's images (N_ood,), the
+        same names in both; higher = less trustworthy.
+    path : str
+        Where the set was read (named in the report).
+    read : str
+        How it was read (:func:`ensemble_cnn.inference.paths.load_image_set`).
+
+    Returns
+    -------
+    dict
+        ``path``, ``read``, ``n_images`` and ``scores``: per name, :func:`ensemble_cnn.evaluation.ood.ood_metrics`
+        at :data:`OOD_TPR` (``auroc``; ``fpr_at_tpr_ood_positive``: the share of digits flagged
+        when 95% of the set is, OpenOOD v1.5's convention, the anchors'; ``fpr_at_tpr``: the share
+        of the set passing as digits when 95% of the digits pass; ``aupr_in``, ``aupr_out``, ...).
+    """
+    metrics = {name: ood_metrics(in_scores[name], values, tpr=OOD_TPR) for name, values in ood_scores.items()}
+    n_images = next(iter(metrics.values()))["n_ood"] if metrics else 0
+    return {"path": path, "read": read, "n_images": n_images, "scores": metrics}

@@ -6,7 +6,8 @@ recursive; symbolic-link loops, dangling links and FIFOs reported, not followed)
 name, else by its first bytes); :func:`load_inputs` reads one file into the digits the
 model sees (:func:`ensemble_cnn.inference.images.read_image` and
 :func:`~ensemble_cnn.inference.preprocess.preprocess_digits` for an image,
-:func:`ensemble_cnn.inference.arrays.read_arrays` for an array file).
+:func:`ensemble_cnn.inference.arrays.read_arrays` for an array file);
+:func:`load_image_set` reads every image one path holds as one set (``evaluate --ood``).
 
 Nothing here writes to an input file; a file's bytes are read only through the hardened
 reader (:func:`ensemble_cnn.data.reader.open_regular`). Every problem raises
@@ -26,6 +27,7 @@ from typing import Literal
 
 import numpy as np
 
+from ensemble_cnn.data.mnist import IDX_FILES
 from ensemble_cnn.data.reader import GZIP_MAGIC, INPUT_FILES, NPY_MAGIC, ZIP_MAGIC, file_type, open_regular, read_head
 from ensemble_cnn.errors import InputError, first_line
 from ensemble_cnn.inference import arrays, images
@@ -248,3 +250,48 @@ def load_inputs(path: str | os.PathLike) -> tuple[np.ndarray, Kind]:
         return preprocess_digits([image]), kind
     except ValueError as exc:
         raise InputError(f"{shown(path)}: {first_line(exc).removeprefix('images[0]: ')}") from None
+
+
+def load_image_set(path: str | os.PathLike) -> tuple[np.ndarray, str]:
+    """Every image one path holds, as one set scored whole (``evaluate --ood``), and how it was read.
+
+    * a folder holding MNIST's test-images IDX file (``t10k-images-idx3-ubyte[.gz]``: an
+      MNIST-layout dataset such as Fashion-MNIST): that file's images only, the dataset's test split;
+    * any other folder: its image and array files, sub-folders included, in path order
+      (:func:`expand_paths` with ``recursive``);
+    * a file: its digits (:func:`load_inputs`; an ``.npz`` gives its ``x``, else its ``x_test``).
+
+    Image files get MNIST's preprocessing and array files are taken as they are, as in
+    ``predict``. Unlike ``predict``, the set is read whole or not at all: the first file that
+    cannot be used (an unreadable file, an image with no ink, a folder with nothing to read)
+    stops it.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    images : ndarray of uint8, shape (N, 28, 28), N >= 1
+    read : str
+        How the images were read, e.g. ``"t10k-images-idx3-ubyte.gz: the test split of an
+        MNIST-layout folder"`` or ``"3 files"``.
+
+    Raises
+    ------
+    InputError
+        One line naming the path or file that cannot be used.
+    """
+    path = Path(path)
+    if path.is_dir():
+        stem = IDX_FILES["x_test"]
+        test_images = next((path / name for name in (stem, f"{stem}.gz")
+                            if (path / name).exists() or (path / name).is_symlink()), None)
+        if test_images is not None:
+            return read_arrays(test_images), f"{test_images.name}: the test split of an MNIST-layout folder"
+    files, problems = expand_paths([path], recursive=True)
+    if problems:
+        problem, reason = problems[0]
+        raise InputError(f"{shown(problem)}: {reason}")
+    images = np.concatenate([load_inputs(file)[0] for file in files])
+    return images, f"{len(files)} file" + ("" if len(files) == 1 else "s")
