@@ -126,6 +126,10 @@ CANDIDATES: dict[str, list[str]] = {
     "nielsen-cos-ema-ls-mild-erase50": ["--arch", "nielsen", "--epochs", "16", *COS_EMA_LS, *MILD, *ERASE50],
     "nielsen-cos-ema-ls-mild-erase25-e30": ["--arch", "nielsen", "--epochs", "30", *COS_EMA_LS, *MILD, *ERASE25],
     "nielsen-cos-ema-ls-mild-erase50-e30": ["--arch", "nielsen", "--epochs", "30", *COS_EMA_LS, *MILD, *ERASE50],
+    # issue 31's calibration digits: every member holds out the same --val-size digits (no member trains on them),
+    # their cost to the vote measured against nielsen-cos-ema-ls-mild (each member its own hold-out)
+    "nielsen-cos-ema-ls-mild-shared": ["--arch", "nielsen", "--epochs", "16", *COS_EMA_LS, *MILD,
+                                       "--holdout", "shared"],
     "deotte50-std": ["--arch", "deotte", "--width", "0.5", "--epochs", "10", *STANDARD, *MEDIUM],
     "deotte50-cos-ema": ["--arch", "deotte", "--width", "0.5", "--epochs", "10", *COS_EMA, *MEDIUM],
     "an5q-std": ["--arch", "an5", "--width", "0.25", "--epochs", "9", *STANDARD, *MEDIUM],

@@ -14,8 +14,8 @@ from click.core import ParameterSource
 from augment import LIMITS, TRANSFORMS as TRANSFORM_NAMES
 from augment import NORMALIZATIONS, TTA_VIEWS, Distortion
 from ensemble_cnn.config import (
-    AUGMENTATIONS, BACKENDS, CHECKPOINTS, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_MEMBERS, MAX_SEED, MAX_VAL_SIZE, MAX_WIDTH,
-    MODES, PRECISIONS, PRESETS, SCHEDULES, field_default, option_name,
+    AUGMENTATIONS, BACKENDS, CHECKPOINTS, HOLDOUTS, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_MEMBERS, MAX_SEED, MAX_VAL_SIZE,
+    MAX_WIDTH, MODES, PRECISIONS, PRESETS, SCHEDULES, field_default, option_name,
 )
 from ensemble_cnn.errors import EnsembleCnnError, OutputPathError
 from ensemble_cnn.models import ARCHITECTURES
@@ -278,6 +278,11 @@ def training_options(func):
         click.option("--val-size", type=click.IntRange(0, MAX_VAL_SIZE), default=d("val_size"),
                      help=f"Training digits held out per member to pick its best epoch (at most {MAX_VAL_SIZE}, and "
                           "a tenth of the training digits; 0 needs --checkpoint last)."),
+        click.option("--holdout", type=click.Choice(HOLDOUTS), default=d("holdout"),
+                     help="member: each member holds out its own --val-size digits; shared: every member holds out "
+                          "the same ones (drawn from --seed), the run's calibration digits, which no member trains "
+                          "on; their labels and each member's probabilities on them are kept in the run folder. "
+                          "A setting of the whole run (not of a --plan group); shared needs --val-size >= 1."),
         click.option("--bootstrap/--no-bootstrap", default=d("bootstrap"),
                      help="Bagging: each member trains on a bootstrap sample (draws with replacement) of its "
                           "training digits instead of each digit once."),
@@ -369,5 +374,6 @@ def _option_message(message: str) -> str:
     fields = set(TrainConfig.__dataclass_fields__) | set(Distortion.__dataclass_fields__)
     head, _, rest = message.partition(" ")
     message = f"{option_name(head)} {rest}" if head in fields else message
-    return message.replace("with checkpoint last", "with --checkpoint last")
+    return message.replace("with checkpoint last", "with --checkpoint last").replace("with holdout shared",
+                                                                                      "with --holdout shared")
 

@@ -31,6 +31,7 @@ from ensemble_cnn.recipe_rules import RECIPE_NAMES, RECIPE_RULES
 AUGMENTATIONS = ("distort", "none")
 SCHEDULES = ("exponential", "cosine", "onecycle")
 CHECKPOINTS = ("best", "last")
+HOLDOUTS = ("member", "shared")
 MODES = ("auto", "sequential", "processes", "fused")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 BACKENDS = ("loky", "dask", "ray")
@@ -155,6 +156,16 @@ class TrainConfig:
         test set), at most :data:`MAX_VAL_SIZE` (a tenth of MNIST's training digits); on
         fewer training originals, capped at a tenth of them (each member's record says
         how many it held out). 0 (only with ``checkpoint="last"``): no hold-out.
+    holdout : {"member", "shared"}
+        Which originals are held out: each member its own, drawn from its seed; or the
+        same ``val_size`` originals for every member, drawn from the root seed, so they lie
+        outside every member's training data: the run's *calibration digits* (their labels and
+        every member's probabilities on them are kept in the run folder, see
+        :mod:`ensemble_cnn.storage.calibration`). ``"shared"`` needs ``val_size >= 1``. A
+        run-level setting (never a plan group's), part of the run's identity. With
+        ``checkpoint="best"`` the same digits also pick each member's epoch, so they are then
+        not entirely untouched (the default is ``"last"``). A ``config.json`` written before
+        this setting existed loads as ``"member"``, how those runs were trained.
     bootstrap : bool
         Bagging: each training run samples its training digits with replacement
         (as many draws as digits, after the hold-out) instead of using each once.
@@ -235,6 +246,7 @@ class TrainConfig:
     erase: float = 0.0
     erase_size: str = "8-16"
     val_size: int = 5000
+    holdout: str = "member"
     bootstrap: bool = False
     seed: int = 0
     limit: int | None = None
@@ -288,6 +300,9 @@ class TrainConfig:
         _check(_is_int(self.val_size) and (0 if self.checkpoint == "last" else 1) <= self.val_size <= MAX_VAL_SIZE,
                "val_size", f"an integer >= 1 (0 only with checkpoint last) and at most {MAX_VAL_SIZE} (a tenth of "
                "MNIST's training digits)", self.val_size)
+        _check(self.holdout in HOLDOUTS, "holdout", f"one of {', '.join(HOLDOUTS)}", self.holdout)
+        _check(self.holdout == "member" or self.val_size >= 1, "val_size",
+               "an integer >= 1 with holdout shared (the calibration digits every member holds out)", self.val_size)
         _check(isinstance(self.bootstrap, bool), "bootstrap", "true or false", self.bootstrap)
         _check(_is_int(self.seed) and 0 <= self.seed <= MAX_SEED, "seed", f"an integer in 0..{MAX_SEED} (2**63 - 1)",
                self.seed)
@@ -349,6 +364,9 @@ class TrainConfig:
         if "distortion" in settings and member.augmentation == "none":
             raise PlanError(f"plan group {position}: distortion needs augmentation distort (the group's members "
                             "train without distortion)")
+        if self.holdout == "shared" and member.val_size != self.val_size:
+            raise PlanError(f"plan group {position}: val_size must be the run's ({self.val_size}) with holdout shared "
+                            "(every member holds out the same digits)")
         for key, value in settings.items():
             if key == "distortion":
                 canonical[key] = {name: member.distortion[name] for name in value if name in member.distortion}
@@ -402,6 +420,9 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown config keys: {', '.join(unknown)}")
+        # A config.json written before --holdout existed: its members each held out their own digits. Filled in
+        # explicitly (not from the field's default), so that such a run stays what it was if the default changes.
+        data = {"holdout": "member", **data}
         return cls(**data)
 
     @classmethod

@@ -33,7 +33,7 @@ from typing import Any, Callable
 from ensemble_cnn.data.reader import MAX_JSON_DEPTH, Voice, nesting_depth, read_regular
 from ensemble_cnn.errors import EnsembleCnnError
 
-__all__ = ["GROUP_KEYS", "MEMBER_FIELDS", "PlanError", "canonical_plan", "group_name", "member_groups",
+__all__ = ["GROUP_KEYS", "MEMBER_FIELDS", "RUN_FIELDS", "PlanError", "canonical_plan", "group_name", "member_groups",
            "plan_differences", "read_plan"]
 
 # The TrainConfig fields a group may set (what changes one member's training, not the run's).
@@ -43,6 +43,8 @@ MEMBER_FIELDS = (
     "val_size", "bootstrap",
 )
 GROUP_KEYS = ("name", "count", *MEMBER_FIELDS)
+# TrainConfig fields that belong to the whole run, never to a group, each with why (for the one-line refusal).
+RUN_FIELDS = {"holdout": "every member holds out the same digits; give it as --holdout"}
 # The plan file's largest size (bytes): a plan is a few lines; anything larger is not one.
 MAX_PLAN_BYTES = 1 << 20
 
@@ -105,8 +107,14 @@ def read_plan(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def check_keys(groups: list[dict[str, Any]]) -> None:
-    """Refuse a group with an unknown key or without ``count`` (one line naming the group)."""
+    """Refuse a group with an unknown key, a run-level key (:data:`RUN_FIELDS`) or without ``count`` (one line
+    naming the group)."""
     for position, group in enumerate(groups, 1):
+        run_level = sorted(set(group) & set(RUN_FIELDS))
+        if run_level:
+            key = run_level[0]
+            raise PlanError(f"plan group {position}: {key} is a setting of the whole run, not of a group "
+                            f"({RUN_FIELDS[key]})")
         unknown = sorted(set(group) - set(GROUP_KEYS))
         if unknown:
             raise PlanError(f"plan group {position}: unknown key {unknown[0]!r} (a group may set: "

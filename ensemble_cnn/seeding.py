@@ -19,9 +19,19 @@ def rng_for(seed: int, *keys: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=tuple(keys))))
 
 
+def run_rng(root_seed: int, stream: int) -> np.random.Generator:
+    """A generator for one purpose of the whole run, from the root seed itself: ``run_rng(seed, HOLDOUT_STREAM)``.
+
+    Its spawn key ``(stream, 0)`` has two entries, and member ``i``'s seed comes from the
+    one-entry key ``(i,)`` (:func:`member_seed`): a run-level draw never shares a member's numbers.
+    """
+    return rng_for(root_seed, stream, 0)
+
+
 # Stream identifiers: separate purposes never share random numbers.
 VALIDATION_STREAM = 0
 EPOCH_STREAM = 1
 DISTORTION_STREAM = 2
 BOOTSTRAP_STREAM = 3
 ERASE_STREAM = 4
+HOLDOUT_STREAM = 5  # the hold-out every member shares (holdout="shared"): a run-level stream, see run_rng

@@ -15,7 +15,8 @@ from ensemble_cnn.data.reader import read_npz
 from ensemble_cnn.storage.outputs import shown
 from ensemble_cnn.storage.hashing import sha256_arrays
 from ensemble_cnn.seeding import (
-    BOOTSTRAP_STREAM, DISTORTION_STREAM, EPOCH_STREAM, ERASE_STREAM, VALIDATION_STREAM, rng_for,
+    BOOTSTRAP_STREAM, DISTORTION_STREAM, EPOCH_STREAM, ERASE_STREAM, HOLDOUT_STREAM, VALIDATION_STREAM, rng_for,
+    run_rng,
 )
 
 # Extra arrays stored by ``ensemble-cnn augment`` next to the Keras layout.
@@ -110,7 +111,8 @@ class MemberSplit:
     val_rows: np.ndarray
 
 
-def split_for_member(pool: TrainingPool, *, val_size: int, seed: int, bootstrap: bool = False) -> MemberSplit:
+def split_for_member(pool: TrainingPool, *, val_size: int, seed: int, bootstrap: bool = False,
+                     holdout: str = "member", root_seed: int | None = None) -> MemberSplit:
     """Hold out ``val_size`` originals (capped at a tenth; none for 0), drawn from the member's seed.
 
     Validation uses the held-out originals undistorted; training uses every row
@@ -118,11 +120,35 @@ def split_for_member(pool: TrainingPool, *, val_size: int, seed: int, bootstrap:
     a validation digit leaks into training. With ``bootstrap`` (bagging) the training
     rows are instead ``n`` draws with replacement from those ``n`` rows (about 63% of
     them distinct), drawn from ``(seed, BOOTSTRAP_STREAM)``; the rows come out sorted.
+
+    Parameters
+    ----------
+    pool : TrainingPool
+    val_size : int
+    seed : int
+        The member's seed (its hold-out with ``holdout="member"``, its bootstrap draws).
+    bootstrap : bool
+    holdout : {"member", "shared"}
+        ``"member"``: each member holds out its own originals, drawn from ``(seed,
+        VALIDATION_STREAM)``. ``"shared"``: every member of the run holds out the same
+        originals (:func:`shared_holdout`, drawn from ``root_seed``), so they lie outside
+        every member's training data: the run's calibration digits.
+    root_seed : int, optional
+        The run's root seed; required with ``holdout="shared"``.
+
+    Returns
+    -------
+    MemberSplit
+        ``val_rows`` (V,) and ``train_rows`` (N,) index the pool's rows, sorted.
     """
-    n_val = max(1, min(val_size, pool.n_originals // 10)) if val_size > 0 else 0
-    rng = rng_for(seed, VALIDATION_STREAM)
-    held_out = np.zeros(pool.n_originals, dtype=bool)
-    held_out[rng.choice(pool.n_originals, size=n_val, replace=False)] = True
+    if holdout == "shared":
+        if root_seed is None:
+            raise ValueError("holdout shared needs the run's root seed (root_seed)")
+        held_out = _held_out(pool, val_size, run_rng(root_seed, HOLDOUT_STREAM))
+    elif holdout == "member":
+        held_out = _held_out(pool, val_size, rng_for(seed, VALIDATION_STREAM))
+    else:
+        raise ValueError(f"holdout must be member or shared, got {holdout!r}")
     in_val = held_out[pool.source_index]
     val_rows = np.flatnonzero(in_val & (pool.variant == 0))
     train_rows = np.flatnonzero(~in_val)
@@ -130,6 +156,27 @@ def split_for_member(pool: TrainingPool, *, val_size: int, seed: int, bootstrap:
         draws = rng_for(seed, BOOTSTRAP_STREAM).integers(0, len(train_rows), size=len(train_rows))
         train_rows = train_rows[np.sort(draws)]
     return MemberSplit(train_rows=train_rows, val_rows=val_rows)
+
+
+def shared_holdout(pool: TrainingPool, *, val_size: int, root_seed: int) -> np.ndarray:
+    """The pool rows every member of a ``holdout="shared"`` run holds out: the run's calibration digits.
+
+    Returns
+    -------
+    ndarray of int64, shape (V,)
+        Sorted rows of the held-out originals (undistorted), ``V = max(1, min(val_size,
+        n_originals // 10))``; the ``val_rows`` of :func:`split_for_member` for every member.
+    """
+    held_out = _held_out(pool, val_size, run_rng(root_seed, HOLDOUT_STREAM))
+    return np.flatnonzero(held_out[pool.source_index] & (pool.variant == 0)).astype(np.int64)
+
+
+def _held_out(pool: TrainingPool, val_size: int, rng: np.random.Generator) -> np.ndarray:
+    """bool (n_originals,): the originals held out, ``val_size`` (capped at a tenth; none for 0) drawn from ``rng``."""
+    n_val = max(1, min(val_size, pool.n_originals // 10)) if val_size > 0 else 0
+    held_out = np.zeros(pool.n_originals, dtype=bool)
+    held_out[rng.choice(pool.n_originals, size=n_val, replace=False)] = True
+    return held_out
 
 
 def batch_stream(

@@ -9,7 +9,10 @@ config.json               the run's settings (TrainConfig); its identity decides
 member_XX.keras           member XX (plain keras.saving.load_model)
 member_XX_test_proba.npy  its test-set probabilities, float32 (N, 10)
 member_XX_history.json    its per-epoch curves
+member_XX_calibration_proba.npy  its probabilities on the run's calibration digits, float32 (M, 10)
+                          (only in a run with holdout shared; see ensemble_cnn.storage.calibration)
 member_XX.json            its record, written LAST: present and matching its files' sha256 = complete
+calibration.json, calibration_labels.npy   the calibration digits (holdout shared; ensemble_cnn.storage.calibration)
 ```
 
 A member is *complete* when its record is a JSON object for that index naming the
@@ -64,7 +67,9 @@ _HELD: dict[Path, int] = {}  # run folders this process holds the lock of (neste
 BUSY_GRACE_SECONDS = 0.25
 RECORD_NAME = re.compile(r"member_(\d+)\.json")
 # The files a member owns; their sha256 are in the record.
-HASHED_FILES = ("model", "probabilities")
+HASHED_FILES = ("model", "probabilities", "calibration")
+# The hashed files a member has only in some runs (calibration: holdout shared); a record without them is complete.
+OPTIONAL_HASHED_FILES = ("calibration",)
 
 
 def member_stem(index: int) -> str:
@@ -80,6 +85,11 @@ class MemberFiles:
     probabilities: Path
     history: Path
     record: Path
+
+    @property
+    def calibration(self) -> Path:
+        """Its probabilities on the run's calibration digits, float32 (M, 10) (a run with holdout shared only)."""
+        return self.record.with_name(f"{self.record.stem}_calibration_proba.npy")
 
     def of(self, key: str) -> Path:
         return getattr(self, key)
@@ -442,6 +452,7 @@ class RunFolder:
         probabilities: np.ndarray,
         history: dict[str, list[float]],
         details: dict[str, Any],
+        calibration: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """Write member ``index``'s files atomically, its record last; return the record.
 
@@ -455,12 +466,21 @@ class RunFolder:
             Per-epoch curves.
         details : dict
             Further record fields (seed, epochs, accuracies, timings, ...).
+        calibration : ndarray of float32, shape (M, 10), optional
+            The member's probabilities on the run's calibration digits (a run with holdout
+            shared): written to :attr:`MemberFiles.calibration`, its sha256 in the record.
         """
         files = self.files(index)
         with _atomic.atomic_path(files.model, suffix=".keras") as tmp:
             save_model(tmp)
         with _atomic.atomic_path(files.probabilities, suffix=".npy") as tmp:
             np.save(tmp, np.asarray(probabilities, dtype=np.float32))
+        calibrated = {}
+        if calibration is not None:
+            with _atomic.atomic_path(files.calibration, suffix=".npy") as tmp:
+                np.save(tmp, np.asarray(calibration, dtype=np.float32))
+            calibrated = {"calibration": files.calibration.name, "calibration_sha256": sha256_file(
+                files.calibration, what="member calibration probabilities", voice=RUN_FILES)}
         _atomic.write_json(files.history, {key: [float(v) for v in values] for key, values in history.items()})
         record = {
             "index": index,
@@ -469,6 +489,7 @@ class RunFolder:
             "probabilities": files.probabilities.name,
             "probabilities_sha256": sha256_file(files.probabilities, what="member probabilities", voice=RUN_FILES),
             "history": files.history.name,
+            **calibrated,
             **details,
         }
         _atomic.write_json(files.record, record)
@@ -525,6 +546,8 @@ class RunFolder:
         """Why the record does not describe the member's own, intact files (``None`` when it does)."""
         for key in HASHED_FILES:
             name, digest = record.get(key), record.get(f"{key}_sha256")
+            if key in OPTIONAL_HASHED_FILES and name is None and digest is None:
+                continue  # a member without this file (a run with holdout member; read_calibration asks for it)
             if not isinstance(name, str) or not isinstance(digest, str):
                 return f"{files.record}: malformed member record (no {key} or {key}_sha256)"
             path = self.resolve(name, source=files.record)

@@ -133,7 +133,8 @@ def plan_run(cfg: TrainConfig, run: int, pool: TrainingPool, *, teacher: np.ndar
     (n, 10)) and the validation targets one-hot; else both are integer labels.
     """
     seed = member_seed(cfg.seed, run)
-    split = split_for_member(pool, val_size=cfg.val_size, seed=seed, bootstrap=cfg.bootstrap)
+    split = split_for_member(pool, val_size=cfg.val_size, seed=seed, bootstrap=cfg.bootstrap, holdout=cfg.holdout,
+                             root_seed=cfg.seed)
     x_pool, y_pool = pool.data.x_train, pool.data.y_train
     y_train, y_val = y_pool[split.train_rows], y_pool[split.val_rows].astype(np.int32)
     if teacher is not None:
@@ -323,6 +324,8 @@ def save_checkpoints(
 ) -> list[dict[str, Any]]:
     """Turn a run's checkpoints into members: score each on the test set and write it.
 
+    With ``holdout="shared"`` each member also predicts the run's calibration digits (its
+    held-out digits, undistorted: ``plan.x_val``), kept beside it in the run folder.
     ``cfg`` is the run's own config (:func:`run_config`) and ``pool`` the training pool
     under its input normalization; ``spec_of(index)`` is what the member's record says it
     is (the run config's :meth:`~ensemble_cnn.config.TrainConfig.member_spec`).
@@ -350,7 +353,10 @@ def save_checkpoints(
         if not all(np.isfinite(w).all() for w in checkpoint.weights):
             raise ValueError(f"member {index:02d} diverged (non-finite weights); try a lower --lr")
         probabilities = model.predict(pool.data.x_test, batch_size=1000, verbose=0).astype(np.float32)
-        if not np.isfinite(probabilities).all():
+        calibration = None  # its probabilities on the run's calibration digits (ensemble_cnn.storage.calibration)
+        if cfg.holdout == "shared":
+            calibration = model.predict(plan.x_val, batch_size=1000, verbose=0).astype(np.float32)
+        if not all(np.isfinite(p).all() for p in (probabilities, calibration) if p is not None):
             raise ValueError(f"member {index:02d} diverged (non-finite predictions); try a lower --lr")
         details = {
             "run": plan.run,
@@ -368,7 +374,7 @@ def save_checkpoints(
         }
         records.append(folder.write_member(
             index, save_model=lambda path: save_model(model, cfg, path), probabilities=probabilities,
-            history=history, details=details,
+            history=history, details=details, calibration=calibration,
         ))
     return records
 

@@ -17,11 +17,12 @@ from ensemble_cnn.training.member import WorkerSettings, members_of, run_cost, r
 from ensemble_cnn.training.orphans import stop_with_driver
 from ensemble_cnn.training.recipes import get_recipe
 from ensemble_cnn.training.teacher import check_teacher, write_teacher_targets
+from ensemble_cnn.storage.calibration import write_calibration_set
 from ensemble_cnn.storage.outputs import check_run_folder_target
 from ensemble_cnn.storage.run_folder import RunFolder
 from ensemble_cnn.models import load_member
 from ensemble_cnn.training.execution import Execution, resolve_execution
-from ensemble_cnn.data.training import TrainingPool, data_fingerprint, load_pool
+from ensemble_cnn.data.training import TrainingPool, data_fingerprint, load_pool, shared_holdout
 
 __all__ = ["RunFolderError", "TrainResult", "check_run", "plan_groups", "prepare_run", "train_ensemble"]
 
@@ -118,7 +119,9 @@ def train_ensemble(
     :attr:`TrainResult.failures`. Finally every member is verified in this process
     (new ones: sha256 against what the worker returned; all: a Keras ``safe_mode``
     load); one that fails is reported and its record removed, so the next call
-    trains it again.
+    trains it again. With ``holdout="shared"`` the run's calibration digits are written
+    (or, in a resumed or grown run, checked) before any member trains
+    (:func:`ensemble_cnn.storage.calibration.write_calibration_set`).
 
     Parameters
     ----------
@@ -142,6 +145,7 @@ def train_ensemble(
     folder = RunFolder(run_dir)
     config, pool = _checked(config, folder.path)
     teacher_digits = pool.data.x_train if config.teacher else None  # the digits a teacher labels, read once
+    calibration = _calibration_digits(config, pool)
     del pool  # nor is the rest of it held here while the workers train
     result = TrainResult(run_dir=folder.path)
     say = log or (lambda line: None)
@@ -185,6 +189,8 @@ def train_ensemble(
             held.enter_context(folder.lock())
             folder.check_compatible(config)
         folder.claim(config)
+        if calibration is not None:  # before any member trains; a resumed or grown run's checked against it
+            write_calibration_set(folder, config, rows=calibration[0], labels=calibration[1])
         if runs and config.teacher:
             from ensemble_cnn import runtime
 
@@ -210,6 +216,14 @@ def train_ensemble(
     result.trained.sort()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _calibration_digits(config: TrainConfig, pool: TrainingPool) -> tuple[np.ndarray, np.ndarray] | None:
+    """The pool rows (int64 (M,)) and labels (uint8 (M,)) all members hold out with ``holdout="shared"``, else None."""
+    if config.holdout != "shared":
+        return None
+    rows = shared_holdout(pool, val_size=config.val_size, root_seed=config.seed)
+    return rows, pool.data.y_train[rows].astype(np.uint8)
 
 
 def _verify(folder: RunFolder, records: dict[int, dict[str, Any]], result: TrainResult) -> None:
