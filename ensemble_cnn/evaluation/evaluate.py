@@ -19,13 +19,14 @@ from ensemble_cnn.inference.ensemble import (
 )
 from ensemble_cnn.errors import RunFolderError, UnsafeMemberError
 from ensemble_cnn.models import load_member  # noqa: F401 (load_member: API)
+from ensemble_cnn.storage.calibration import read_calibration
 from ensemble_cnn.storage.outputs import check_output_files
 from ensemble_cnn.storage.run_folder import RunFolder, member_stem
 from ensemble_cnn.inference.paths import load_image_set
 from ensemble_cnn.inference.uncertainty import SCORES, uncertainty
-from ensemble_cnn.inference.vote import get_vote
+from ensemble_cnn.inference.vote import VoteRule, get_vote, soft_shares
 
-__all__ = ["evaluate_run", "load_member", "member_probabilities", "test_split"]
+__all__ = ["calibrated_uncertainty", "evaluate_run", "load_member", "member_probabilities", "test_split"]
 
 
 def test_split(config: TrainConfig, data: str | Path | None) -> MnistData:
@@ -93,6 +94,61 @@ def member_test_probabilities(
     return probabilities
 
 
+def calibrated_uncertainty(
+    folder: RunFolder, records: list[dict[str, Any]], config: TrainConfig, *, rule: VoteRule, tta: str,
+    probabilities: np.ndarray, y_test: np.ndarray, scores: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    """The uncertainty section's calibrated part: thresholds and conformal sets fixed on the run's calibration digits.
+
+    Parameters
+    ----------
+    folder : RunFolder
+    records : list of dict
+        The members evaluated, in the order of ``probabilities``.
+    config : TrainConfig
+        The run's config.
+    rule : VoteRule
+        The vote whose answers are judged.
+    tta : str
+        The test digits' views: the calibration probabilities are of the plain digits only.
+    probabilities : ndarray of shape (K, N, 10)
+        The members' test probabilities.
+    y_test : ndarray of shape (N,)
+    scores : dict of str to ndarray of shape (N,)
+        Every score of :data:`~ensemble_cnn.inference.uncertainty.SCORES` on the test digits.
+
+    Returns
+    -------
+    dict
+        :func:`~ensemble_cnn.evaluation.report.calibrated_section`, or ``{"note": ...}`` saying in
+        one line why there is none (no calibration digits, a member without its calibration
+        probabilities, test-time views, an unreadable calibration file).
+    """
+    from ensemble_cnn.evaluation.report import NO_CALIBRATION_NOTE, calibrated_section
+
+    if config.holdout != "shared":
+        return {"note": NO_CALIBRATION_NOTE}
+    lacking = [member_stem(record["index"]) for record in records if not record.get("calibration")]
+    if lacking:
+        return {"note": f"{', '.join(lacking)} evaluated without calibration probabilities: no calibrated "
+                        "thresholds (they must come from the very members evaluated)"}
+    if tta != "none":
+        return {"note": f"the calibration probabilities are of the plain digits, not of the {tta!r} views: "
+                        "no calibrated thresholds with --tta"}
+    try:
+        calibration = read_calibration(folder, records, config=config)
+    except RunFolderError as exc:
+        return {"note": f"no calibrated thresholds: {exc}"}
+    if calibration is None or len(calibration.labels) == 0:
+        return {"note": NO_CALIBRATION_NOTE}
+    fixed = calibration.probabilities
+    return calibrated_section(
+        {name: uncertainty(fixed, score=name) for name in scores}, rule.labels(fixed) == calibration.labels,
+        scores, rule.labels(probabilities) == y_test,
+        calibration_mean=soft_shares(fixed), calibration_labels=calibration.labels,
+        test_mean=soft_shares(probabilities), test_labels=y_test)
+
+
 @renamed_keyword("method", "voting")
 def evaluate_run(
     run_dir: str | Path,
@@ -156,7 +212,8 @@ def evaluate_run(
         The report (also written as ``report.json`` and ``report.md``). ``report["uncertainty"]``:
         every score of :data:`~ensemble_cnn.inference.uncertainty.SCORES` judged on the answers of the
         vote ``voting`` (:func:`~ensemble_cnn.evaluation.report.uncertainty_section`), with its
-        ``seconds``; ``report["not_a_digit"]`` with ``ood``.
+        ``seconds`` and its ``calibrated`` part (:func:`calibrated_uncertainty`: thresholds and conformal
+        sets fixed on the run's calibration digits, or a one-line note); ``report["not_a_digit"]`` with ``ood``.
     """
     from ensemble_cnn.evaluation.plots import REPORT_PLOTS, write_plots
     from ensemble_cnn.evaluation.render import REPORT_JSON, REPORT_MARKDOWN, format_table, write_report
@@ -227,6 +284,10 @@ def evaluate_run(
     predictions = rule.labels(probabilities)
     scores = {name: uncertainty(probabilities, score=name) for name in SCORES}
     report["uncertainty"] = uncertainty_section(scores, predictions == test.y_test, answer=voting)
+    report["uncertainty"]["calibrated"] = calibrated_uncertainty(
+        folder, records, config, rule=rule, tta=tta, probabilities=probabilities, y_test=test.y_test, scores=scores)
+    if "note" in report["uncertainty"]["calibrated"] and config.holdout == "shared":
+        say(f"calibrated thresholds left out: {report['uncertainty']['calibrated']['note']}")
     report["uncertainty"]["seconds"] = round(time.perf_counter() - scoring, 3)
     if ood_sets:
         predicting = time.perf_counter()

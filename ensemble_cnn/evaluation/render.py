@@ -294,7 +294,54 @@ def _uncertainty_lines(report: dict[str, Any]) -> list[str]:
                        if entry.get("description"))
     if scores:
         lines.append(f"- The scores: {scores}.")
-    return lines + [""]
+    return lines + ["", *_calibrated_lines(section.get("calibrated"))]
+
+
+def _calibrated_lines(calibrated: dict[str, Any] | None) -> list[str]:
+    """The thresholds fixed on the calibration digits, measured on the test digits; or the one-line note."""
+    if not calibrated:
+        return []
+    heading = ["### Thresholds fixed on the calibration digits", ""]
+    if "note" in calibrated:
+        return [*heading, f"Calibrated thresholds: {calibrated['note']}.", ""]
+    m = calibrated["n_calibration"]
+    coverages = calibrated["coverages"]
+    header = ("score", *(f"{100 * c:g} % on calibration" for c in coverages),
+              f"≤ {100 * calibrated['max_error']:g} % error on calibration")
+    rows = []
+    for name, entry in calibrated["scores"].items():
+        at_error = entry["at_error"]
+        rows.append((name, *(_selected_cell(p) for p in entry["at_coverage"]),
+                     f"{_selected_cell(at_error)} [{100 * at_error['calibration_coverage']:.2f} % of calibration, "
+                     f"{at_error['calibration_errors']:,} errors]"))
+    conformal = calibrated["conformal"]
+    set_rows = [(f"{100 * level['level']:g} %", "∞ (every label)" if level["every_label"] else
+                 f"{level['threshold']:.4g}", _pct_or_dash(level["coverage"]), f"{level['mean_size']:.3f}",
+                 _pct_or_dash(level["singletons"]), _pct_or_dash(level["empty"]))
+                for level in conformal["levels"]]
+    return [
+        *heading,
+        f"The honest figures: each threshold is fixed on the run's {m:,} calibration digits (held out by every "
+        "member, outside the test set) and then applied to the test digits. Each column's threshold answers that "
+        "share of the calibration digits (their score quantile, the same vote's answers); the cells give, on the "
+        "test digits, the error with its 95% Wilson interval, the errors it rests on among the digits answered "
+        "and the coverage reached. The last column's threshold is the largest whose error on the calibration "
+        f"digits is at most {100 * calibrated['max_error']:g} % (— : none is).",
+        "",
+        *_md_table(header, rows, "l" + "r" * (len(header) - 1)),
+        "",
+        f"Conformal prediction sets (split conformal, {conformal['method'].upper()} on the soft vote's mean "
+        f"probabilities of the members evaluated): the threshold is the ⌈(M + 1)·level⌉-th smallest of the M = {m:,} "
+        "calibration digits' scores, and a test digit's set holds every label within it. The guarantee is "
+        "marginal: on average over digits like the calibration ones (exchangeable with them), the set holds the "
+        "true label with probability at least the level; not for each digit, nor for digits unlike them. When "
+        "⌈(M + 1)·level⌉ > M the threshold is infinite and every set holds every label. An **empty set** "
+        "(no label fits) must be reported as \"unsure\", never as an answer.",
+        "",
+        *_md_table(("level", "threshold", "coverage on test", "mean set size", "singletons", "empty (unsure)"),
+                   set_rows, "lrrrrr"),
+        "",
+    ]
 
 
 def _ood_lines(report: dict[str, Any]) -> list[str]:

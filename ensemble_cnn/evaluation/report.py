@@ -5,7 +5,8 @@ dict: accuracies with their intervals, paired tests, the ensemble-size curve, th
 calibration of every member and every vote in :data:`~ensemble_cnn.inference.vote.VOTES`,
 the pairwise disagreement and the majority vote's ties. :func:`uncertainty_section` adds how well
 each uncertainty score picks the vote's answers to trust (selective prediction on the test
-digits), :func:`ood_section` how well it tells an image set that is not digits from them. Rendering it (the terminal
+digits), :func:`calibrated_section` the same with thresholds fixed on the run's calibration digits and the
+conformal prediction sets they give, :func:`ood_section` how well it tells an image set that is not digits from them. Rendering it (the terminal
 table, ``report.md``) and writing ``report.json`` / ``report.md`` is
 :mod:`ensemble_cnn.evaluation.render`'s job.
 
@@ -24,8 +25,9 @@ from sklearn.metrics import accuracy_score, confusion_matrix, roc_auc_score
 
 from ensemble_cnn.evaluation import stats
 from ensemble_cnn.evaluation.ood import ood_metrics
-from ensemble_cnn.evaluation.selective import _check_scored, aurc, coverage_at_error, curve_aurc, error_at_coverage, \
-    oracle_curve
+from ensemble_cnn.evaluation.selective import _check_scored, aurc, calibrated_selection, coverage_at_error, curve_aurc, \
+    error_at_coverage, oracle_curve, select, threshold_for_error
+from ensemble_cnn.inference.conformal import conformal_quantile, conformity_scores, prediction_sets, set_statistics
 from ensemble_cnn.evaluation.stats import _check_labels
 from ensemble_cnn.inference.uncertainty import SCORES
 from ensemble_cnn.inference.vote import VOTES, _check_probabilities, _check_weights, majority_ties
@@ -39,6 +41,9 @@ SELECTIVE_COVERAGES = (0.995, 0.99, 0.98, 0.95)  # the error of the answers amon
 SELECTIVE_MAX_ERROR = 0.001  # the largest coverage at which the error is at most this
 SET_ASIDE_ERROR = 0.005  # the share set aside to reach this error (LeCun et al. 1998, Fig. 10)
 OOD_TPR = 0.95  # "not a digit": false-positive rates at this true-positive rate
+CONFORMAL_LEVELS = (0.99, 0.999)  # split-conformal prediction sets at these coverage levels
+CONFORMAL_METHOD = "lac"  # on the soft vote's mean probabilities
+NO_CALIBRATION_NOTE = "no calibration digits (train with --holdout shared)"
 
 # Published figures the report's own stand beside (fractions).
 SELECTIVE_ANCHORS = {
@@ -53,9 +58,10 @@ OOD_ANCHORS = {
     "mahalanobis": {"auroc": 0.989},
 }
 
-__all__ = ["CALIBRATION_BINS", "CONFIDENCE", "OOD_ANCHORS", "OOD_TPR", "SELECTIVE_ANCHORS", "SELECTIVE_COVERAGES",
+__all__ = ["CALIBRATION_BINS", "CONFIDENCE", "CONFORMAL_LEVELS", "CONFORMAL_METHOD", "NO_CALIBRATION_NOTE",
+           "OOD_ANCHORS", "OOD_TPR", "SELECTIVE_ANCHORS", "SELECTIVE_COVERAGES",
            "SELECTIVE_MAX_ERROR", "SET_ASIDE_ERROR", "SIGNIFICANCE", "SUBSETS_PER_SIZE", "build_report",
-           "group_summaries", "ood_section", "uncertainty_section"]
+           "calibrated_section", "group_summaries", "ood_section", "uncertainty_section"]
 
 
 # --------------------------------------------------------------------------- #
@@ -372,6 +378,81 @@ def uncertainty_section(scores: Mapping[str, ArrayLike], correct: ArrayLike, *, 
             "set_aside": {"share": 1.0 - for_error["coverage"], **_selected(for_error)},
             "error_auroc": error_auroc(values, right),
         }
+    return section
+
+
+def calibrated_section(calibration_scores: Mapping[str, ArrayLike], calibration_correct: ArrayLike,
+                       scores: Mapping[str, ArrayLike], correct: ArrayLike, *, calibration_mean: ArrayLike,
+                       calibration_labels: ArrayLike, test_mean: ArrayLike, test_labels: ArrayLike) -> dict[str, Any]:
+    """Thresholds fixed on the calibration digits, measured on the test digits: the honest figures.
+
+    Selective prediction: for every score, the threshold accepting each share of
+    :data:`SELECTIVE_COVERAGES` of the calibration digits
+    (:func:`~ensemble_cnn.evaluation.selective.calibrated_selection`), and the one whose error
+    on them is at most :data:`SELECTIVE_MAX_ERROR`
+    (:func:`~ensemble_cnn.evaluation.selective.threshold_for_error`), each applied to the test
+    digits. Conformal prediction sets (split conformal, :data:`CONFORMAL_METHOD` on the mean
+    probabilities) at every level of :data:`CONFORMAL_LEVELS`: the quantile of the calibration
+    digits' conformity scores, then the sets of the test digits.
+
+    Parameters
+    ----------
+    calibration_scores : mapping of str to array-like of shape (M,)
+        Each score on the calibration digits (the same members as the test scores).
+    calibration_correct : array-like of shape (M,)
+        Whether the vote got each calibration digit right.
+    scores : mapping of str to array-like of shape (N,)
+        Each score on the test digits, the same names.
+    correct : array-like of shape (N,)
+        Whether the same vote got each test digit right.
+    calibration_mean, test_mean : array-like of shape (M, C), (N, C)
+        The soft vote's mean probabilities on the calibration and the test digits.
+    calibration_labels, test_labels : array-like of shape (M,), (N,)
+        Their true labels.
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``n_calibration`` (M), ``coverages``, ``max_error``, ``scores``: per name,
+        ``at_coverage`` (one calibrated selection per coverage: ``target_coverage``,
+        ``calibration_coverage``, then :func:`~ensemble_cnn.evaluation.selective.select`'s keys on
+        the test digits: ``threshold``, ``accepted``, ``errors``, ``coverage``, ``error``,
+        ``error_low``, ``error_high``) and ``at_error`` (``target_error``, ``calibration_coverage``,
+        ``calibration_errors`` and the test figures; a ``None`` threshold: no block of the
+        calibration digits is that accurate, nothing accepted); ``conformal``: ``method`` and
+        ``levels``, per level ``level``, ``threshold`` (``None``: infinite, every label, when
+        ``ceil((M + 1) * level) > M``), ``every_label`` and
+        :func:`~ensemble_cnn.inference.conformal.set_statistics` of the test sets (``n_digits``,
+        ``coverage``, ``mean_size``, ``singletons``, ``empty``).
+    """
+    calibration_right = np.asarray(calibration_correct, dtype=bool)
+    right = np.asarray(correct, dtype=bool)
+    section: dict[str, Any] = {
+        "n_calibration": int(calibration_right.shape[0]),
+        "coverages": list(SELECTIVE_COVERAGES),
+        "max_error": SELECTIVE_MAX_ERROR,
+        "scores": {},
+    }
+    for name, values in scores.items():
+        fixed = np.asarray(calibration_scores[name], dtype=np.float64)
+        threshold = threshold_for_error(fixed, calibration_right, SELECTIVE_MAX_ERROR)
+        on_calibration = select(fixed, calibration_right, threshold)
+        section["scores"][name] = {
+            "at_coverage": [_selected(calibrated_selection(fixed, values, right, coverage=c, confidence=CONFIDENCE))
+                            for c in SELECTIVE_COVERAGES],
+            "at_error": _selected({"target_error": SELECTIVE_MAX_ERROR,
+                                   "calibration_coverage": on_calibration["coverage"],
+                                   "calibration_errors": on_calibration["errors"],
+                                   **select(values, right, threshold, confidence=CONFIDENCE)}),
+        }
+    fit = conformity_scores(calibration_mean, calibration_labels, method=CONFORMAL_METHOD)
+    levels = []
+    for level in CONFORMAL_LEVELS:
+        threshold = conformal_quantile(fit, level)
+        sets = prediction_sets(test_mean, threshold, method=CONFORMAL_METHOD)
+        levels.append({"level": level, "threshold": _finite_or_none(threshold), "every_label": math.isinf(threshold),
+                       **set_statistics(sets, np.asarray(test_labels))})
+    section["conformal"] = {"method": CONFORMAL_METHOD, "levels": levels}
     return section
 
 
