@@ -331,8 +331,8 @@ def _calibrated_lines(calibrated: dict[str, Any] | None) -> list[str]:
         *_md_table(header, rows, "l" + "r" * (len(header) - 1)),
         "",
         f"Conformal prediction sets (split conformal, {conformal['method'].upper()} on the soft vote's mean "
-        f"probabilities of the members evaluated): the threshold is the ⌈(M + 1)·level⌉-th smallest of the M = {m:,} "
-        "calibration digits' scores, and a test digit's set holds every label within it. The guarantee is "
+        "probabilities of the members evaluated): the threshold is the ⌈(M + 1)·level⌉-th smallest of the "
+        f"M = {m:,} calibration digits' scores, and a test digit's set holds every label within it. The guarantee is "
         "marginal: on average over digits like the calibration ones (exchangeable with them), the set holds the "
         "true label with probability at least the level; not for each digit, nor for digits unlike them. When "
         "⌈(M + 1)·level⌉ > M the threshold is infinite and every set holds every label. An **empty set** "

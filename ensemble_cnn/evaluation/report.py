@@ -6,8 +6,8 @@ calibration of every member and every vote in :data:`~ensemble_cnn.inference.vot
 the pairwise disagreement and the majority vote's ties. :func:`uncertainty_section` adds how well
 each uncertainty score picks the vote's answers to trust (selective prediction on the test
 digits), :func:`calibrated_section` the same with thresholds fixed on the run's calibration digits and the
-conformal prediction sets they give, :func:`ood_section` how well it tells an image set that is not digits from them. Rendering it (the terminal
-table, ``report.md``) and writing ``report.json`` / ``report.md`` is
+conformal prediction sets they give, :func:`ood_section` how well it tells an image set that is not digits
+from them. Rendering it (the terminal table, ``report.md``) and writing ``report.json`` / ``report.md`` is
 :mod:`ensemble_cnn.evaluation.render`'s job.
 
 All accuracies, disagreements and gains in the report are fractions in [0, 1]
@@ -25,8 +25,8 @@ from sklearn.metrics import accuracy_score, confusion_matrix, roc_auc_score
 
 from ensemble_cnn.evaluation import stats
 from ensemble_cnn.evaluation.ood import ood_metrics
-from ensemble_cnn.evaluation.selective import _check_scored, aurc, calibrated_selection, coverage_at_error, curve_aurc, \
-    error_at_coverage, oracle_curve, select, threshold_for_error
+from ensemble_cnn.evaluation.selective import _check_scored, aurc, calibrated_selection, coverage_at_error, \
+    curve_aurc, error_at_coverage, oracle_curve, select, threshold_for_error
 from ensemble_cnn.inference.conformal import conformal_quantile, conformity_scores, prediction_sets, set_statistics
 from ensemble_cnn.evaluation.stats import _check_labels
 from ensemble_cnn.inference.uncertainty import SCORES
