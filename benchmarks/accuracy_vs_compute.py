@@ -398,7 +398,7 @@ def plot(points: list[dict], out) -> Path:
     top = accs.max() + 0.05
     ax.set_ylim(floor if floor is not None else accs.min() - 0.05, top)
 
-    colors = {1: "#1f77b4", 2: "#2ca02c", 3: "#9467bd", 4: "#d62728"}
+    colors = {1: "#1f77b4", 2: "#2ca02c", 3: "#9467bd", 4: "#d62728", 5: "#17becf"}
     markers = {}
     for p in points:
         p.setdefault("round", "?")
@@ -414,7 +414,7 @@ def plot(points: list[dict], out) -> Path:
         color = colors.get(r, "#ff7f0e")
         size_idx = [i for i in idx if "size:" in points[i]["note"]]
         main_idx = [i for i in idx if i not in size_idx]
-        cpu = "EPYC AVX2 fp32" if isinstance(r, int) and r <= 3 else "Xeon AVX-512 bf16"
+        cpu = "Xeon AVX-512 bf16" if r in (4, "pool") else "EPYC AVX2 fp32"  # rounds 1-3 and 5 ran on the EPYC
         ax.scatter(costs[main_idx], shown[main_idx], s=34, color=color, zorder=3, edgecolor="white", lw=0.6,
                    label=f"round {r} ({cpu})")
         if size_idx:
@@ -463,7 +463,7 @@ def plot(points: list[dict], out) -> Path:
     fig.text(0.01, 0.012,
              "Labels: nielsen variants of the chosen recipe drop 'nielsen-cos-ema-ls-mild-' (base = the recipe itself, "
              "2 x 16 epochs), other names drop\n'nielsen-' -> 'n-' and '-cos-ema-ls-mild'; xK = K members (else 2); "
-             "r4 = round 4; 'a = b' = points at the same spot. Pools = sums of their parts' costs (n-distill: the 2 "
+             "r4, r5 = rounds 4, 5; 'a = b' = points at the same spot. Pools = sums of their parts' costs (n-distill: the 2 "
              "students alone,\ntheir teacher's cost not counted; n5+distill2 counts it). "
              "Cost counts the forward multiply-adds only; CPUs differ by round, cost does not depend on them.",
              fontsize=7.5, color="0.25", va="bottom")
