@@ -161,6 +161,22 @@ def check_number(value: object, *, name: str, integer: bool = False) -> float | 
     return value
 
 
+def check_draw_request(rng: object, n: object) -> int:
+    """Check what a draw function is asked for: a ``numpy.random.Generator`` and a count ``n >= 0``.
+
+    Returns
+    -------
+    int
+        ``n`` as a Python integer.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    n = check_number(n, name="n", integer=True)
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    return n
+
+
 def work_dtype(dtype: np.dtype) -> np.dtype:
     """Floating dtype used for the arithmetic on images of ``dtype``.
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from augment._checks import check_number
+from augment._checks import check_draw_request
 from augment.distortion import Distortion
 
 __all__ = ["Draws", "draw", "draw_angles", "draw_noise", "draw_scales", "draw_shifts"]
@@ -197,11 +197,7 @@ def draw(
     """
     if not isinstance(distortion, Distortion):
         raise ValueError(f"distortion must be a Distortion, got {type(distortion).__name__}")
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    n = check_number(n, name="n", integer=True)
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+    n = check_draw_request(rng, n)
     if len(shape) != 2:
         raise ValueError(f"shape must be (H, W), got {shape}")
     on = set(distortion.transforms)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from augment._checks import check_images, check_number, check_out, check_per_image
+from augment._checks import check_draw_request, check_images, check_number, check_out, check_per_image
 
 __all__ = ["SIDE_RANGE", "Boxes", "Erasing", "draw_boxes", "erase", "erase_boxes", "parse_sides"]
 
@@ -168,11 +168,7 @@ def draw_boxes(erasing: Erasing, rng: np.random.Generator, n: int, shape: tuple[
     """
     if not isinstance(erasing, Erasing):
         raise ValueError(f"erasing must be an Erasing, got {type(erasing).__name__}")
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    n = check_number(n, name="n", integer=True)
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+    n = check_draw_request(rng, n)
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f"shape must be (H, W) with H, W >= 1, got {shape}")
     h, w = (int(v) for v in shape)

@@ -17,9 +17,11 @@ from cli.main import main
 from ensemble_cnn.errors import InputError
 from ensemble_cnn.evaluation.ood import ood_metrics
 from ensemble_cnn.evaluation.report import (
-    SELECTIVE_COVERAGES, SELECTIVE_MAX_ERROR, SET_ASIDE_ERROR, error_auroc, uncertainty_section,
+    SELECTIVE_COVERAGES, SELECTIVE_MAX_ERROR, SET_ASIDE_ERROR, uncertainty_section,
 )
-from ensemble_cnn.evaluation.selective import aurc, coverage_at_error, curve_aurc, error_at_coverage, oracle_curve
+from ensemble_cnn.evaluation.selective import (
+    aurc, coverage_at_error, curve_aurc, error_at_coverage, error_auroc, oracle_curve,
+)
 from ensemble_cnn.inference.paths import load_image_set
 from ensemble_cnn.inference.uncertainty import SCORES, uncertainty
 from ensemble_cnn.inference.vote import get_vote

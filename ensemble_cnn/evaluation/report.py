@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.metrics import accuracy_score, confusion_matrix, roc_auc_score
+from sklearn.metrics import accuracy_score, confusion_matrix
 
 from ensemble_cnn.evaluation import stats
 from ensemble_cnn.evaluation.ood import ood_metrics
-from ensemble_cnn.evaluation.selective import _check_scored, aurc, calibrated_selection, coverage_at_error, \
-    curve_aurc, error_at_coverage, oracle_curve, select, threshold_for_error
+from ensemble_cnn.evaluation.selective import aurc, calibrated_selection, coverage_at_error, \
+    curve_aurc, error_at_coverage, error_auroc, oracle_curve, select, threshold_for_error
 from ensemble_cnn.inference.conformal import conformal_quantile, conformity_scores, prediction_sets, set_statistics
 from ensemble_cnn.evaluation.stats import _check_labels
 from ensemble_cnn.inference.uncertainty import SCORES
@@ -294,30 +294,6 @@ def _selected(result: dict[str, float]) -> dict[str, Any]:
     """A :func:`~ensemble_cnn.evaluation.selective.select` result as strict JSON: nothing accepted gives a
     ``None`` error (NaN) and, for an error target no block reaches, a ``None`` threshold (-inf)."""
     return {key: _finite_or_none(value) if isinstance(value, float) else value for key, value in result.items()}
-
-
-def error_auroc(scores: ArrayLike, correct: ArrayLike) -> float | None:
-    """How well a score finds the vote's errors: the AUROC of the score with the wrong answers as positives.
-
-    The probability that a wrong answer scores higher than a right one (ties count one half);
-    1 perfect, 0.5 chance (Hendrycks & Gimpel's error-detection AUROC).
-
-    Parameters
-    ----------
-    scores : array-like of shape (N,)
-        One uncertainty score per digit, higher = less trustworthy.
-    correct : array-like of shape (N,)
-        Whether the vote got each digit right.
-
-    Returns
-    -------
-    auroc : float or None
-        ``None`` when every answer is right, or every one wrong (nothing to tell apart).
-    """
-    values, right = _check_scored(scores, correct)
-    if right.all() or not right.any():
-        return None
-    return float(roc_auc_score(~right, values))
 
 
 def uncertainty_section(scores: Mapping[str, ArrayLike], correct: ArrayLike, *, answer: str) -> dict[str, Any]:

@@ -31,11 +31,13 @@ import math
 
 import numpy as np
 from numpy.typing import ArrayLike
+from sklearn.metrics import roc_auc_score
 
 from ensemble_cnn.evaluation.stats import _check_correct, wilson_interval
 
 __all__ = [
-    "aurc", "calibrated_selection", "coverage_at_error", "curve_aurc", "error_at_coverage", "oracle_curve",
+    "aurc", "calibrated_selection", "coverage_at_error", "curve_aurc", "error_at_coverage", "error_auroc",
+    "oracle_curve",
     "risk_coverage_curve", "select", "threshold_for_coverage", "threshold_for_error",
 ]
 
@@ -209,6 +211,30 @@ def aurc(scores: ArrayLike, correct: ArrayLike) -> float:
     0.29166666666666663
     """
     return curve_aurc(risk_coverage_curve(scores, correct))
+
+
+def error_auroc(scores: ArrayLike, correct: ArrayLike) -> float | None:
+    """How well a score finds the vote's errors: the AUROC of the score with the wrong answers as positives.
+
+    The probability that a wrong answer scores higher than a right one (ties count one half);
+    1 perfect, 0.5 chance (Hendrycks & Gimpel's error-detection AUROC).
+
+    Parameters
+    ----------
+    scores : array-like of shape (N,)
+        One uncertainty score per digit, higher = less trustworthy.
+    correct : array-like of shape (N,)
+        Whether the vote got each digit right.
+
+    Returns
+    -------
+    auroc : float or None
+        ``None`` when every answer is right, or every one wrong (nothing to tell apart).
+    """
+    values, right = _check_scored(scores, correct)
+    if right.all() or not right.any():
+        return None
+    return float(roc_auc_score(~right, values))
 
 
 # --------------------------------------------------------------------------- #
