@@ -14,12 +14,13 @@ from click.core import ParameterSource
 from augment import LIMITS, TRANSFORMS as TRANSFORM_NAMES
 from augment import NORMALIZATIONS, TTA_VIEWS, Distortion
 from ensemble_cnn.config import (
-    AUGMENTATIONS, BACKENDS, CHECKPOINTS, HOLDOUTS, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_MEMBERS, MAX_SEED, MAX_VAL_SIZE,
+    AUGMENTATIONS, BACKENDS, CHECKPOINTS, HOLDOUT_CHOICES, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_MEMBERS, MAX_SEED, MAX_VAL_SIZE,
     MAX_WIDTH, MODES, PRECISIONS, PRESETS, SCHEDULES, field_default, option_name,
 )
 from ensemble_cnn.errors import EnsembleCnnError, OutputPathError
 from ensemble_cnn.models import ARCHITECTURES
 from ensemble_cnn.training.recipes import RECIPES
+from ensemble_cnn.inference.trust import DEFAULT_COVERAGE, DEFAULT_LEVEL
 from ensemble_cnn.inference.vote import VOTES
 
 DEFAULT_ARTIFACTS = Path("artifacts")
@@ -278,11 +279,14 @@ def training_options(func):
         click.option("--val-size", type=click.IntRange(0, MAX_VAL_SIZE), default=d("val_size"),
                      help=f"Training digits held out per member to pick its best epoch (at most {MAX_VAL_SIZE}, and "
                           "a tenth of the training digits; 0 needs --checkpoint last)."),
-        click.option("--holdout", type=click.Choice(HOLDOUTS), default=d("holdout"),
+        click.option("--holdout", type=click.Choice(HOLDOUT_CHOICES), default=d("holdout"),
                      help="member: each member holds out its own --val-size digits; shared: every member holds out "
                           "the same ones (drawn from --seed), the run's calibration digits, which no member trains "
-                          "on; their labels and each member's probabilities on them are kept in the run folder. "
-                          "A setting of the whole run (not of a --plan group); shared needs --val-size >= 1."),
+                          "on; their labels and each member's probabilities on them are kept in the run folder, "
+                          "and fix the 'unsure' and 'not a digit' thresholds of evaluate, predict, serve and "
+                          "export. auto: shared when --val-size >= 1 (and every --plan group holds out as many), "
+                          "else member. A setting of the whole run (not of a --plan group); shared needs "
+                          "--val-size >= 1."),
         click.option("--bootstrap/--no-bootstrap", default=d("bootstrap"),
                      help="Bagging: each member trains on a bootstrap sample (draws with replacement) of its "
                           "training digits instead of each digit once."),
@@ -377,3 +381,15 @@ def _option_message(message: str) -> str:
     return message.replace("with checkpoint last", "with --checkpoint last").replace("with holdout shared",
                                                                                       "with --holdout shared")
 
+
+# The thresholds of the 'unsure' flag and the label sets (ensemble_cnn.inference.trust), for predict and serve.
+_SHARE = click.FloatRange(0, 1, min_open=True, max_open=True)
+coverage_option = click.option(
+    "--coverage", type=_SHARE, default=DEFAULT_COVERAGE, show_default=True,
+    help="Flag a digit 'unsure' when the committee is less sure of it than of all but the least sure (1 - COVERAGE) "
+         "of the run's calibration digits: about COVERAGE of real digits are answered. Needs a run trained with "
+         "--holdout shared (the default).")
+level_option = click.option(
+    "--level", type=_SHARE, default=DEFAULT_LEVEL, show_default=True,
+    help="Conformal level of each digit's label set: it holds the true label with at least this probability, for "
+         "digits drawn like the calibration digits; an empty set ('-') is shown as unsure.")

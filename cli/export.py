@@ -5,7 +5,10 @@ from pathlib import Path
 
 import click
 
-from .common import _left_out, _library_errors, allow_missing_option, members_option, run_option, vote_option
+from .common import (
+    _left_out, _library_errors, allow_missing_option, coverage_option, level_option, members_option, run_option,
+    vote_option,
+)
 
 
 @click.command()
@@ -20,15 +23,18 @@ from .common import _left_out, _library_errors, allow_missing_option, members_op
 @click.option("--overwrite", is_flag=True,
               help="Replace an existing --out: a .keras file, or a SavedModel folder of a previous export (one "
                    "holding saved_model.pb). Without it an existing --out is refused, whatever the format.")
+@coverage_option
+@level_option
 @allow_missing_option("in the model's ensemble_cnn.json (left_out); the others are exported")
 @_library_errors
-def export(run_dir, out_text, method, members, fmt, overwrite, allow_missing):
+def export(run_dir, out_text, method, members, fmt, overwrite, coverage, level, allow_missing):
     """Export every member and the vote as ONE model: input uint8 (N, 28, 28); outputs `vote` (N, 10),
-    the vote's probabilities, and `members` (N, K, 10).
+    the vote's probabilities, `members` (N, K, 10), and `unsure_score` and `not_a_digit_score` (N,), whose
+    thresholds (fixed on the run's calibration digits at --coverage and --level) are in ensemble_cnn.json.
 
     --out goes into a folder that exists, never into the run folder nor around it, and never replaces
     an existing file or folder unless --overwrite is given (the same rule for both formats). The model
-    carries ensemble_cnn.json (run, vote, members, left-out members)."""
+    carries ensemble_cnn.json (run, vote, members, left-out members, thresholds)."""
     from ensemble_cnn.inference.export import export_ensemble, read_export_metadata
     from ensemble_cnn.storage.outputs import check_output_files, check_output_folder
 
@@ -40,7 +46,7 @@ def export(run_dir, out_text, method, members, fmt, overwrite, allow_missing):
     else:
         check_output_folder("--out", out, input_folders=[run_dir], overwrite=overwrite, replaceable="saved_model.pb")
     path = export_ensemble(run_dir, out, voting=method, fmt=fmt, members=members, allow_missing=True,
-                           overwrite=overwrite)
+                           overwrite=overwrite, coverage=coverage, level=level)
     metadata = read_export_metadata(path)
     click.echo(f"wrote {path} ({fmt}, {method} vote, {len(metadata['members'])} members)")
     _left_out({int(e["member"].removeprefix("member_")): e["reason"] for e in metadata["left_out"]},

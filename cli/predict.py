@@ -5,8 +5,10 @@ from pathlib import Path
 
 import click
 
+
 from .common import (
-    OutputFile, _left_out, _library_errors, allow_missing_option, members_option, run_option, tta_option, vote_option,
+    OutputFile, _left_out, _library_errors, allow_missing_option, coverage_option, level_option, members_option,
+    run_option, tta_option, vote_option,
 )
 
 
@@ -21,20 +23,27 @@ from .common import (
 @vote_option("The vote that labels each digit.")
 @members_option
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
-              help="Output: a table for the terminal, CSV (path,label,confidence,vote_share,member_labels,p0..p9) "
-                   "or JSON.")
+              help="Output: a table for the terminal, CSV (path,label,confidence,vote_share,member_labels,p0..p9,"
+                   "set,unsure,not_a_digit) or JSON.")
 @click.option("--out", type=OutputFile(), default=None,
               help="Write the output to this file instead of the terminal.")
 @click.option("--preview", type=OutputFile(), default=None,
               help="Also draw a picture (.png, .jpg, .svg or .pdf, by its ending): each input next to the 28x28 "
                    "digit the members saw, with its label.")
+@coverage_option
+@level_option
 @tta_option("each digit")
 @allow_missing_option("in the output (JSON: left_out; CSV: a last column left_out; table: a last line); "
                       "the others vote")
 @_library_errors
-def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, preview, tta, allow_missing):
+def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, preview, coverage, level, tta,
+            allow_missing):
     """Classify the digits in PATHS: image files (PNG, JPEG, BMP, GIF, TIFF; one digit each), arrays
     (.npy of (28, 28) or (N, 28, 28), .npz with x or x_test, IDX images) and folders of them.
+
+    Each digit also gets its conformal label set and the flags 'unsure' and 'not a digit', with thresholds fixed
+    on the run's calibration digits; the label itself is the vote's, whatever the flags say. A summary line
+    (N answered, M set aside) ends the table (JSON: summary; with --out: on standard error).
 
     A file that cannot be read, and a blank image or digit ("no ink found"), is reported in one line and the
     others are still predicted (exit 1 if any failed; --out is not written when nothing was predicted).
@@ -55,7 +64,7 @@ def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, pr
     ensemble = Ensemble.load(run_dir, members=members, voting=method, tta=tta, allow_missing=True)
     _left_out(ensemble.left_out_, ensemble.members_asked_, allow_missing=True, done="")
     predictions = predict_paths(ensemble, paths, recursive=recursive, preprocess=preprocess, voting=method,
-                                thumbnails=preview is not None)
+                                thumbnails=preview is not None, coverage=coverage, level=level)
     for path, reason in predictions.failures:
         click.echo(f"{shown(path)}: {reason}", err=True)
     text = format_predictions(predictions, fmt=fmt)
@@ -63,7 +72,7 @@ def predict(run_dir, paths, recursive, preprocess, method, members, fmt, out, pr
         click.echo(text, nl=False)
     elif predictions.items:
         _atomic.write_text(out, text)
-        click.echo(f"wrote {len(predictions.items)} predictions to {shown(out)}", err=True)
+        click.echo(f"wrote {len(predictions.items)} predictions to {shown(out)}; {predictions.summary()}", err=True)
     else:  # every input failed: an existing --out keeps its content, and no new file is made
         click.echo(f"no digit predicted: {shown(out)} not written", err=True)
     if preview is not None and predictions.items:

@@ -32,6 +32,8 @@ AUGMENTATIONS = ("distort", "none")
 SCHEDULES = ("exponential", "cosine", "onecycle")
 CHECKPOINTS = ("best", "last")
 HOLDOUTS = ("member", "shared")
+# "auto" (the default) is resolved when a config is made: "shared" when the run holds out digits, else "member".
+HOLDOUT_CHOICES = ("auto", *HOLDOUTS)
 MODES = ("auto", "sequential", "processes", "fused")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 BACKENDS = ("loky", "dask", "ray")
@@ -156,12 +158,17 @@ class TrainConfig:
         test set), at most :data:`MAX_VAL_SIZE` (a tenth of MNIST's training digits); on
         fewer training originals, capped at a tenth of them (each member's record says
         how many it held out). 0 (only with ``checkpoint="last"``): no hold-out.
-    holdout : {"member", "shared"}
+    holdout : {"auto", "member", "shared"}
         Which originals are held out: each member its own, drawn from its seed; or the
         same ``val_size`` originals for every member, drawn from the root seed, so they lie
         outside every member's training data: the run's *calibration digits* (their labels and
         every member's probabilities on them are kept in the run folder, see
-        :mod:`ensemble_cnn.storage.calibration`). ``"shared"`` needs ``val_size >= 1``. A
+        :mod:`ensemble_cnn.storage.calibration`; ``evaluate``, ``predict``, ``serve`` and
+        ``export`` fix their "unsure" and "not a digit" thresholds on them). ``"shared"`` needs
+        ``val_size >= 1``. ``"auto"`` (the default) becomes ``"shared"`` when ``val_size >= 1``
+        and every plan group holds out as many digits as the run, else ``"member"``; the config
+        keeps the resolved value (measured on the study's validation digits, the shared
+        hold-out costs the vote nothing measurable: docs/uncertainty.md). A
         run-level setting (never a plan group's), part of the run's identity. With
         ``checkpoint="best"`` the same digits also pick each member's epoch, so they are then
         not entirely untouched (the default is ``"last"``). A ``config.json`` written before
@@ -246,7 +253,7 @@ class TrainConfig:
     erase: float = 0.0
     erase_size: str = "8-16"
     val_size: int = 5000
-    holdout: str = "member"
+    holdout: str = "auto"
     bootstrap: bool = False
     seed: int = 0
     limit: int | None = None
@@ -300,7 +307,9 @@ class TrainConfig:
         _check(_is_int(self.val_size) and (0 if self.checkpoint == "last" else 1) <= self.val_size <= MAX_VAL_SIZE,
                "val_size", f"an integer >= 1 (0 only with checkpoint last) and at most {MAX_VAL_SIZE} (a tenth of "
                "MNIST's training digits)", self.val_size)
-        _check(self.holdout in HOLDOUTS, "holdout", f"one of {', '.join(HOLDOUTS)}", self.holdout)
+        _check(self.holdout in HOLDOUT_CHOICES, "holdout", f"one of {', '.join(HOLDOUT_CHOICES)}", self.holdout)
+        if self.holdout == "auto":
+            object.__setattr__(self, "holdout", self._auto_holdout())
         _check(self.holdout == "member" or self.val_size >= 1, "val_size",
                "an integer >= 1 with holdout shared (the calibration digits every member holds out)", self.val_size)
         _check(isinstance(self.bootstrap, bool), "bootstrap", "true or false", self.bootstrap)
@@ -342,6 +351,12 @@ class TrainConfig:
                 raise PlanError(f"plan group {group['name']!r}: count must be a multiple of {per_run} "
                                 f"(recipe {self.recipe} gives {per_run} members per training run)")
         object.__setattr__(self, "plan", plan)
+
+    def _auto_holdout(self) -> str:
+        """What ``holdout="auto"`` means for this run: "shared" (calibration digits) when it holds out digits and
+        every plan group holds out as many as the run; else "member" (nothing to share, or groups differ)."""
+        sizes = [group.get("val_size", self.val_size) for group in (self.plan or []) if isinstance(group, dict)]
+        return "shared" if self.val_size >= 1 and all(size == self.val_size for size in sizes) else "member"
 
     def _group_config(self, settings: dict[str, Any]) -> "TrainConfig":
         """The base config with a group's settings (``distortion``: merged over the base's)."""

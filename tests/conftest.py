@@ -186,12 +186,17 @@ def subset_run(source: Path, target: Path, indices: list[int]) -> Path:
 
     origin, folder = RunFolder(source), RunFolder(target)
     folder.claim(dataclasses.replace(TrainConfig.load(source / "config.json"), members=len(indices)))
-    file_keys = ("index", "model", "model_sha256", "probabilities", "probabilities_sha256", "history")
+    file_keys = ("index", "model", "model_sha256", "probabilities", "probabilities_sha256", "history",
+                 "calibration", "calibration_sha256")
+    for name in ("calibration_labels.npy", "calibration.json"):  # a run's calibration digits (holdout shared)
+        if (source / name).exists():
+            shutil.copyfile(source / name, target / name)
     for new, old in enumerate(indices):
         files = origin.files(old)
         record = json.loads(files.record.read_text())
+        calibration = np.load(files.calibration) if record.get("calibration") else None
         folder.write_member(new, save_model=lambda path, model=files.model: shutil.copyfile(model, path),
                             probabilities=np.load(files.probabilities),
-                            history=json.loads(files.history.read_text()),
+                            history=json.loads(files.history.read_text()), calibration=calibration,
                             details={key: value for key, value in record.items() if key not in file_keys})
     return target

@@ -126,7 +126,7 @@ def test_conformal_sets_with_finite_thresholds_match_set_statistics():
 
 def test_a_run_without_calibration_digits_gets_one_line(make_run, tmp_path):
     run_dir = tmp_path / "run"
-    make_run(run_dir, members=1)
+    make_run(run_dir, members=1, holdout="member")
     report = evaluate_run(run_dir, reload=False, plots=False, log=None)
     assert report["uncertainty"]["calibrated"] == {"note": NO_CALIBRATION_NOTE}
     section = (run_dir / "report.md").read_text().split("### Thresholds fixed on the calibration digits\n")[1]

@@ -105,7 +105,7 @@ def test_an_old_config_json_loads_as_member_even_if_the_default_changes(tiny_con
     path = tmp_path / "config.json"
     path.write_text(json.dumps(old))
     loaded = TrainConfig.load(path)
-    assert loaded.holdout == "member" and loaded.identity() == tiny_config().identity()
+    assert loaded.holdout == "member" and loaded.identity() == tiny_config(holdout="member").identity()
 
     @dataclass(frozen=True)
     class SharedByDefault(TrainConfig):  # the default changed one day: old folders must still read as trained
@@ -117,12 +117,21 @@ def test_an_old_config_json_loads_as_member_even_if_the_default_changes(tiny_con
 
 
 def test_holdout_is_checked_and_part_of_the_run_identity(tiny_config):
-    with pytest.raises(ValueError, match="holdout must be one of member, shared, got 'all'"):
+    with pytest.raises(ValueError, match="holdout must be one of auto, member, shared, got 'all'"):
         tiny_config(holdout="all")
     with pytest.raises(ValueError, match="val_size must be an integer >= 1 with holdout shared"):
         tiny_config(holdout="shared", val_size=0, checkpoint="last")
-    differences = tiny_config(holdout="shared").identity_differences(tiny_config())
+    differences = tiny_config(holdout="shared").identity_differences(tiny_config(holdout="member"))
     assert differences == ["--holdout ('member' in the folder, 'shared' asked)"]
+
+
+def test_auto_holdout_shares_the_held_out_digits_whenever_there_are_some(tiny_config):
+    assert TrainConfig().holdout == "shared"  # the default: every run keeps calibration digits
+    assert tiny_config().holdout == "shared" and tiny_config().to_dict()["holdout"] == "shared"  # stored resolved
+    assert tiny_config(val_size=0, checkpoint="last").holdout == "member"  # nothing held out, nothing to share
+    assert tiny_config(members=2, plan=[{"count": 1}, {"count": 1, "val_size": 30}]).holdout == "member"
+    assert tiny_config(members=2, plan=[{"count": 1}, {"count": 1, "arch": "keras"}]).holdout == "shared"
+    assert tiny_config(holdout="member").holdout == "member"  # asked for, kept
 
 
 def test_holdout_in_a_plan_group_is_refused_in_one_line(tiny_config, small_mnist_npz, tmp_path):
@@ -148,7 +157,7 @@ def test_holdout_in_a_plan_group_is_refused_in_one_line(tiny_config, small_mnist
 
 def test_a_run_without_calibration_digits_has_none(tiny_config, tmp_path):
     folder = RunFolder(tmp_path / "run")
-    folder.claim(tiny_config())
+    folder.claim(tiny_config(holdout="member"))
     assert read_calibration(folder, []) is None
     assert not (folder.path / CALIBRATION_NAME).exists()
 
@@ -223,8 +232,8 @@ def test_a_resumed_run_keeps_its_calibration_digits_and_refuses_changed_ones(sha
     result = cli("train", "--data", small_mnist_npz, *SHARED_ARGS, "--out", run_dir)
     assert_one_line_error(result, 1, f"{LABELS_NAME}: sha256 differs from the one in {CALIBRATION_NAME}")
     # a member run cannot grow into a shared one, nor the other way round
-    result = cli("train", "--data", small_mnist_npz, *tiny_args(members="3", limit="600", val_size="60"),
-                 "--out", run_dir)
+    result = cli("train", "--data", small_mnist_npz,
+                 *tiny_args(members="3", limit="600", val_size="60", holdout="member"), "--out", run_dir)
     assert_one_line_error(result, 1, "--holdout ('shared' in the folder, 'member' asked)")
 
 

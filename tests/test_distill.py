@@ -109,7 +109,8 @@ def test_workers_train_on_the_blend_of_label_and_teacher(runs):
     probabilities = np.load(student / TEACHER_NAME)
     plain, taught = plan_run(config, 1, pool), plan_run(config, 1, pool, teacher=probabilities)
     np.testing.assert_array_equal(taught.x_train, plain.x_train)
-    rows = split_for_member(pool, val_size=config.val_size, seed=member_seed(config.seed, 1)).train_rows
+    rows = split_for_member(pool, val_size=config.val_size, seed=member_seed(config.seed, 1), holdout=config.holdout,
+                            root_seed=config.seed).train_rows
     np.testing.assert_allclose(taught.y_train, soft_targets(pool.data.y_train[rows], probabilities[rows],
                                                             weight=WEIGHT), atol=1e-7)
     np.testing.assert_array_equal(taught.y_val.argmax(axis=1), plain.y_val)

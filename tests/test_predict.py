@@ -128,7 +128,7 @@ def test_predict_csv_columns_arrays_and_failures(run_dir, test_digits, tmp_path)
     assert "large_blank.png: no ink found" in result.output
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert list(rows[0]) == ["path", "label", "confidence", "vote_share", "member_labels",
-                             *(f"p{c}" for c in range(10))]
+                             *(f"p{c}" for c in range(10)), "set", "unsure", "not_a_digit"]
     assert [Path(r["path"]).name for r in rows] == ["three.npy[0]", "three.npy[1]", "three.npy[2]",
                                                      "tiny.png"]  # sorted by name
     by_name = {Path(r["path"]).name: r for r in rows}
@@ -439,12 +439,12 @@ def test_messages_escape_paths_and_name_each_path_once(fake_run, test_digits, tm
                                        str(tmp_path / "bad.npz"), "--format", "csv", "--out", str(out)])
     assert result.exit_code == 1, result.output
     lines = result.output.splitlines()
-    assert f"wrote 1 predictions to {tmp_path}/an\\nswers.csv" in lines
+    assert any(line.startswith(f"wrote 1 predictions to {tmp_path}/an\\nswers.csv; 1 predicted; ") for line in lines)
     assert f"{tmp_path}/bad.npz: array x: has shape (3, 5), expected (28, 28), (N, 28, 28) or (N, 28, 28, 1)" in lines
     assert all(line.count("bad.npz") <= 1 for line in lines)
     table = CliRunner().invoke(main, ["predict", "--run", str(fake_run), str(tmp_path / "two\nlines.png")])
     assert table.exit_code == 0 and f"{tmp_path}/two\\nlines.png " in table.output
-    assert len(table.output.splitlines()) == 2  # header and one row
+    assert len(table.output.splitlines()) == 3  # header, one row and the summary line
 
 
 def test_predict_paths_keeps_no_decoded_image(fake_run, test_digits, tmp_path, monkeypatch):

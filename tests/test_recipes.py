@@ -219,7 +219,8 @@ def test_bootstrap_run_trains_on_its_draw_and_says_so(tiny_config, tmp_path):
 
     cfg = tiny_config(bootstrap=True, epochs=2)
     pool = load_checked_pool(cfg)
-    drawn = split_for_member(pool, val_size=cfg.val_size, seed=member_seed(cfg.seed, 0), bootstrap=True)
+    drawn = split_for_member(pool, val_size=cfg.val_size, seed=member_seed(cfg.seed, 0), bootstrap=True,
+                             holdout=cfg.holdout, root_seed=cfg.seed)
     plan = plan_run(cfg, 0, pool)
     assert np.array_equal(plan.x_train, pool.data.x_train[drawn.train_rows]), "the trainer uses the bootstrap draw"
     assert len(np.unique(drawn.train_rows)) < len(drawn.train_rows)

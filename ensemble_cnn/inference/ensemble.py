@@ -20,6 +20,8 @@ from ensemble_cnn.config import MAX_MEMBERS
 from ensemble_cnn.data.mnist import N_CLASSES
 from ensemble_cnn.errors import ExportError, MissingMembersError, RunFolderError, UnsafeMemberError, first_line
 from ensemble_cnn.deprecation import renamed_keyword
+from ensemble_cnn.inference.trust import DEFAULT_OOD_SCORE
+from ensemble_cnn.inference.uncertainty import DEFAULT_SCORE
 from ensemble_cnn.inference.vote import get_vote
 from ensemble_cnn.models import load_member
 from ensemble_cnn.storage.outputs import shown
@@ -282,6 +284,10 @@ class Ensemble:
         How many members were asked for (``len(members_) + len(left_out_)``).
     normalizations_ : list of str
         Each member's input normalization.
+    calibration_ : CalibrationSet or None
+        The run's calibration digits (labels and these members' probabilities on them,
+        :mod:`ensemble_cnn.storage.calibration`) that :meth:`thresholds` and :meth:`judge` use;
+        ``None`` without them, and then ``calibration_note_`` says why in one line.
     """
 
     def __init__(self, members: Sequence[Any], names: Sequence[str], *, voting: str = "majority",
@@ -302,6 +308,8 @@ class Ensemble:
         self.classes_ = np.arange(N_CLASSES)
         self.left_out_: dict[int, str] = {}
         self.members_asked_ = len(self.members_)
+        self.calibration_: Any = None
+        self.calibration_note_ = "no calibration digits (an ensemble of models, not loaded from a run folder)"
 
     def __repr__(self) -> str:
         tta = "" if self.tta == "none" else f", tta={self.tta!r}"
@@ -377,6 +385,7 @@ class Ensemble:
                        normalizations=normalizations)
         ensemble.left_out_ = left_out
         ensemble.members_asked_ = count
+        ensemble._attach_calibration(folder, [r for r in records if r["index"] not in left_out], config)
         return ensemble
 
     @classmethod
@@ -386,9 +395,35 @@ class Ensemble:
         (default: the folder's), which gives each member's input normalization."""
         config = config if config is not None else folder.require_config()
         models = [load_member(folder.resolve(record["model"])) for record in records]
-        return cls(models, [member_stem(r["index"]) for r in records], voting=voting, tta=tta,
-                   run_dir=folder.path, config=config,
-                   normalizations=[config.member_config(r["index"]).normalize for r in records])
+        ensemble = cls(models, [member_stem(r["index"]) for r in records], voting=voting, tta=tta,
+                       run_dir=folder.path, config=config,
+                       normalizations=[config.member_config(r["index"]).normalize for r in records])
+        ensemble._attach_calibration(folder, records, config)
+        return ensemble
+
+    def _attach_calibration(self, folder: RunFolder, records: Sequence[dict[str, Any]], config: Any) -> None:
+        """Read the run's calibration digits for these members into :attr:`calibration_`, or say why not.
+
+        A run without them (``--holdout member``) or with a calibration file that fails its check
+        still predicts: :attr:`calibration_` stays ``None`` and :attr:`calibration_note_` says why
+        in one line (:meth:`thresholds` raises it).
+        """
+        from ensemble_cnn.storage.calibration import read_calibration
+
+        if getattr(config, "holdout", "member") != "shared":
+            self.calibration_note_ = (f"{shown(folder.path)}: no calibration digits (trained with --holdout member); "
+                                      "train with --holdout shared (the default since it exists) for unsure and "
+                                      "not-a-digit flags")
+            return
+        try:
+            calibration = read_calibration(folder, records, config=config)
+        except RunFolderError as exc:
+            self.calibration_note_ = f"no calibration digits: {first_line(exc)}"
+            return
+        if calibration is None or len(calibration.labels) == 0:
+            self.calibration_note_ = f"{shown(folder.path)}: no calibration digits"
+            return
+        self.calibration_, self.calibration_note_ = calibration, None
 
     # ------------------------------------------------------------------ predictions
     def member_probabilities(self, x: ArrayLike, *, batch_size: int = 1000) -> np.ndarray:
@@ -461,6 +496,61 @@ class Ensemble:
 
         return get_score(score).function(self.member_probabilities(x))
 
+    def thresholds(self, *, coverage: float | None = None, level: float | None = None, score: str | None = None,
+                   ood_score: str | None = None, digit_pass: float | None = None):
+        """The "unsure", label-set and "not a digit" thresholds, fixed on the run's calibration digits.
+
+        Every option defaults to :mod:`ensemble_cnn.inference.trust`'s (``coverage`` 0.99,
+        ``level`` 0.999, ``score`` "max_probability", ``digit_pass`` 0.995, ``ood_score``
+        :data:`~ensemble_cnn.inference.trust.DEFAULT_OOD_SCORE`).
+
+        Returns
+        -------
+        ensemble_cnn.inference.trust.Thresholds
+
+        Raises
+        ------
+        RunFolderError
+            The ensemble has no calibration digits (:attr:`calibration_note_` says why).
+        ValueError
+            Test-time views are set (the calibration digits were seen without them), or an
+            option is out of range.
+        """
+        from ensemble_cnn.inference import trust
+
+        options = {"coverage": coverage, "level": level, "score": score, "ood_score": ood_score,
+                   "digit_pass": digit_pass}
+        options = {name: value for name, value in options.items() if value is not None}
+        if self.calibration_ is None:
+            raise RunFolderError(self.calibration_note_)
+        if self.tta != "none":
+            raise ValueError(f"the thresholds were fixed on digits seen without test-time views; load the ensemble "
+                             f"with tta='none' (not {self.tta!r}) to judge its answers")
+        return trust.fit_thresholds(self.calibration_.probabilities, self.calibration_.labels, voting=self.voting,
+                                    **options)
+
+    def judge(self, x: ArrayLike, *, thresholds: Any = None, **options: Any):
+        """Each digit's label, conformal label set and "unsure" / "not a digit" flags.
+
+        Parameters
+        ----------
+        x : array-like of shape (N, 28, 28)
+            Digits, as :meth:`predict` takes them.
+        thresholds : Thresholds, optional
+            Default: :meth:`thresholds` with ``options`` (``coverage``, ``level``, ``score``,
+            ``ood_score``, ``digit_pass``).
+
+        Returns
+        -------
+        ensemble_cnn.inference.trust.Verdicts
+            ``labels`` equal :meth:`predict`'s; ``sets`` (N, 10) bool, ``unsure``, ``not_a_digit``,
+            ``answered`` (N,) bool, ``summary()``.
+        """
+        from ensemble_cnn.inference.trust import judge
+
+        thresholds = thresholds if thresholds is not None else self.thresholds(**options)
+        return judge(self.member_probabilities(x), thresholds, voting=self.voting)
+
     def score(self, x: ArrayLike, y: ArrayLike) -> float:
         """Accuracy of :meth:`predict` on digits ``x`` with labels ``y``.
 
@@ -482,7 +572,12 @@ class Ensemble:
         """One Keras model holding every member and the vote, with no custom objects and no Lambda layers.
 
         Input: uint8 (N, 28, 28). Outputs: ``vote`` (N, 10), the vote's probabilities,
-        and ``members`` (N, K, 10), the members' stacked probabilities. For the soft vote,
+        ``members`` (N, K, 10), the members' stacked probabilities, and two scores (N,) of
+        :mod:`ensemble_cnn.inference.uncertainty` (higher: less trustworthy), so that a file user
+        applies the thresholds of :meth:`thresholds` (written beside the model by ``export``)
+        without this package: ``unsure_score``, the default "unsure" score (``max_probability``:
+        one minus the members' largest mean probability), and ``not_a_digit_score``, the default
+        "not a digit" score (:data:`ensemble_cnn.inference.trust.DEFAULT_OOD_SCORE`). For the soft vote,
         ``vote`` is the members' mean; for the majority vote it is each class's share of
         the votes with the summed probability folded in to break ties,
         ``(votes_c + sum_k p_kc / (K + 1)) / (K + K / (K + 1))``, so its argmax is the
@@ -518,8 +613,22 @@ class Ensemble:
         else:
             counts = ops.sum(ops.one_hot(ops.argmax(stack, axis=-1), N_CLASSES), axis=1)
             vote = (counts + ops.sum(stack, axis=1) / (k + 1.0)) / (k + k / (k + 1.0))
+        mean = ops.mean(stack, axis=1)
+        scores = {"unsure_score": _keras_score(DEFAULT_SCORE, mean, ops),
+                  "not_a_digit_score": _keras_score(DEFAULT_OOD_SCORE, mean, ops)}
         return keras.Model(
             digits,
-            {"vote": layers.Identity(name="vote")(vote), "members": layers.Identity(name="members")(stack)},
+            {"vote": layers.Identity(name="vote")(vote), "members": layers.Identity(name="members")(stack),
+             **{name: layers.Identity(name=name)(score) for name, score in scores.items()}},
             name=f"ensemble_{voting}",
         )
+
+
+def _keras_score(name: str, mean: Any, ops: Any) -> Any:
+    """The score ``name`` of :mod:`ensemble_cnn.inference.uncertainty` in Keras ops, from the members' mean (N, 10)."""
+    if name == "max_probability":
+        return 1.0 - ops.max(mean, axis=-1)
+    if name == "entropy":
+        positive = ops.greater(mean, 0.0)
+        return -ops.sum(ops.where(positive, mean * ops.log(ops.where(positive, mean, 1.0)), 0.0), axis=-1)
+    raise ValueError(f"no Keras form of the score {name!r} (exported: max_probability, entropy)")

@@ -19,6 +19,8 @@ from typing import Any
 from ensemble_cnn.data.reader import MAX_JSON_BYTES, RUN_FILES, open_regular, parse_json, read_json
 from ensemble_cnn.deprecation import renamed_keyword
 from ensemble_cnn.inference.ensemble import Ensemble, member_count, refuse_normalized
+from ensemble_cnn.errors import RunFolderError
+from ensemble_cnn.inference.trust import DEFAULT_COVERAGE, DEFAULT_LEVEL
 from ensemble_cnn.inference.vote import get_vote
 from ensemble_cnn.storage import atomic as _atomic
 from ensemble_cnn.storage.outputs import check_clear_of_inputs, shown
@@ -29,17 +31,32 @@ __all__ = ["EXPORT_FORMATS", "METADATA_NAME", "export_ensemble", "export_metadat
 EXPORT_FORMATS = ("keras", "saved_model")
 METADATA_NAME = "ensemble_cnn.json"
 SAVED_MODEL_EXTRA = "assets.extra"
+THRESHOLDS_HOW = ("unsure: output unsure_score > unsure_above, or an empty set; not a digit: output not_a_digit_score "
+                  "> not_a_digit_above; label set: every label c with mean(members[:, :, c], axis=1) >= "
+                  "1 - set_threshold (null: every label)")
+"""How a file user applies the exported thresholds to the model's outputs (in ``ensemble_cnn.json``)."""
 
 
-def export_metadata(ensemble: Ensemble, *, voting: str) -> dict[str, Any]:
+def export_metadata(ensemble: Ensemble, *, voting: str, coverage: float = DEFAULT_COVERAGE,
+                    level: float = DEFAULT_LEVEL) -> dict[str, Any]:
     """What an exported model holds: ``run``, ``vote`` (``voting``), ``members`` (names, in the order of the
-    ``members`` output), ``members_asked`` and ``left_out`` (``[{"member", "reason"}]``, empty when complete)."""
+    ``members`` output), ``members_asked``, ``left_out`` (``[{"member", "reason"}]``, empty when complete) and
+    ``thresholds``: the run's :class:`~ensemble_cnn.inference.trust.Thresholds` at ``coverage`` and ``level``
+    (``None`` without calibration digits, and ``trust_note`` says why) with ``how`` (applying them to the
+    model's outputs in one sentence)."""
+    thresholds, note = None, None
+    try:
+        thresholds = {**ensemble.thresholds(coverage=coverage, level=level).to_dict(), "how": THRESHOLDS_HOW}
+    except RunFolderError as exc:
+        note = str(exc).strip().splitlines()[0]
     return {
         "run": None if ensemble.run_dir is None else str(ensemble.run_dir),
         "vote": voting,
         "members": list(ensemble.names_),
         "members_asked": ensemble.members_asked_,
         "left_out": [{"member": member_stem(i), "reason": r} for i, r in sorted(ensemble.left_out_.items())],
+        "thresholds": thresholds,
+        "trust_note": note,
     }
 
 
@@ -76,6 +93,8 @@ def export_ensemble(
     members: int | None = None,
     allow_missing: bool = False,
     overwrite: bool = False,
+    coverage: float = DEFAULT_COVERAGE,
+    level: float = DEFAULT_LEVEL,
 ) -> Path:
     """Write the run's ensemble (:meth:`Ensemble.to_keras`) to ``out``; return the path.
 
@@ -105,6 +124,9 @@ def export_ensemble(
         Replace an existing ``out`` (a previous export); otherwise an existing ``out``
         is refused (``FileExistsError``), whatever the format. An ``out`` that is, holds
         or lies inside ``run_dir`` is always refused (:class:`~ensemble_cnn.errors.OutputPathError`).
+    coverage, level : float
+        The thresholds written into :data:`METADATA_NAME` (:func:`export_metadata`), for the model's
+        ``unsure_score`` and ``not_a_digit_score`` outputs.
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
@@ -122,7 +144,7 @@ def export_ensemble(
                       [config.member_config(i).normalize for i in range(count)], where=f"{shown(folder.path)}: ")
     ensemble = Ensemble.load(run_dir, members=members, voting=voting, allow_missing=allow_missing)
     model = ensemble.to_keras()
-    metadata = json.dumps(export_metadata(ensemble, voting=voting), indent=2)
+    metadata = json.dumps(export_metadata(ensemble, voting=voting, coverage=coverage, level=level), indent=2)
     if fmt == "keras":
         with _atomic.atomic_path(out, suffix=".keras") as tmp:
             model.save(tmp)

@@ -36,6 +36,7 @@ from ensemble_cnn.inference.arrays import read_arrays
 from ensemble_cnn.inference.images import read_image
 from ensemble_cnn.inference.paths import classify_path, expand_paths
 from ensemble_cnn.inference.preprocess import NO_INK_LEVEL, has_ink, mnist_style, thumbnail, to_grayscale
+from ensemble_cnn.inference.trust import DEFAULT_COVERAGE, DEFAULT_LEVEL, check_share, judge, set_text
 from ensemble_cnn.inference.vote import get_vote
 from ensemble_cnn.storage.outputs import OutputPathError, shown
 
@@ -48,7 +49,9 @@ PREVIEW_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".svg": "svg"
 NO_INK = "no ink found"
 PREVIEW_ITEMS = 40
 """Most inputs a preview draws (the first ones); only they keep a thumbnail."""
-CSV_COLUMNS = ("path", "label", "confidence", "vote_share", "member_labels", *(f"p{c}" for c in range(10)))
+CSV_COLUMNS = ("path", "label", "confidence", "vote_share", "member_labels", *(f"p{c}" for c in range(10)),
+               "set", "unsure", "not_a_digit")
+"""The CSV header; the last three (:mod:`ensemble_cnn.inference.trust`) are empty for a run without calibration digits."""
 
 
 @dataclass
@@ -75,6 +78,11 @@ class Prediction:
         A grey copy of the image file (255 = white), at most
         :data:`~ensemble_cnn.inference.preprocess.THUMBNAIL_SIZE` pixels a side, for the
         preview; ``None`` for an array's digit or when no thumbnails were asked for.
+    label_set : list of int or None
+        The conformal label set (may be empty: no label fits, and the digit is unsure);
+        ``None`` without thresholds (:attr:`Predictions.trust_note` says why).
+    unsure, not_a_digit : bool or None
+        The flags of :mod:`ensemble_cnn.inference.trust`; ``None`` without thresholds.
     """
 
     path: str
@@ -85,12 +93,28 @@ class Prediction:
     probabilities: list[float]
     digit: np.ndarray = field(repr=False)
     thumbnail: np.ndarray | None = field(default=None, repr=False)
+    label_set: list[int] | None = None
+    unsure: bool | None = None
+    not_a_digit: bool | None = None
 
-    def row(self) -> dict[str, Any]:
-        """The CSV/JSON row: ``path, label, confidence, vote_share, member_labels, p0 .. p9``."""
-        return {"path": self.path, "label": self.label, "confidence": round(self.confidence, 6),
-                "vote_share": round(self.vote_share, 6), "member_labels": " ".join(map(str, self.member_labels)),
-                **{f"p{c}": round(p, 6) for c, p in enumerate(self.probabilities)}}
+    def row(self, *, fmt: str = "csv") -> dict[str, Any]:
+        """The CSV/JSON row: ``path, label, confidence, vote_share, member_labels, p0 .. p9, set, unsure,
+        not_a_digit``. CSV: the set as ``"4 9"`` (``"-"``: empty), the flags as ``true``/``false``, all three
+        empty without thresholds; JSON: a list, booleans, ``null``."""
+        row = {"path": self.path, "label": self.label, "confidence": round(self.confidence, 6),
+               "vote_share": round(self.vote_share, 6), "member_labels": " ".join(map(str, self.member_labels)),
+               **{f"p{c}": round(p, 6) for c, p in enumerate(self.probabilities)}}
+        if fmt == "json":
+            return {**row, "set": self.label_set, "unsure": self.unsure, "not_a_digit": self.not_a_digit}
+        known = self.label_set is not None
+        return {**row, "set": (" ".join(map(str, self.label_set)) or "-") if known else "",
+                **{name: ("true" if flag else "false") if known else ""
+                   for name, flag in (("unsure", self.unsure), ("not_a_digit", self.not_a_digit))}}
+
+    @property
+    def flag(self) -> str:
+        """``"not a digit"``, ``"unsure"`` or ``""`` (answered, or no thresholds)."""
+        return "not a digit" if self.not_a_digit else "unsure" if self.unsure else ""
 
 
 @dataclass
@@ -99,7 +123,9 @@ class Predictions:
 
     ``left_out``: the members of the run asked for but left out (name -> one-line reason,
     from :attr:`Ensemble.left_out_`); empty when the ensemble is complete. ``voting``: the vote's name
-    (written as ``"vote"`` in the JSON output).
+    (written as ``"vote"`` in the JSON output). ``thresholds``: the run's
+    :class:`~ensemble_cnn.inference.trust.Thresholds` that set each item's label set and flags, or
+    ``None``, and then ``trust_note`` says why in one line (a run without calibration digits, test-time views).
     """
 
     voting: str
@@ -108,6 +134,19 @@ class Predictions:
     items: list[Prediction] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     left_out: dict[str, str] = field(default_factory=dict)
+    thresholds: Any = None
+    trust_note: str | None = None
+
+    def summary(self) -> str:
+        """One line: ``N of M answered, K set aside (U unsure, D not a digit)``, or why there are no flags."""
+        if self.thresholds is None:
+            return f"{len(self.items)} predicted; no unsure / not-a-digit flags: {self.trust_note}"
+        unsure = sum(bool(item.unsure) for item in self.items)
+        foreign = sum(bool(item.not_a_digit) for item in self.items)
+        aside = sum(bool(item.unsure or item.not_a_digit) for item in self.items)
+        return (f"{len(self.items) - aside} of {len(self.items)} answered, {aside} set aside ({unsure} unsure, "
+                f"{foreign} not a digit; thresholds from {self.thresholds.n_calibration} calibration digits: "
+                f"coverage {self.thresholds.coverage:g}, level {self.thresholds.level:g})")
 
 
 def _digits_of(path: Path, *, preprocess: str, thumbnails: bool) -> tuple[list[str], np.ndarray, np.ndarray | None]:
@@ -147,6 +186,8 @@ def predict_paths(
     preprocess: str = "mnist",
     voting: str = "majority",
     thumbnails: bool = False,
+    coverage: float = DEFAULT_COVERAGE,
+    level: float = DEFAULT_LEVEL,
 ) -> Predictions:
     """Predict every digit in ``paths`` (files and folders), one file at a time.
 
@@ -169,6 +210,11 @@ def predict_paths(
         Keep a small grey copy of the first :data:`PREVIEW_ITEMS` image files
         (:attr:`Prediction.thumbnail`) for :func:`preview_figure`; decoded images
         themselves are never kept.
+    coverage, level : float, keyword-only
+        The "unsure" threshold answers ``coverage`` of the run's calibration digits; the label
+        sets hold the true label with probability ``level`` (:mod:`ensemble_cnn.inference.trust`).
+        Without calibration digits (or with test-time views) the items carry no set and no
+        flags, and :attr:`Predictions.trust_note` says why.
 
     Returns
     -------
@@ -179,8 +225,17 @@ def predict_paths(
     if preprocess not in PREPROCESSING:
         raise ValueError(f"preprocess must be one of {', '.join(PREPROCESSING)}, got {preprocess!r}")
     rule = get_vote(voting)
+    check_share(coverage, "coverage"), check_share(level, "level")
     result = Predictions(voting=voting, members=list(ensemble.names_), tta=ensemble.tta,
                          left_out=left_out_names(ensemble))
+    if ensemble.tta != "none":
+        result.trust_note = (f"the thresholds were fixed on digits seen without test-time views (not {ensemble.tta!r})"
+                             "; no flags with --tta")
+    else:
+        try:
+            result.thresholds = ensemble.thresholds(coverage=coverage, level=level)
+        except RunFolderError as exc:
+            result.trust_note = str(exc).strip().splitlines()[0]
     files, problems = expand_paths(paths, recursive=recursive)
     result.failures += [(str(path), reason) for path, reason in problems]
     names: list[str] = []
@@ -210,13 +265,17 @@ def predict_paths(
     labels = rule.labels(probabilities)
     shares = rule.shares(probabilities)
     member_labels = probabilities.argmax(axis=2)  # (K, N)
+    verdicts = judge(probabilities, result.thresholds, voting=voting) if result.thresholds is not None else None
     for i, name in enumerate(names):
         label = int(labels[i])
+        trusted = {} if verdicts is None else {
+            "label_set": [int(c) for c in np.flatnonzero(verdicts.sets[i])], "unsure": bool(verdicts.unsure[i]),
+            "not_a_digit": bool(verdicts.not_a_digit[i])}
         result.items.append(Prediction(
             path=name, label=label, confidence=float(shares[i, label]),
             vote_share=float(np.mean(member_labels[:, i] == label)),
             member_labels=[int(v) for v in member_labels[:, i]],
-            probabilities=[float(v) for v in shares[i]], digit=stack[i], thumbnail=kept[i],
+            probabilities=[float(v) for v in shares[i]], digit=stack[i], thumbnail=kept[i], **trusted,
         ))
     return result
 
@@ -252,11 +311,14 @@ def format_predictions(predictions: Predictions, *, fmt: str = "table") -> str:
     ``left_out`` (``member_01: reason; ...``, the same in every row) only when some are
     left out, so a complete run's CSV keeps its columns; the table ends with a line.
     """
-    rows = [item.row() for item in predictions.items]
+    rows = [item.row(fmt="json" if fmt == "json" else "csv") for item in predictions.items]
     left_out = "; ".join(f"{name}: {reason}" for name, reason in predictions.left_out.items())
     if fmt == "json":
+        thresholds = predictions.thresholds.to_dict() if predictions.thresholds is not None else None
         return json.dumps({"vote": predictions.voting, "members": predictions.members, "tta": predictions.tta,
                            "left_out": [{"member": m, "reason": r} for m, r in predictions.left_out.items()],
+                           "thresholds": thresholds, "trust_note": predictions.trust_note,
+                           "summary": predictions.summary(),
                            "predictions": rows,
                            "failures": [{"path": p, "reason": r} for p, r in predictions.failures]}, indent=2) + "\n"
     if fmt == "csv":
@@ -272,13 +334,18 @@ def format_predictions(predictions: Predictions, *, fmt: str = "table") -> str:
         return "no digit predicted\n"
     width = max(len("path"), *(len(shown(r["path"])) for r in rows))
     k = len(predictions.members)
-    lines = [f"{'path':<{width}}  label  confidence  members agree  member labels ({predictions.voting} vote)"]
+    trusted = predictions.thresholds is not None
+    extra = f"  {'set':<9}  flag" if trusted else ""
+    lines = [f"{'path':<{width}}  label  confidence  members agree  {'member labels':<13}{extra}"
+             f"  ({predictions.voting} vote)"]
     for item in predictions.items:
         agree = f"{round(item.vote_share * k)} of {k}"
+        flags = f"  {set_text([c in item.label_set for c in range(10)]):<9}  {item.flag}" if trusted else ""
         lines.append(f"{shown(item.path):<{width}}  {item.label:>5}  {100 * item.confidence:>9.1f}%  {agree:>13}  "
-                     f"{' '.join(map(str, item.member_labels))}")
+                     f"{' '.join(map(str, item.member_labels)):<13}{flags}".rstrip())
     if left_out:
         lines.append(f"{k} of {k + len(predictions.left_out)} members voted; left out: {shown(left_out)}")
+    lines.append(predictions.summary())
     return "\n".join(lines) + "\n"
 
 
@@ -305,7 +372,9 @@ def preview_figure(predictions: Predictions, *, max_items: int = PREVIEW_ITEMS, 
             left.imshow(item.thumbnail, cmap="gray", vmin=0, vmax=255, interpolation="antialiased")
         left.set_title(_short(item.path, 18), fontsize=6)
         right.imshow(item.digit, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        right.set_title(f"→ {item.label} ({100 * item.confidence:.0f}%, {item.vote_share:.0%} agree)", fontsize=6)
+        flag = f", {item.flag}" if item.flag else ""
+        right.set_title(f"→ {item.label} ({100 * item.confidence:.0f}%, {item.vote_share:.0%} agree{flag})",
+                        fontsize=6, color="firebrick" if flag else "black")
     extra = f" (first {len(items)} of {len(predictions.items)})" if len(predictions.items) > len(items) else ""
     fig.suptitle(f"input → what the members saw, {predictions.voting} vote{extra}", fontsize=9)
     return fig
@@ -356,15 +425,27 @@ class ImagePredictor:
     Not thread-safe (Keras models): the server serialises calls.
     """
 
-    def __init__(self, ensemble: Ensemble, *, voting: str = "majority") -> None:
+    def __init__(self, ensemble: Ensemble, *, voting: str = "majority", coverage: float = DEFAULT_COVERAGE,
+                 level: float = DEFAULT_LEVEL) -> None:
         get_vote(voting)
         self.ensemble, self.voting = ensemble, voting
+        self.thresholds, self.trust_note = None, None  # fixed once on the run's calibration digits
+        check_share(coverage, "coverage"), check_share(level, "level")
+        if ensemble.tta != "none":
+            self.trust_note = "no unsure / not-a-digit flags with test-time views"
+        else:
+            try:
+                self.thresholds = ensemble.thresholds(coverage=coverage, level=level)
+            except RunFolderError as exc:
+                self.trust_note = str(exc).strip().splitlines()[0]
 
     def predict_image(self, data: bytes) -> dict[str, Any]:
         """Decode an image (PNG/JPEG bytes), preprocess it like MNIST, and let the members vote.
 
         Returns ``{"label", "confidence", "vote", "agreement": {"count", "of"}, "members": [{"name",
-        "label", "probabilities"}], "probabilities", "input": 28x28 ints}``; raises ``ValueError``
+        "label", "probabilities"}], "probabilities", "input": 28x28 ints, "set", "unsure", "not_a_digit",
+        "verdict"}`` (``set``: the conformal label set; ``verdict``: "answered", "unsure" or "not a digit";
+        all four ``None`` without calibration digits); raises ``ValueError``
         (one line) for bytes that are not a usable image, and its subclass
         :class:`~ensemble_cnn.errors.NoInkError` for an image with no ink (``serve`` answers 422).
         """
@@ -382,7 +463,14 @@ class ImagePredictor:
         label = int(rule.labels(probabilities)[0])
         shares = rule.shares(probabilities)[0]
         member_labels = probabilities[:, 0].argmax(axis=1)
-        return {
+        trusted = {"set": None, "unsure": None, "not_a_digit": None, "verdict": None}
+        if self.thresholds is not None:
+            verdicts = judge(probabilities, self.thresholds, voting=self.voting)
+            unsure, foreign = bool(verdicts.unsure[0]), bool(verdicts.not_a_digit[0])
+            trusted = {"set": [int(c) for c in np.flatnonzero(verdicts.sets[0])], "unsure": unsure,
+                       "not_a_digit": foreign,
+                       "verdict": "not a digit" if foreign else "unsure" if unsure else "answered"}
+        return {**trusted,
             "label": label,
             "confidence": float(shares[label]),
             "vote": self.voting,
@@ -395,7 +483,8 @@ class ImagePredictor:
 
     def info(self) -> dict[str, Any]:
         """The run's members, architecture, vote, test-time views, its test accuracy (from its report, when
-        there is one) and the members left out (``[{"member", "reason"}]``, empty when complete)."""
+        there is one), the thresholds of the flags (``None``, and ``trust_note`` saying why, without calibration
+        digits) and the members left out (``[{"member", "reason"}]``, empty when complete)."""
         config = self.ensemble.config
         accuracy = None
         run_dir = self.ensemble.run_dir
@@ -410,6 +499,8 @@ class ImagePredictor:
         return {"run": str(run_dir) if run_dir is not None else None, "members": list(self.ensemble.names_),
                 "architecture": architecture, "member_specs": specs, "vote": self.voting, "tta": self.ensemble.tta,
                 "test_accuracy": accuracy,
+                "thresholds": self.thresholds.to_dict() if self.thresholds is not None else None,
+                "trust_note": self.trust_note,
                 "left_out": [{"member": m, "reason": r} for m, r in left_out_names(self.ensemble).items()]}
 
 

@@ -12,6 +12,7 @@
   const labelEl = $("label");
   const confidenceEl = $("confidence");
   const agreementEl = $("agreement");
+  const verdictEl = $("verdict");
   const membersEl = $("members");
   const statusEl = $("status");
   const infoEl = $("info");
@@ -185,6 +186,8 @@
     labelEl.textContent = "";
     confidenceEl.textContent = "";
     agreementEl.textContent = "";
+    verdictEl.textContent = "";
+    verdictEl.className = "verdict-note";
     membersEl.replaceChildren();
     const c = input28.getContext("2d");
     c.fillStyle = "#000";
@@ -205,6 +208,7 @@
     const noun = members.length === 1 ? "member" : "members";
     const verb = agree === 1 ? "says" : "say";
     agreementEl.textContent = `${agree} of ${members.length} ${noun} ${verb} ${label}`;
+    showVerdict(answer);
 
     const rows = [];
     if (Array.isArray(answer.probabilities)) {
@@ -214,6 +218,25 @@
     }
     for (const m of members) rows.push(makeRow(m.name, m.label, m.probabilities, label, "member"));
     membersEl.replaceChildren(...rows);
+  }
+
+  // The flags fixed on the run's calibration digits: "unsure" (with the labels it could be) or
+  // "this does not look like a digit"; nothing when the run has no calibration digits.
+  function showVerdict(answer) {
+    verdictEl.className = "verdict-note";
+    const set = Array.isArray(answer.set) ? answer.set : null;
+    const could = set && set.length > 1 ? `: could be ${set.slice(0, -1).join(", ")} or ${set[set.length - 1]}` : "";
+    if (answer.verdict === "not a digit") {
+      verdictEl.textContent = "this does not look like a digit";
+      verdictEl.classList.add("flagged");
+    } else if (answer.verdict === "unsure") {
+      verdictEl.textContent = set && set.length === 0 ? "unsure: no label fits well" : `unsure${could}`;
+      verdictEl.classList.add("flagged");
+    } else if (answer.verdict === "answered") {
+      verdictEl.textContent = set && set.length > 1 ? `answered; the set${could}` : "answered";
+    } else {
+      verdictEl.textContent = "";
+    }
   }
 
   function makeRow(name, memberLabel, probabilities, ensembleLabel, kind) {
