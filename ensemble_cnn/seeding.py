@@ -35,3 +35,4 @@ DISTORTION_STREAM = 2
 BOOTSTRAP_STREAM = 3
 ERASE_STREAM = 4
 HOLDOUT_STREAM = 5  # the hold-out every member shares (holdout="shared"): a run-level stream, see run_rng
+GAUSSIAN_STREAM = 6  # the training originals a member's feature Gaussian is fitted on (ensemble_cnn.inference.features)

@@ -22,6 +22,7 @@ from ensemble_cnn.models import load_member  # noqa: F401 (load_member: API)
 from ensemble_cnn.storage.calibration import read_calibration
 from ensemble_cnn.storage.outputs import check_output_files
 from ensemble_cnn.storage.run_folder import RunFolder, member_stem
+from ensemble_cnn.inference.features import ensemble_feature_scores
 from ensemble_cnn.inference.paths import load_image_set
 from ensemble_cnn.inference.uncertainty import SCORES, uncertainty
 from ensemble_cnn.inference.vote import VoteRule, get_vote, soft_shares
@@ -201,7 +202,9 @@ def evaluate_run(
         :func:`ensemble_cnn.inference.paths.load_image_set` (an MNIST-layout folder gives its test
         images) before any member runs, predicted by the members (their own normalization,
         ``tta`` as the test digits; with ``reload=False`` the members are loaded for them) and
-        scored against the test digits by every uncertainty score: ``report["not_a_digit"]``.
+        scored against the test digits by every uncertainty score and by the scores past the softmax
+        (:func:`ensemble_cnn.inference.features.ensemble_feature_scores`: ``energy`` always, ``mahalanobis``
+        when every member has its Gaussian; on the digits themselves, without ``tta``): ``report["not_a_digit"]``.
         Inputs: no report file may be, or lie inside, one.
     log : callable, optional
         Receives the notes on left-out members and the printed table.
@@ -292,11 +295,14 @@ def evaluate_run(
     if ood_sets:
         predicting = time.perf_counter()
         committee = Ensemble.from_records(folder, records, tta=tta, config=config)
+        # the scores past the softmax (energy always, mahalanobis where every member has its Gaussian)
+        in_scores = {**scores, **ensemble_feature_scores(committee, test.x_test, records=records)}
         sets = []
         for path, images, read in ood_sets:
             ood_probabilities = committee.view_probabilities(DigitViews(images, tta))
-            sets.append(ood_section(scores, {name: uncertainty(ood_probabilities, score=name) for name in SCORES},
-                                    path=str(path), read=read))
+            ood_scores = {name: uncertainty(ood_probabilities, score=name) for name in SCORES}
+            ood_scores.update(ensemble_feature_scores(committee, images, records=records))
+            sets.append(ood_section(in_scores, ood_scores, path=str(path), read=read))
         report["not_a_digit"] = {"anchors": OOD_ANCHORS, "sets": sets,
                                  "predict_seconds": round(time.perf_counter() - predicting, 2)}
     report["evaluate_seconds"] = round(time.perf_counter() - started, 2)

@@ -12,12 +12,17 @@ folder keeps::
                                      the labels file's sha256, the data's fingerprint, the seed and val_size
     member_XX_calibration_proba.npy  float32 (M, 10): member XX's probabilities on them, undistorted, under its
                                      own input normalization (its sha256 in the member's record)
+    member_XX_calibration_scores.npy float32 (M, 3): member XX's scores past the softmax on them, columns
+                                     FEATURE_SCORE_COLUMNS (mahalanobis, relative_mahalanobis, energy;
+                                     ensemble_cnn.inference.features);
+                                     its sha256 in the record; absent in runs trained before these scores
 
 The trainer's driver writes the first two before any member trains and, when a run is
 resumed or grown, draws them again and refuses a folder whose files say otherwise
 (:func:`write_calibration_set`). :func:`read_calibration` gives the labels and the
 members' probabilities, each file read once through the one guarded open and checked
-against its sha256 before it is parsed. No TensorFlow and no training code here, so
+against its sha256 before it is parsed (and, where every member has them, their scores past the
+softmax). No TensorFlow and no training code here, so
 ``evaluate``, ``predict``, ``serve`` and ``export`` all read the same digits the same way.
 
 With ``checkpoint="best"`` the same digits also pick each member's epoch: they are then
@@ -42,11 +47,13 @@ from ensemble_cnn.storage.hashing import sha256_arrays, sha256_file
 from ensemble_cnn.storage.outputs import shown
 from ensemble_cnn.storage.run_folder import RunFolder, member_stem
 
-__all__ = ["CALIBRATION_NAME", "LABELS_NAME", "CalibrationSet", "calibration_record", "read_calibration",
+__all__ = ["CALIBRATION_NAME", "FEATURE_SCORE_COLUMNS", "LABELS_NAME", "CalibrationSet", "calibration_record", "read_calibration",
            "write_calibration_set"]
 
 CALIBRATION_NAME = "calibration.json"
 LABELS_NAME = "calibration_labels.npy"
+# The columns of member_XX_calibration_scores.npy: the scores past the softmax (ensemble_cnn.inference.features).
+FEATURE_SCORE_COLUMNS = ("mahalanobis", "relative_mahalanobis", "energy")
 _NPY_HEADER_ROOM = 64 * 1024  # a file's size limit: its data plus room for a .npy header
 # What calibration.json must say for the digits a run draws (the labels file's own sha256 comes on top).
 _DRAWN_KEYS = ("holdout", "count", "indices_sha256", "labels_sha256", "data_fingerprint", "seed", "val_size")
@@ -60,10 +67,14 @@ class CalibrationSet(NamedTuple):
     labels : ndarray of uint8, shape (M,)
     probabilities : ndarray of float32, shape (K, M, 10)
         ``probabilities[k]``: the k-th member record's probabilities (its own input normalization).
+    feature_scores : dict of str to ndarray of float32, shape (K, M), or None
+        Each score past the softmax (:data:`FEATURE_SCORE_COLUMNS`) of each member on them;
+        ``None`` when a member lacks them (a run trained before these scores).
     """
 
     labels: np.ndarray
     probabilities: np.ndarray
+    feature_scores: dict[str, np.ndarray] | None = None
 
 
 def calibration_record(config: TrainConfig, *, rows: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -184,7 +195,11 @@ def read_calibration(folder: RunFolder, records: Sequence[dict[str, Any]], *,
     labels = _read_labels(folder, record)
     probabilities = [_read_member_probabilities(folder, member, len(labels)) for member in records]
     stacked = np.stack(probabilities) if probabilities else np.empty((0, len(labels), N_CLASSES), np.float32)
-    return CalibrationSet(labels=labels, probabilities=stacked)
+    feature_scores = None
+    if records and all(member.get("calibration_scores") is not None for member in records):
+        columns = np.stack([_read_member_scores(folder, member, len(labels)) for member in records])  # (K, M, 3)
+        feature_scores = {name: columns[:, :, j] for j, name in enumerate(FEATURE_SCORE_COLUMNS)}
+    return CalibrationSet(labels=labels, probabilities=stacked, feature_scores=feature_scores)
 
 
 def _read_record(path: Path) -> dict[str, Any]:
@@ -231,6 +246,24 @@ def _read_member_probabilities(folder: RunFolder, record: dict[str, Any], count:
     if not np.isfinite(probabilities).all():
         raise RunFolderError(f"{shown(path)}: holds non-finite probabilities")
     return probabilities
+
+
+def _read_member_scores(folder: RunFolder, record: dict[str, Any], count: int) -> np.ndarray:
+    """Member ``record``'s scores past the softmax on the calibration digits: float32 (count, 3), finite, verified."""
+    index = record["index"]
+    files = folder.files(index)
+    name, digest = record.get("calibration_scores"), record.get("calibration_scores_sha256")
+    if not isinstance(name, str) or not isinstance(digest, str):
+        raise RunFolderError(f"{shown(files.record)}: malformed member record (calibration_scores or "
+                             "calibration_scores_sha256)")
+    path = folder.resolve(name, source=files.record)
+    if path != files.calibration_scores.resolve():
+        raise RunFolderError(f"{shown(files.record)}: names {name!r}, expected {files.calibration_scores.name!r}")
+    scores = _read_hashed_npy(path, digest, shape=(count, len(FEATURE_SCORE_COLUMNS)), dtype=np.float32,
+                              what=f"{member_stem(index)} calibration scores", source=files.record.name)
+    if not np.isfinite(scores).all():
+        raise RunFolderError(f"{shown(path)}: holds non-finite scores")
+    return scores
 
 
 def _read_hashed_npy(path: Path, digest: str, *, shape: tuple[int, ...], dtype: type, what: str,

@@ -11,6 +11,9 @@ member_XX_test_proba.npy  its test-set probabilities, float32 (N, 10)
 member_XX_history.json    its per-epoch curves
 member_XX_calibration_proba.npy  its probabilities on the run's calibration digits, float32 (M, 10)
                           (only in a run with holdout shared; see ensemble_cnn.storage.calibration)
+member_XX_gaussian.npz    its class-conditional Gaussian of its penultimate features (means, precision;
+                          runs trained since the scores past the softmax; ensemble_cnn.inference.features)
+member_XX_calibration_scores.npy  its scores past the softmax on the calibration digits, float32 (M, 3)
 member_XX.json            its record, written LAST: present and matching its files' sha256 = complete
 calibration.json, calibration_labels.npy   the calibration digits (holdout shared; ensemble_cnn.storage.calibration)
 ```
@@ -67,9 +70,10 @@ _HELD: dict[Path, int] = {}  # run folders this process holds the lock of (neste
 BUSY_GRACE_SECONDS = 0.25
 RECORD_NAME = re.compile(r"member_(\d+)\.json")
 # The files a member owns; their sha256 are in the record.
-HASHED_FILES = ("model", "probabilities", "calibration")
-# The hashed files a member has only in some runs (calibration: holdout shared); a record without them is complete.
-OPTIONAL_HASHED_FILES = ("calibration",)
+HASHED_FILES = ("model", "probabilities", "calibration", "gaussian", "calibration_scores")
+# The hashed files a member has only in some runs (calibration, calibration_scores: holdout shared; gaussian: runs
+# trained since the scores past the softmax); a record without them is complete.
+OPTIONAL_HASHED_FILES = ("calibration", "gaussian", "calibration_scores")
 
 
 def member_stem(index: int) -> str:
@@ -90,6 +94,19 @@ class MemberFiles:
     def calibration(self) -> Path:
         """Its probabilities on the run's calibration digits, float32 (M, 10) (a run with holdout shared only)."""
         return self.record.with_name(f"{self.record.stem}_calibration_proba.npy")
+
+    @property
+    def gaussian(self) -> Path:
+        """Its class-conditional Gaussian of its penultimate features: an .npz of float32 ``means`` (10, D),
+        ``precision`` (D, D), ``background_mean`` (D,), ``background_precision`` (D, D)
+        (see :mod:`ensemble_cnn.inference.features`)."""
+        return self.record.with_name(f"{self.record.stem}_gaussian.npz")
+
+    @property
+    def calibration_scores(self) -> Path:
+        """Its scores past the softmax on the run's calibration digits, float32 (M, 3): mahalanobis,
+        relative_mahalanobis, energy (a run with holdout shared only)."""
+        return self.record.with_name(f"{self.record.stem}_calibration_scores.npy")
 
     def of(self, key: str) -> Path:
         return getattr(self, key)
@@ -453,6 +470,8 @@ class RunFolder:
         history: dict[str, list[float]],
         details: dict[str, Any],
         calibration: np.ndarray | None = None,
+        gaussian: dict[str, np.ndarray] | None = None,
+        calibration_scores: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """Write member ``index``'s files atomically, its record last; return the record.
 
@@ -469,18 +488,37 @@ class RunFolder:
         calibration : ndarray of float32, shape (M, 10), optional
             The member's probabilities on the run's calibration digits (a run with holdout
             shared): written to :attr:`MemberFiles.calibration`, its sha256 in the record.
+        gaussian : dict of str to ndarray, optional
+            The member's class-conditional Gaussian (float32 arrays by name,
+            :func:`ensemble_cnn.inference.features.gaussian_arrays`): written to
+            :attr:`MemberFiles.gaussian` (an uncompressed .npz), its sha256 in the record.
+        calibration_scores : ndarray of float32, shape (M, 3), optional
+            The member's scores past the softmax (mahalanobis, relative_mahalanobis, energy) on the run's calibration
+            digits: written to :attr:`MemberFiles.calibration_scores`, its sha256 in the record.
         """
         files = self.files(index)
         with _atomic.atomic_path(files.model, suffix=".keras") as tmp:
             save_model(tmp)
         with _atomic.atomic_path(files.probabilities, suffix=".npy") as tmp:
             np.save(tmp, np.asarray(probabilities, dtype=np.float32))
-        calibrated = {}
+        optional = {}  # the optional hashed files' names and sha256
         if calibration is not None:
             with _atomic.atomic_path(files.calibration, suffix=".npy") as tmp:
                 np.save(tmp, np.asarray(calibration, dtype=np.float32))
-            calibrated = {"calibration": files.calibration.name, "calibration_sha256": sha256_file(
+            optional = {"calibration": files.calibration.name, "calibration_sha256": sha256_file(
                 files.calibration, what="member calibration probabilities", voice=RUN_FILES)}
+        if gaussian is not None:
+            with _atomic.atomic_path(files.gaussian, suffix=".npz") as tmp:
+                with open(tmp, "wb") as fh:  # a file object: np.savez would add ".npz" to a path
+                    np.savez(fh, **{key: np.asarray(value, dtype=np.float32) for key, value in gaussian.items()})
+            optional["gaussian"] = files.gaussian.name
+            optional["gaussian_sha256"] = sha256_file(files.gaussian, what="member Gaussian", voice=RUN_FILES)
+        if calibration_scores is not None:
+            with _atomic.atomic_path(files.calibration_scores, suffix=".npy") as tmp:
+                np.save(tmp, np.asarray(calibration_scores, dtype=np.float32))
+            optional["calibration_scores"] = files.calibration_scores.name
+            optional["calibration_scores_sha256"] = sha256_file(
+                files.calibration_scores, what="member calibration scores", voice=RUN_FILES)
         _atomic.write_json(files.history, {key: [float(v) for v in values] for key, values in history.items()})
         record = {
             "index": index,
@@ -489,7 +527,7 @@ class RunFolder:
             "probabilities": files.probabilities.name,
             "probabilities_sha256": sha256_file(files.probabilities, what="member probabilities", voice=RUN_FILES),
             "history": files.history.name,
-            **calibrated,
+            **optional,
             **details,
         }
         _atomic.write_json(files.record, record)

@@ -23,6 +23,7 @@ import numpy as np
 
 from ensemble_cnn.config import TrainConfig
 from ensemble_cnn.data.mnist import N_CLASSES
+from ensemble_cnn.inference.features import FEATURE_SCORES, gaussian_arrays, member_feature_scores
 from ensemble_cnn.training.checkpoint import Checkpoint
 from ensemble_cnn.training.recipes import Recipe, get_recipe
 from ensemble_cnn.storage.run_folder import RunFolder
@@ -69,6 +70,7 @@ class RunPlan:
     y_val: np.ndarray
     distortion: Any
     erasing: Any = None
+    train_rows: np.ndarray | None = None  # the pool rows of x_train (with repeats under bootstrap)
 
     def stream(self, cfg: TrainConfig):
         """The run's own shuffled, freshly distorted (and erased) batches for every epoch."""
@@ -161,7 +163,50 @@ def plan_run(cfg: TrainConfig, run: int, pool: TrainingPool, *, teacher: np.ndar
         y_val=y_val,
         distortion=distortion,
         erasing=erasing,
+        train_rows=split.train_rows,
     )
+
+
+def gaussian_fit_rows(plan: RunPlan, pool: TrainingPool, *, size: int | None = None) -> np.ndarray:
+    """The pool rows a member's feature Gaussian is fitted on: its own undistorted training originals.
+
+    Not its held-out digits, not the test digits, no distorted copy: the distinct original
+    rows among ``plan.train_rows``, at most ``size`` (default
+    :data:`~ensemble_cnn.inference.features.GAUSSIAN_FIT_SIZE`) of them drawn without
+    replacement from ``(plan.seed, GAUSSIAN_STREAM)``; sorted.
+
+    Returns
+    -------
+    ndarray of int64, shape (min(size, originals),)
+    """
+    from ensemble_cnn.inference.features import GAUSSIAN_FIT_SIZE
+    from ensemble_cnn.seeding import GAUSSIAN_STREAM, rng_for
+
+    size = GAUSSIAN_FIT_SIZE if size is None else size
+    if plan.train_rows is None:
+        raise ValueError(f"training run {plan.run}: its plan has no training rows (made by plan_run)")
+    rows = np.unique(plan.train_rows)
+    rows = rows[pool.variant[rows] == 0].astype(np.int64)
+    if len(rows) > size:
+        rows = np.sort(rng_for(plan.seed, GAUSSIAN_STREAM).choice(rows, size=size, replace=False))
+    return rows
+
+
+def fit_member_gaussian(model, plan: RunPlan, pool: TrainingPool):
+    """Member ``model``'s class-conditional Gaussian of its penultimate features on :func:`gaussian_fit_rows`.
+
+    ``pool``: the training pool under the member's input normalization (as it trained).
+    Returns a :class:`~ensemble_cnn.inference.features.ClassGaussian`, or ``None`` when a class
+    has no training original (a tiny ``--limit``): such a member has no Gaussian.
+    """
+    from ensemble_cnn.inference.features import fit_class_gaussian, member_features
+
+    rows = gaussian_fit_rows(plan, pool)
+    labels = pool.data.y_train[rows].astype(np.int64)
+    if len(np.unique(labels)) < N_CLASSES:
+        return None
+    features, _ = member_features(model, pool.data.x_train[rows])
+    return fit_class_gaussian(features, labels)
 
 
 def load_checked_pool(cfg: TrainConfig) -> TrainingPool:
@@ -325,7 +370,11 @@ def save_checkpoints(
     """Turn a run's checkpoints into members: score each on the test set and write it.
 
     With ``holdout="shared"`` each member also predicts the run's calibration digits (its
-    held-out digits, undistorted: ``plan.x_val``), kept beside it in the run folder.
+    held-out digits, undistorted: ``plan.x_val``), kept beside it in the run folder. Every
+    member's class-conditional Gaussian of its penultimate features is fitted on its own
+    training originals (:func:`fit_member_gaussian`) and kept as ``member_XX_gaussian.npz``;
+    with ``holdout="shared"`` its scores past the softmax on the calibration digits too
+    (``member_XX_calibration_scores.npy``, columns :data:`~ensemble_cnn.inference.features.FEATURE_SCORES`).
     ``cfg`` is the run's own config (:func:`run_config`) and ``pool`` the training pool
     under its input normalization; ``spec_of(index)`` is what the member's record says it
     is (the run config's :meth:`~ensemble_cnn.config.TrainConfig.member_spec`).
@@ -358,6 +407,11 @@ def save_checkpoints(
             calibration = model.predict(plan.x_val, batch_size=1000, verbose=0).astype(np.float32)
         if not all(np.isfinite(p).all() for p in (probabilities, calibration) if p is not None):
             raise ValueError(f"member {index:02d} diverged (non-finite predictions); try a lower --lr")
+        gaussian = fit_member_gaussian(model, plan, pool)  # "not a digit" past the softmax (inference.features)
+        calibration_scores = None  # its scores past the softmax on the calibration digits, (M, 3) float32
+        if cfg.holdout == "shared" and gaussian is not None:
+            scored = member_feature_scores(model, plan.x_val, gaussian)
+            calibration_scores = np.stack([scored[name] for name in FEATURE_SCORES], axis=1).astype(np.float32)
         details = {
             "run": plan.run,
             "seed": plan.seed,
@@ -375,6 +429,8 @@ def save_checkpoints(
         records.append(folder.write_member(
             index, save_model=lambda path: save_model(model, cfg, path), probabilities=probabilities,
             history=history, details=details, calibration=calibration,
+            gaussian=None if gaussian is None else gaussian_arrays(gaussian),
+            calibration_scores=calibration_scores,
         ))
     return records
 
