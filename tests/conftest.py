@@ -187,7 +187,8 @@ def subset_run(source: Path, target: Path, indices: list[int]) -> Path:
     origin, folder = RunFolder(source), RunFolder(target)
     folder.claim(dataclasses.replace(TrainConfig.load(source / "config.json"), members=len(indices)))
     file_keys = ("index", "model", "model_sha256", "probabilities", "probabilities_sha256", "history",
-                 "calibration", "calibration_sha256")
+                 "calibration", "calibration_sha256", "gaussian", "gaussian_sha256", "calibration_scores",
+                 "calibration_scores_sha256")
     for name in ("calibration_labels.npy", "calibration.json"):  # a run's calibration digits (holdout shared)
         if (source / name).exists():
             shutil.copyfile(source / name, target / name)
@@ -195,8 +196,11 @@ def subset_run(source: Path, target: Path, indices: list[int]) -> Path:
         files = origin.files(old)
         record = json.loads(files.record.read_text())
         calibration = np.load(files.calibration) if record.get("calibration") else None
+        scores = np.load(files.calibration_scores) if record.get("calibration_scores") else None
+        gaussian = dict(np.load(files.gaussian)) if record.get("gaussian") else None
         folder.write_member(new, save_model=lambda path, model=files.model: shutil.copyfile(model, path),
                             probabilities=np.load(files.probabilities),
                             history=json.loads(files.history.read_text()), calibration=calibration,
+                            calibration_scores=scores, gaussian=gaussian,
                             details={key: value for key, value in record.items() if key not in file_keys})
     return target

@@ -34,7 +34,7 @@ def test_a_committee_that_agrees_everywhere_answers_every_digit_at_any_threshold
     labels = np.arange(50) % 10
     calibration = one_hot_committee(labels)
     for coverage in (0.5, 0.9, 0.99):
-        thresholds = trust.fit_thresholds(calibration, labels, coverage=coverage, level=0.9)
+        thresholds = trust.fit_thresholds(calibration, labels, coverage=coverage, level=0.9, ood_score="entropy")
         assert thresholds.calibration_coverage == 1.0  # every score is 0: ties come along
         verdicts = trust.judge(one_hot_committee(labels[::-1]), thresholds)
         assert verdicts.answered.all() and not verdicts.unsure.any() and not verdicts.not_a_digit.any()
@@ -75,11 +75,28 @@ def test_thresholds_match_a_hand_computation():
 def test_an_empty_set_is_always_unsure_even_below_the_score_threshold():
     labels = np.zeros(20, dtype=int)
     proba = one_hot_committee(labels, k=1, confidence=0.99)
-    thresholds = trust.fit_thresholds(proba, labels, coverage=0.5, level=0.5)
+    thresholds = trust.fit_thresholds(proba, labels, coverage=0.5, level=0.5, ood_score="max_probability")
     thresholds = trust.Thresholds(**{**thresholds.__dict__, "unsure_above": 1.0})  # the score never flags
     odd = one_hot_committee(np.array([4]), k=1, confidence=0.6)  # p = 0.6 < 1 - threshold: no label fits
     verdicts = trust.judge(odd, thresholds)
     assert not verdicts.sets.any() and verdicts.unsure.all()
+
+
+def test_a_score_past_the_softmax_takes_its_values_from_the_caller():
+    labels = np.zeros(10, dtype=int)
+    proba = one_hot_committee(labels, k=2, confidence=0.9)
+    energy = -np.arange(10, 20, dtype=float)  # -19 .. -10 on the calibration digits
+    thresholds = trust.fit_thresholds(proba, labels, ood_score="energy", ood_calibration=energy, digit_pass=0.8)
+    assert thresholds.ood_score == "energy" and thresholds.not_a_digit_above == -12.0  # 8 of 10 pass
+    verdicts = trust.judge(proba[:, :3], thresholds, ood_scores=[-15.0, -12.0, -11.5])
+    assert verdicts.not_a_digit.tolist() == [False, False, True]
+    with pytest.raises(ValueError, match="^ood_score 'energy' is a score past the softmax: pass its values on the "
+                                         "calibration digits$"):
+        trust.fit_thresholds(proba, labels)  # the default, energy, needs them
+    with pytest.raises(ValueError, match=r"^energy scores of the judged digits must be 3 finite numbers"):
+        trust.judge(proba[:, :3], thresholds, ood_scores=[1.0, np.nan, 2.0])
+    with pytest.raises(ValueError, match="^ood_score must be one of vote_margin, .*, energy, got 'logits'$"):
+        trust.fit_thresholds(proba, labels, ood_score="logits")
 
 
 @pytest.mark.parametrize("name, value", [("coverage", 1), ("coverage", 0), ("level", 1.5), ("level", True),
@@ -87,7 +104,7 @@ def test_an_empty_set_is_always_unsure_even_below_the_score_threshold():
 def test_a_share_outside_zero_to_one_is_refused_in_one_line(name, value):
     labels = np.arange(10)
     with pytest.raises(ValueError, match=rf"^{name} must be a number between 0 and 1 \(exclusive\), e\.g\. 0\.99; "):
-        trust.fit_thresholds(one_hot_committee(labels), labels, **{name: value})
+        trust.fit_thresholds(one_hot_committee(labels), labels, ood_score="entropy", **{name: value})
 
 
 def test_every_registered_score_can_drive_both_flags():
@@ -116,10 +133,15 @@ def test_a_default_run_judges_its_digits_with_thresholds_from_its_calibration_di
     assert ensemble.calibration_ is not None and ensemble.calibration_note_ is None
     thresholds = ensemble.thresholds()
     assert thresholds.n_calibration == 300 and thresholds.coverage == trust.DEFAULT_COVERAGE
+    assert thresholds.ood_score == "energy"  # the members kept their energy on the calibration digits
     assert thresholds.calibration_coverage >= 0.99
     verdicts = ensemble.judge(x)
     np.testing.assert_array_equal(verdicts.labels, ensemble.predict(x))  # labels never change
     np.testing.assert_allclose(verdicts.scores, ensemble.uncertainty(x, score=thresholds.score))
+    np.testing.assert_array_equal(verdicts.probabilities, ensemble.member_probabilities(x))  # one pass, same numbers
+    from ensemble_cnn.inference.features import ensemble_feature_scores
+
+    np.testing.assert_allclose(verdicts.ood_scores, ensemble_feature_scores(ensemble, x)["energy"])
     assert verdicts.sets.shape == (300, 10)
     assert not (verdicts.answered & ~verdicts.sets.any(axis=1)).any()  # an empty set is never an answer
     looser = ensemble.judge(x, coverage=0.5)
@@ -137,6 +159,32 @@ def test_a_run_without_calibration_digits_predicts_and_says_why_it_cannot_flag(t
         damaged.thresholds()
     with pytest.raises(ValueError, match="load the ensemble with tta='none'"):
         Ensemble.load(trained_run, tta="shift").thresholds()
+
+
+def test_a_run_whose_members_kept_no_energy_falls_back_to_entropy_and_exports_it(trained_run, mnist, tmp_path):
+    import keras
+
+    from ensemble_cnn.inference.ensemble import Ensemble
+    from ensemble_cnn.inference.export import export_ensemble, read_export_metadata
+
+    run_dir = shutil.copytree(trained_run, tmp_path / "run")
+    for record_path in run_dir.glob("member_??.json"):  # as trained before the scores past the softmax
+        record = json.loads(record_path.read_text())
+        for key in ("calibration_scores", "calibration_scores_sha256", "gaussian", "gaussian_sha256"):
+            record.pop(key, None)
+        record_path.write_text(json.dumps(record))
+    older = Ensemble.load(run_dir)
+    assert older.calibration_.feature_scores is None
+    assert older.thresholds().ood_score == trust.FALLBACK_OOD_SCORE == "entropy"
+    with pytest.raises(RunFolderError, match="its members kept no energy scores on the calibration digits"):
+        older.thresholds(ood_score="energy")
+    x = mnist["x_test"][:100]
+    verdicts = older.judge(x)
+    np.testing.assert_allclose(verdicts.ood_scores, SCORES["entropy"].function(older.member_probabilities(x)))
+    out = export_ensemble(run_dir, tmp_path / "older.keras")
+    assert read_export_metadata(out)["thresholds"]["ood_score"] == "entropy"
+    outputs = keras.saving.load_model(out, safe_mode=True).predict(x, verbose=0)
+    np.testing.assert_allclose(outputs["not_a_digit_score"], verdicts.ood_scores, atol=1e-5)
 
 
 # --------------------------------------------------------------------------- the CLI

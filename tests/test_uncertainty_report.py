@@ -262,5 +262,20 @@ def test_ood_metrics_of_the_section_are_ood_py() -> None:
     rng = np.random.default_rng(5)
     inside, outside = {"s": rng.random(100)}, {"s": rng.random(40) + 0.3}
     entry = ood_section(inside, outside, path="p", read="1 file")
-    assert entry == {"path": "p", "read": "1 file", "n_images": 40,
+    assert entry == {"path": "p", "read": "1 file", "n_images": 40, "default_threshold": None,
                      "scores": {"s": ood_metrics(inside["s"], outside["s"], tpr=0.95)}}
+
+
+def test_the_section_says_what_the_default_threshold_flags() -> None:
+    """With the run's thresholds: the share of the set and of the test digits above predict's threshold."""
+    from ensemble_cnn.evaluation.report import ood_section
+    from ensemble_cnn.inference.trust import fit_thresholds
+
+    labels = np.zeros(10, dtype=int)
+    proba = np.full((1, 10, 10), 0.05)
+    proba[0, :, 0] = 0.55
+    thresholds = fit_thresholds(proba, labels, ood_score="energy", ood_calibration=np.arange(10.0), digit_pass=0.8)
+    inside, outside = {"energy": np.array([0.0, 7.0, 7.5, 9.0])}, {"energy": np.array([6.0, 8.0, 20.0])}
+    entry = ood_section(inside, outside, path="p", read="1 file", thresholds=thresholds)
+    assert entry["default_threshold"] == {"score": "energy", "threshold": 7.0, "digit_pass": 0.8,
+                                          "n_calibration": 10, "flagged": 2 / 3, "digits_flagged": 0.5}

@@ -150,6 +150,14 @@ def calibrated_uncertainty(
         test_mean=soft_shares(probabilities), test_labels=y_test)
 
 
+def _default_thresholds(committee: Ensemble) -> Any:
+    """The committee's default thresholds (``predict``'s), or ``None`` without calibration digits or with views."""
+    try:
+        return committee.thresholds()
+    except (RunFolderError, ValueError):
+        return None
+
+
 @renamed_keyword("method", "voting")
 def evaluate_run(
     run_dir: str | Path,
@@ -297,12 +305,13 @@ def evaluate_run(
         committee = Ensemble.from_records(folder, records, tta=tta, config=config)
         # the scores past the softmax (energy always, mahalanobis where every member has its Gaussian)
         in_scores = {**scores, **ensemble_feature_scores(committee, test.x_test, records=records)}
+        thresholds = _default_thresholds(committee)
         sets = []
         for path, images, read in ood_sets:
             ood_probabilities = committee.view_probabilities(DigitViews(images, tta))
             ood_scores = {name: uncertainty(ood_probabilities, score=name) for name in SCORES}
             ood_scores.update(ensemble_feature_scores(committee, images, records=records))
-            sets.append(ood_section(in_scores, ood_scores, path=str(path), read=read))
+            sets.append(ood_section(in_scores, ood_scores, path=str(path), read=read, thresholds=thresholds))
         report["not_a_digit"] = {"anchors": OOD_ANCHORS, "sets": sets,
                                  "predict_seconds": round(time.perf_counter() - predicting, 2)}
     report["evaluate_seconds"] = round(time.perf_counter() - started, 2)

@@ -363,6 +363,12 @@ def _ood_lines(report: dict[str, Any]) -> list[str]:
                 for name, m in entry["scores"].items()]
         lines += [f"### {entry['path']}", "", f"{entry['n_images']:,} images ({entry['read']}).", "",
                   *_md_table(header, rows, "lrrrrr"), ""]
+        default = entry.get("default_threshold")
+        if default:
+            lines += [f"At the default threshold of `predict` ({default['score']} above {default['threshold']:.4g}, "
+                      f"fixed so that {_pct_or_dash(default['digit_pass'], 1)} of the {default['n_calibration']:,} "
+                      f"calibration digits pass): **{_pct_or_dash(default['flagged'], 1)} of these images flagged "
+                      f"\"not a digit\"**, and {_pct_or_dash(default['digits_flagged'], 2)} of the test digits.", ""]
     anchors = section.get("anchors") or {}
     quoted = [f"{name}: AUROC {_pct_or_dash(values.get('auroc'), 1)}"
               + (f", FPR95 (set positive) {_pct_or_dash(values['fpr_at_tpr_ood_positive'], 0)}"

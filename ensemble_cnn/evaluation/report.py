@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike
 from sklearn.metrics import accuracy_score, confusion_matrix
 
 from ensemble_cnn.evaluation import stats
-from ensemble_cnn.evaluation.ood import ood_metrics
+from ensemble_cnn.evaluation.ood import flagged_share, ood_metrics
 from ensemble_cnn.evaluation.selective import aurc, calibrated_selection, coverage_at_error, \
     curve_aurc, error_at_coverage, error_auroc, oracle_curve, select, threshold_for_error
 from ensemble_cnn.inference.conformal import conformal_quantile, conformity_scores, prediction_sets, set_statistics
@@ -433,7 +433,7 @@ def calibrated_section(calibration_scores: Mapping[str, ArrayLike], calibration_
 
 
 def ood_section(in_scores: Mapping[str, ArrayLike], ood_scores: Mapping[str, ArrayLike], *, path: str,
-                read: str) -> dict[str, Any]:
+                read: str, thresholds: Any = None) -> dict[str, Any]:
     """One "not a digit" set against the test digits: every score's detection metrics.
 
     Parameters
@@ -445,15 +445,26 @@ def ood_section(in_scores: Mapping[str, ArrayLike], ood_scores: Mapping[str, Arr
         Where the set was read (named in the report).
     read : str
         How it was read (:func:`ensemble_cnn.inference.paths.load_image_set`).
+    thresholds : Thresholds, optional
+        The run's default thresholds (:meth:`~ensemble_cnn.inference.ensemble.Ensemble.thresholds`,
+        fixed on its calibration digits): adds ``default_threshold``, what ``predict`` flags.
 
     Returns
     -------
     dict
-        ``path``, ``read``, ``n_images`` and ``scores``: per name, :func:`ensemble_cnn.evaluation.ood.ood_metrics`
+        ``path``, ``read``, ``n_images``, ``default_threshold`` (``score``, ``threshold``,
+        ``digit_pass``, ``n_calibration``, ``flagged``: the share of the set flagged "not a digit",
+        ``digits_flagged``: the share of test digits flagged; ``None`` without thresholds) and ``scores``: per name, :func:`ensemble_cnn.evaluation.ood.ood_metrics`
         at :data:`OOD_TPR` (``auroc``; ``fpr_at_tpr_ood_positive``: the share of digits flagged
         when 95% of the set is, OpenOOD v1.5's convention, the anchors'; ``fpr_at_tpr``: the share
         of the set passing as digits when 95% of the digits pass; ``aupr_in``, ``aupr_out``, ...).
     """
     metrics = {name: ood_metrics(in_scores[name], values, tpr=OOD_TPR) for name, values in ood_scores.items()}
     n_images = next(iter(metrics.values()))["n_ood"] if metrics else 0
-    return {"path": path, "read": read, "n_images": n_images, "scores": metrics}
+    default = None
+    if thresholds is not None and thresholds.ood_score in ood_scores:
+        name, limit = thresholds.ood_score, thresholds.not_a_digit_above
+        default = {"score": name, "threshold": limit, "digit_pass": thresholds.digit_pass,
+                   "n_calibration": thresholds.n_calibration, "flagged": flagged_share(ood_scores[name], limit),
+                   "digits_flagged": flagged_share(in_scores[name], limit)}
+    return {"path": path, "read": read, "n_images": n_images, "default_threshold": default, "scores": metrics}

@@ -502,7 +502,9 @@ class Ensemble:
 
         Every option defaults to :mod:`ensemble_cnn.inference.trust`'s (``coverage`` 0.99,
         ``level`` 0.999, ``score`` "max_probability", ``digit_pass`` 0.995, ``ood_score``
-        :data:`~ensemble_cnn.inference.trust.DEFAULT_OOD_SCORE`).
+        :data:`~ensemble_cnn.inference.trust.DEFAULT_OOD_SCORE` ("energy"), or
+        :data:`~ensemble_cnn.inference.trust.FALLBACK_OOD_SCORE` ("entropy") for a run whose
+        members kept no scores past the softmax on the calibration digits).
 
         Returns
         -------
@@ -511,7 +513,8 @@ class Ensemble:
         Raises
         ------
         RunFolderError
-            The ensemble has no calibration digits (:attr:`calibration_note_` says why).
+            The ensemble has no calibration digits (:attr:`calibration_note_` says why), or
+            ``ood_score`` is a score past the softmax its members kept no calibration scores of.
         ValueError
             Test-time views are set (the calibration digits were seen without them), or an
             option is out of range.
@@ -526,10 +529,21 @@ class Ensemble:
         if self.tta != "none":
             raise ValueError(f"the thresholds were fixed on digits seen without test-time views; load the ensemble "
                              f"with tta='none' (not {self.tta!r}) to judge its answers")
+        kept = self.calibration_.feature_scores or {}
+        name = options.pop("ood_score", None) or (trust.DEFAULT_OOD_SCORE if trust.DEFAULT_OOD_SCORE in kept
+                                                  else trust.FALLBACK_OOD_SCORE)
+        trust.check_ood_score(name)
+        ood_calibration = None
+        if name in trust.FEATURE_SCORE_COLUMNS:
+            if name not in kept:
+                raise RunFolderError(f"{shown(self.run_dir)}: its members kept no {name} scores on the calibration "
+                                     "digits (trained before them); use a softmax ood_score such as "
+                                     f"{trust.FALLBACK_OOD_SCORE!r}")
+            ood_calibration = np.asarray(kept[name], dtype=np.float64).mean(axis=0)
         return trust.fit_thresholds(self.calibration_.probabilities, self.calibration_.labels, voting=self.voting,
-                                    **options)
+                                    ood_score=name, ood_calibration=ood_calibration, **options)
 
-    def judge(self, x: ArrayLike, *, thresholds: Any = None, **options: Any):
+    def judge(self, x: ArrayLike, *, thresholds: Any = None, voting: str | None = None, **options: Any):
         """Each digit's label, conformal label set and "unsure" / "not a digit" flags.
 
         Parameters
@@ -539,6 +553,8 @@ class Ensemble:
         thresholds : Thresholds, optional
             Default: :meth:`thresholds` with ``options`` (``coverage``, ``level``, ``score``,
             ``ood_score``, ``digit_pass``).
+        voting : str, optional
+            The vote that labels the digits; default :attr:`voting`.
 
         Returns
         -------
@@ -546,10 +562,68 @@ class Ensemble:
             ``labels`` equal :meth:`predict`'s; ``sets`` (N, 10) bool, ``unsure``, ``not_a_digit``,
             ``answered`` (N,) bool, ``summary()``.
         """
-        from ensemble_cnn.inference.trust import judge
+        from ensemble_cnn.inference.trust import FEATURE_SCORE_COLUMNS, judge
 
         thresholds = thresholds if thresholds is not None else self.thresholds(**options)
-        return judge(self.member_probabilities(x), thresholds, voting=self.voting)
+        voting = voting or self.voting
+        get_vote(voting)
+        if thresholds.ood_score not in FEATURE_SCORE_COLUMNS:
+            return judge(self.member_probabilities(x), thresholds, voting=voting)
+        if self.tta != "none":
+            raise ValueError(f"the thresholds were fixed on digits seen without test-time views; load the ensemble "
+                             f"with tta='none' (not {self.tta!r}) to judge its answers")
+        # one pass of each member gives its probabilities and its logits (energy) or features (Mahalanobis)
+        probabilities, scores = self.feature_pass(x, fitted=thresholds.ood_score != "energy")
+        if thresholds.ood_score not in scores:
+            raise RunFolderError(f"{shown(self.run_dir)}: not every member has its Gaussian, so no "
+                                 f"{thresholds.ood_score} score")
+        return judge(probabilities, thresholds, voting=voting, ood_scores=scores[thresholds.ood_score])
+
+    def feature_pass(self, x: ArrayLike, *, batch_size: int = 1000, records: Sequence[dict[str, Any]] | None = None,
+                     fitted: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The members' probabilities and the committee's scores past the softmax, in one pass of each member.
+
+        Each member sees the digits under its own input normalization, without test-time views.
+        ``"energy"`` (``-logsumexp`` of the logits) is given for every run; ``"mahalanobis"`` and
+        ``"relative_mahalanobis"`` only when every member has its Gaussian
+        (:mod:`ensemble_cnn.inference.features`). Each committee score is the members' mean.
+
+        Parameters
+        ----------
+        x : array-like of shape (N, 28, 28)
+        batch_size : int, default 1000
+        records : sequence of dict, optional
+            The members' records, in the order of :attr:`names_`; default: read from the folder.
+        fitted : bool, default True
+            Read the members' Gaussians; ``False``: ``energy`` alone, no file read.
+
+        Returns
+        -------
+        probabilities : ndarray of float32, shape (K, N, 10)
+            The members' own outputs (:meth:`member_probabilities` without views).
+        scores : dict of str to ndarray of float64, shape (N,)
+
+        Raises
+        ------
+        RunFolderError
+            A member's Gaussian is unusable (one line naming its file).
+        """
+        from ensemble_cnn.inference.features import FEATURE_SCORES, ensemble_gaussians, member_pass, scores_of
+
+        check_batch_size(batch_size)
+        views = DigitViews(as_digits(x))
+        gaussians = ensemble_gaussians(self, records) if fitted else [None] * len(self.members_)
+        per_member: dict[str, list[np.ndarray]] = {}
+        probabilities = []
+        for member, normalize, gaussian in zip(self.members_, self.normalizations_, gaussians):
+            member_probabilities, features, logits = member_pass(member, views.get(normalize)[0],
+                                                                 batch_size=batch_size)
+            probabilities.append(member_probabilities)
+            for name, values in scores_of(features, logits, gaussian).items():
+                per_member.setdefault(name, []).append(values)
+        complete = {name: values for name, values in per_member.items() if len(values) == len(self.members_)}
+        return (np.stack(probabilities),
+                {name: np.mean(complete[name], axis=0) for name in FEATURE_SCORES if name in complete})
 
     def score(self, x: ArrayLike, y: ArrayLike) -> float:
         """Accuracy of :meth:`predict` on digits ``x`` with labels ``y``.
@@ -568,7 +642,7 @@ class Ensemble:
         return float(np.mean(self.predict(digits) == labels))
 
     # ------------------------------------------------------------------ export
-    def to_keras(self, *, voting: str | None = None):
+    def to_keras(self, *, voting: str | None = None, ood_score: str = DEFAULT_OOD_SCORE):
         """One Keras model holding every member and the vote, with no custom objects and no Lambda layers.
 
         Input: uint8 (N, 28, 28). Outputs: ``vote`` (N, 10), the vote's probabilities,
@@ -576,8 +650,10 @@ class Ensemble:
         :mod:`ensemble_cnn.inference.uncertainty` (higher: less trustworthy), so that a file user
         applies the thresholds of :meth:`thresholds` (written beside the model by ``export``)
         without this package: ``unsure_score``, the default "unsure" score (``max_probability``:
-        one minus the members' largest mean probability), and ``not_a_digit_score``, the default
-        "not a digit" score (:data:`ensemble_cnn.inference.trust.DEFAULT_OOD_SCORE`). For the soft vote,
+        one minus the members' largest mean probability), and ``not_a_digit_score``, the "not a
+        digit" score ``ood_score`` (default :data:`ensemble_cnn.inference.trust.DEFAULT_OOD_SCORE`,
+        ``energy``: the members' mean of ``-logsumexp(logits)``; ``entropy`` and ``max_probability``
+        too). For the soft vote,
         ``vote`` is the members' mean; for the majority vote it is each class's share of
         the votes with the summed probability folded in to break ties,
         ``(votes_c + sum_k p_kc / (K + 1)) / (K + K / (K + 1))``, so its argmax is the
@@ -602,10 +678,15 @@ class Ensemble:
         get_vote(voting)
         ops, layers = keras.ops, keras.layers
         digits = keras.Input(shape=INPUT_SHAPE, dtype="uint8", name="digits")
-        outputs = []
+        if ood_score not in _KERAS_SCORES:
+            raise ValueError(f"ood_score must be one of {', '.join(_KERAS_SCORES)} to be exported, got {ood_score!r}")
+        outputs, energies = [], []
         for name, member in zip(self.names_, self.members_):
-            renamed = keras.Model(member.inputs[0], member.outputs[0], name=name)  # unique names inside the ensemble
-            outputs.append(layers.Identity(dtype="float32", name=f"{name}_probabilities")(renamed(digits)))
+            # unique names inside the ensemble; the member's logits come along for the energy score
+            renamed = keras.Model(member.inputs[0], [member.outputs[0], _logits_of(member, name, layers)], name=name)
+            probabilities, logits = renamed(digits)
+            outputs.append(layers.Identity(dtype="float32", name=f"{name}_probabilities")(probabilities))
+            energies.append(-ops.logsumexp(ops.cast(logits, "float32"), axis=-1))
         k = len(outputs)
         stack = ops.stack(outputs, axis=1) if k > 1 else ops.expand_dims(outputs[0], 1)
         if voting == "soft":
@@ -614,8 +695,9 @@ class Ensemble:
             counts = ops.sum(ops.one_hot(ops.argmax(stack, axis=-1), N_CLASSES), axis=1)
             vote = (counts + ops.sum(stack, axis=1) / (k + 1.0)) / (k + k / (k + 1.0))
         mean = ops.mean(stack, axis=1)
-        scores = {"unsure_score": _keras_score(DEFAULT_SCORE, mean, ops),
-                  "not_a_digit_score": _keras_score(DEFAULT_OOD_SCORE, mean, ops)}
+        energy = ops.mean(ops.stack(energies, axis=1), axis=1) if k > 1 else energies[0]
+        scores = {"unsure_score": _keras_score(DEFAULT_SCORE, mean, energy, ops),
+                  "not_a_digit_score": _keras_score(ood_score, mean, energy, ops)}
         return keras.Model(
             digits,
             {"vote": layers.Identity(name="vote")(vote), "members": layers.Identity(name="members")(stack),
@@ -624,11 +706,31 @@ class Ensemble:
         )
 
 
-def _keras_score(name: str, mean: Any, ops: Any) -> Any:
-    """The score ``name`` of :mod:`ensemble_cnn.inference.uncertainty` in Keras ops, from the members' mean (N, 10)."""
+_KERAS_SCORES = ("max_probability", "entropy", "energy")
+"""The scores :meth:`Ensemble.to_keras` can give as an output."""
+
+
+def _keras_score(name: str, mean: Any, energy: Any, ops: Any) -> Any:
+    """The score ``name`` in Keras ops, from the members' mean probabilities (N, 10) or their mean energy (N,)."""
     if name == "max_probability":
         return 1.0 - ops.max(mean, axis=-1)
     if name == "entropy":
         positive = ops.greater(mean, 0.0)
         return -ops.sum(ops.where(positive, mean * ops.log(ops.where(positive, mean, 1.0)), 0.0), axis=-1)
-    raise ValueError(f"no Keras form of the score {name!r} (exported: max_probability, entropy)")
+    if name == "energy":
+        return energy
+    raise ValueError(f"no Keras form of the score {name!r} (exported: {', '.join(_KERAS_SCORES)})")
+
+
+def _logits_of(member: Any, name: str, layers: Any) -> Any:
+    """The pre-softmax tensor of a member's graph: its head's input, or (a softmax Dense head) a plain Dense
+    copy of the head, with its weights, on the head's input; standard layers only."""
+    import keras
+
+    head = member.layers[-1]
+    if not isinstance(head, keras.layers.Dense):  # Dense + BatchNormalization + Activation("softmax")
+        return head.input
+    copy = layers.Dense(head.units, use_bias=head.use_bias, dtype=head.dtype_policy, name=f"{name}_logits")
+    logits = copy(head.input)
+    copy.set_weights(head.get_weights())
+    return logits

@@ -20,7 +20,7 @@ from ensemble_cnn.data.reader import MAX_JSON_BYTES, RUN_FILES, open_regular, pa
 from ensemble_cnn.deprecation import renamed_keyword
 from ensemble_cnn.inference.ensemble import Ensemble, member_count, refuse_normalized
 from ensemble_cnn.errors import RunFolderError
-from ensemble_cnn.inference.trust import DEFAULT_COVERAGE, DEFAULT_LEVEL
+from ensemble_cnn.inference.trust import DEFAULT_COVERAGE, DEFAULT_LEVEL, DEFAULT_OOD_SCORE
 from ensemble_cnn.inference.vote import get_vote
 from ensemble_cnn.storage import atomic as _atomic
 from ensemble_cnn.storage.outputs import check_clear_of_inputs, shown
@@ -143,8 +143,10 @@ def export_ensemble(
     refuse_normalized([member_stem(i) for i in range(count)],
                       [config.member_config(i).normalize for i in range(count)], where=f"{shown(folder.path)}: ")
     ensemble = Ensemble.load(run_dir, members=members, voting=voting, allow_missing=allow_missing)
-    model = ensemble.to_keras()
-    metadata = json.dumps(export_metadata(ensemble, voting=voting, coverage=coverage, level=level), indent=2)
+    described = export_metadata(ensemble, voting=voting, coverage=coverage, level=level)
+    # the not_a_digit_score output is the score the thresholds were fixed for (energy, or entropy in older runs)
+    model = ensemble.to_keras(ood_score=(described["thresholds"] or {}).get("ood_score", DEFAULT_OOD_SCORE))
+    metadata = json.dumps(described, indent=2)
     if fmt == "keras":
         with _atomic.atomic_path(out, suffix=".keras") as tmp:
             model.save(tmp)

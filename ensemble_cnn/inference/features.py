@@ -44,8 +44,9 @@ from ensemble_cnn.storage.outputs import shown
 from ensemble_cnn.storage.run_folder import RunFolder, member_stem
 
 __all__ = ["FEATURE_SCORES", "GAUSSIAN_FIT_SIZE", "GAUSSIAN_KEYS", "GAUSSIAN_RIDGE", "ClassGaussian",
-           "energy_score", "ensemble_feature_scores", "fit_class_gaussian", "gaussian_arrays", "mahalanobis_score",
-           "member_feature_scores", "member_features", "read_member_gaussian", "relative_mahalanobis_score"]
+           "energy_score", "ensemble_feature_scores", "ensemble_gaussians", "fit_class_gaussian",
+           "gaussian_arrays", "mahalanobis_score", "member_feature_scores", "member_features", "member_pass",
+           "read_member_gaussian", "relative_mahalanobis_score", "scores_of"]
 
 FEATURE_SCORES = FEATURE_SCORE_COLUMNS
 """The scores past the softmax, in the order of a member's ``member_XX_calibration_scores.npy`` columns."""
@@ -102,18 +103,21 @@ def _feature_model(member: Any) -> tuple[Any, Any]:
         raise ValueError(f"{member.name}: no Dense layer before a layer named 'probabilities' (not an ensemble-cnn "
                          "member)")
     last = dense[-1]
+    # the member's own output comes along, so one pass gives its probabilities exactly as it computes them
     if head is last:  # Dense(10, activation="softmax"): the logits are features @ kernel + bias
-        model = keras.Model(member.inputs, last.input, name=f"{member.name}_features")
+        model = keras.Model(member.inputs, [last.input, member.outputs[0]], name=f"{member.name}_features")
         made = (model, last)
     else:  # Dense + BatchNormalization + Activation("softmax"): the logits are the activation's input
-        model = keras.Model(member.inputs, [last.input, head.input], name=f"{member.name}_features")
+        model = keras.Model(member.inputs, [last.input, head.input, member.outputs[0]],
+                            name=f"{member.name}_features")
         made = (model, None)
     _FEATURE_MODELS[member] = made
     return made
 
 
-def member_features(member: Any, digits: np.ndarray, *, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """A member's penultimate features and logits on some digits (inference mode: no dropout).
+def member_pass(member: Any, digits: np.ndarray, *,
+                batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A member's probabilities, penultimate features and logits on some digits, in one pass (inference mode).
 
     Parameters
     ----------
@@ -126,27 +130,35 @@ def member_features(member: Any, digits: np.ndarray, *, batch_size: int = 1000) 
 
     Returns
     -------
+    probabilities : ndarray of float32, shape (N, 10)
+        The member's own output (the same layers, the same pass as its prediction).
     features : ndarray of float32, shape (N, D)
         The input of the member's last Dense layer.
     logits : ndarray of float32, shape (N, 10)
         Its pre-softmax output: ``softmax(logits)`` is the member's probabilities.
     """
     model, dense = _feature_model(member)
-    features, logits = [], []
+    parts: list[list[np.ndarray]] = [[] for _ in model.outputs]
     for start in range(0, len(digits), batch_size):
         out = model.predict_on_batch(digits[start:start + batch_size])
-        if dense is None:
-            features.append(np.asarray(out[0], dtype=np.float32))
-            logits.append(np.asarray(out[1], dtype=np.float32))
-        else:
-            features.append(np.asarray(out, dtype=np.float32))
-    width = int(model.outputs[0].shape[-1])
-    features = np.concatenate(features) if features else np.zeros((0, width), np.float32)
+        for part, array in zip(parts, out):
+            part.append(np.asarray(array, dtype=np.float32))
+    arrays = [np.concatenate(part) if part else np.zeros((0, int(output.shape[-1])), np.float32)
+              for part, output in zip(parts, model.outputs)]
     if dense is None:
-        return features, np.concatenate(logits) if logits else np.zeros((0, N_CLASSES), np.float32)
+        features, logits, probabilities = arrays
+        return probabilities, features, logits
+    features, probabilities = arrays
     kernel = np.asarray(dense.kernel, dtype=np.float32)
     bias = np.asarray(dense.bias, dtype=np.float32) if dense.use_bias else np.float32(0.0)
-    return features, features @ kernel + bias
+    return probabilities, features, features @ kernel + bias
+
+
+def member_features(member: Any, digits: np.ndarray, *, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """A member's penultimate features (N, D) and logits (N, 10) on some digits: :func:`member_pass` without
+    the probabilities."""
+    _, features, logits = member_pass(member, digits, batch_size=batch_size)
+    return features, logits
 
 
 # --------------------------------------------------------------------------- #
@@ -293,6 +305,11 @@ def member_feature_scores(member: Any, digits: np.ndarray, gaussian: ClassGaussi
     member's own input normalization.
     """
     features, logits = member_features(member, digits, batch_size=batch_size)
+    return scores_of(features, logits, gaussian)
+
+
+def scores_of(features: np.ndarray, logits: np.ndarray, gaussian: ClassGaussian | None) -> dict[str, np.ndarray]:
+    """A member's scores past the softmax from its features and logits (``"energy"`` alone without a Gaussian)."""
     scores = {"energy": energy_score(logits)}
     if gaussian is not None:
         scores.update(mahalanobis=mahalanobis_score(features, gaussian),
@@ -382,46 +399,19 @@ def ensemble_feature_scores(ensemble: Any, digits: ArrayLike, *, batch_size: int
                             records: Sequence[dict[str, Any]] | None = None) -> dict[str, np.ndarray]:
     """The committee's scores past the softmax: each the mean over the members of the member's score.
 
-    Each member sees the digits under its own input normalization (as
-    :meth:`~ensemble_cnn.inference.ensemble.Ensemble.member_probabilities`; no test-time
-    views). ``"energy"`` is given for every run; ``"mahalanobis"`` only when every member has
-    its Gaussian (``member_XX_gaussian.npz``: runs trained since these scores).
-
-    Parameters
-    ----------
-    ensemble : Ensemble
-        Loaded from a run folder (:attr:`run_dir` set; :attr:`names_` ``member_XX``).
-    digits : array-like, uint8 (N, 28, 28)
-    batch_size : int, default 1000
-    records : sequence of dict, optional
-        The members' records, in the order of :attr:`names_`; default: read from the folder.
+    :meth:`Ensemble.feature_pass <ensemble_cnn.inference.ensemble.Ensemble.feature_pass>` without the
+    probabilities.
 
     Returns
     -------
     dict of str to ndarray of float64, shape (N,)
         ``{"mahalanobis": ..., "relative_mahalanobis": ..., "energy": ...}``, or ``{"energy": ...}`` for a
         run without Gaussians.
-
-    Raises
-    ------
-    RunFolderError
-        A member's Gaussian is unusable (one line naming its file).
     """
-    from ensemble_cnn.inference.ensemble import DigitViews, as_digits, check_batch_size
-
-    check_batch_size(batch_size)
-    views = DigitViews(as_digits(digits))
-    gaussians = _ensemble_gaussians(ensemble, records)
-    per_member: dict[str, list[np.ndarray]] = {}
-    for member, normalize, gaussian in zip(ensemble.members_, ensemble.normalizations_, gaussians):
-        seen = views.get(normalize)[0]
-        for name, values in member_feature_scores(member, seen, gaussian, batch_size=batch_size).items():
-            per_member.setdefault(name, []).append(values)
-    complete = {name: values for name, values in per_member.items() if len(values) == len(ensemble.members_)}
-    return {name: np.mean(complete[name], axis=0) for name in FEATURE_SCORES if name in complete}
+    return ensemble.feature_pass(digits, batch_size=batch_size, records=records)[1]
 
 
-def _ensemble_gaussians(ensemble: Any, records: Sequence[dict[str, Any]] | None) -> list[ClassGaussian | None]:
+def ensemble_gaussians(ensemble: Any, records: Sequence[dict[str, Any]] | None) -> list[ClassGaussian | None]:
     """Each member's Gaussian (``None`` for a member without one, or an ensemble not read from a run folder)."""
     if ensemble.run_dir is None:
         return [None] * len(ensemble.members_)

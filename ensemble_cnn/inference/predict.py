@@ -36,7 +36,7 @@ from ensemble_cnn.inference.arrays import read_arrays
 from ensemble_cnn.inference.images import read_image
 from ensemble_cnn.inference.paths import classify_path, expand_paths
 from ensemble_cnn.inference.preprocess import NO_INK_LEVEL, has_ink, mnist_style, thumbnail, to_grayscale
-from ensemble_cnn.inference.trust import DEFAULT_COVERAGE, DEFAULT_LEVEL, check_share, judge, set_text
+from ensemble_cnn.inference.trust import DEFAULT_COVERAGE, DEFAULT_LEVEL, check_share, set_text
 from ensemble_cnn.inference.vote import get_vote
 from ensemble_cnn.storage.outputs import OutputPathError, shown
 
@@ -261,11 +261,13 @@ def predict_paths(
     if not names:
         return result
     stack = np.concatenate(digits)
-    probabilities = ensemble.member_probabilities(stack)  # (K, N, 10)
-    labels = rule.labels(probabilities)
+    verdicts = None  # the flags and the probabilities come from one pass of each member
+    if result.thresholds is not None:
+        verdicts = ensemble.judge(stack, thresholds=result.thresholds, voting=voting)
+    probabilities = verdicts.probabilities if verdicts is not None else ensemble.member_probabilities(stack)
+    labels = rule.labels(probabilities)  # (K, N, 10) -> (N,)
     shares = rule.shares(probabilities)
     member_labels = probabilities.argmax(axis=2)  # (K, N)
-    verdicts = judge(probabilities, result.thresholds, voting=voting) if result.thresholds is not None else None
     for i, name in enumerate(names):
         label = int(labels[i])
         trusted = {} if verdicts is None else {
@@ -458,14 +460,16 @@ class ImagePredictor:
             raise NoInkError(f"upload: {str(exc).splitlines()[0]}") from None
         except ValueError as exc:
             raise ValueError(f"upload: {str(exc).splitlines()[0].removeprefix('gray: ')}") from None
-        probabilities = self.ensemble.member_probabilities(digit)  # (K, 1, 10)
+        verdicts = None  # the flags and the probabilities come from one pass of each member
+        if self.thresholds is not None:
+            verdicts = self.ensemble.judge(digit, thresholds=self.thresholds, voting=self.voting)
+        probabilities = verdicts.probabilities if verdicts is not None else self.ensemble.member_probabilities(digit)
         rule = get_vote(self.voting)
         label = int(rule.labels(probabilities)[0])
         shares = rule.shares(probabilities)[0]
         member_labels = probabilities[:, 0].argmax(axis=1)
         trusted = {"set": None, "unsure": None, "not_a_digit": None, "verdict": None}
-        if self.thresholds is not None:
-            verdicts = judge(probabilities, self.thresholds, voting=self.voting)
+        if verdicts is not None:
             unsure, foreign = bool(verdicts.unsure[0]), bool(verdicts.not_a_digit[0])
             trusted = {"set": [int(c) for c in np.flatnonzero(verdicts.sets[0])], "unsure": unsure,
                        "not_a_digit": foreign,

@@ -12,7 +12,8 @@ training digits that no member trained on, with every member's probabilities on 
 * **set** -- the split-conformal label set at ``level`` (default :data:`DEFAULT_LEVEL`, 99.9%):
   it holds the true label of a digit drawn like the calibration digits with probability at
   least ``level`` (:mod:`ensemble_cnn.inference.conformal`, LAC on the soft vote's mean);
-* **not a digit** -- the ``ood_score`` (default :data:`DEFAULT_OOD_SCORE`) is above the
+* **not a digit** -- the ``ood_score`` (default :data:`DEFAULT_OOD_SCORE`, ``energy`` on the members'
+  logits; :data:`FALLBACK_OOD_SCORE` for a run trained before the members kept it) is above the
   threshold that lets ``digit_pass`` of the calibration digits through (default
   :data:`DEFAULT_DIGIT_PASS`, 99.5%): so about 0.5% of real digits are flagged too.
 
@@ -28,12 +29,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ensemble_cnn.storage.calibration import FEATURE_SCORE_COLUMNS
 from ensemble_cnn.inference.conformal import conformal_quantile, conformity_scores, prediction_sets
-from ensemble_cnn.inference.uncertainty import DEFAULT_SCORE, get_score
+from ensemble_cnn.inference.uncertainty import DEFAULT_SCORE, SCORE_NAMES, get_score
 from ensemble_cnn.inference.vote import get_vote, soft_shares
 
 __all__ = ["CONFORMAL_METHOD", "DEFAULT_COVERAGE", "DEFAULT_DIGIT_PASS", "DEFAULT_LEVEL", "DEFAULT_OOD_SCORE",
-           "Thresholds", "Verdicts", "check_share", "fit_thresholds", "judge", "set_text"]
+           "FALLBACK_OOD_SCORE", "OOD_SCORES", "Thresholds", "Verdicts", "check_ood_score", "check_share",
+           "fit_thresholds", "judge", "set_text"]
 
 DEFAULT_COVERAGE = 0.99
 """Share of calibration digits answered (not "unsure") at the default threshold."""
@@ -41,12 +44,40 @@ DEFAULT_LEVEL = 0.999
 """Conformal level of the label sets: each holds the true label with at least this probability."""
 DEFAULT_DIGIT_PASS = 0.995
 """Share of calibration digits that pass the "not a digit" test (the issue's target: >= 99.5% of real digits)."""
-DEFAULT_OOD_SCORE = "entropy"
+DEFAULT_OOD_SCORE = "energy"
 """The "not a digit" score, chosen on Fashion-MNIST's *training* images against calibration digits
-(docs/uncertainty.md): of the softmax scores, the one that flags the most of them at
-:data:`DEFAULT_DIGIT_PASS` (mutual information ranks them better overall, AUROC, but flags fewer there)."""
+(docs/uncertainty.md): the one that flags the most of them at :data:`DEFAULT_DIGIT_PASS` (74% against
+66% for relative Mahalanobis, which ranks them better overall, and 58% for the best softmax score).
+A score past the softmax (:data:`ensemble_cnn.storage.calibration.FEATURE_SCORE_COLUMNS`): it needs
+the members' scores on the calibration digits, kept by runs trained since these scores."""
+FALLBACK_OOD_SCORE = "entropy"
+"""The "not a digit" score of a run without the members' calibration scores (the best softmax score there)."""
 CONFORMAL_METHOD = "lac"
 """The conformity score of the label sets (:data:`ensemble_cnn.inference.conformal.CONFORMITY_SCORES`)."""
+
+
+OOD_SCORES = (*SCORE_NAMES, *FEATURE_SCORE_COLUMNS)
+"""Every "not a digit" score: the softmax scores and the scores past the softmax."""
+
+
+def check_ood_score(name: object) -> str:
+    """``name`` if it is in :data:`OOD_SCORES`, else a one-line ValueError naming the choices."""
+    if not isinstance(name, str) or name not in OOD_SCORES:
+        raise ValueError(f"ood_score must be one of {', '.join(OOD_SCORES)}, got {name!r}")
+    return name
+
+
+def _ood_values(name: str, probabilities: np.ndarray, given: ArrayLike | None, what: str) -> np.ndarray:
+    """The "not a digit" score ``name`` of some digits: from the probabilities (a softmax score) or ``given``."""
+    if name in SCORE_NAMES:
+        return get_score(name).function(probabilities)
+    if given is None:
+        raise ValueError(f"ood_score {name!r} is a score past the softmax: pass its values on the {what} digits")
+    values = np.asarray(given, dtype=np.float64)
+    if values.shape != (probabilities.shape[1],) or not np.isfinite(values).all():
+        raise ValueError(f"{name} scores of the {what} digits must be {probabilities.shape[1]} finite numbers, "
+                         f"got shape {values.shape}")
+    return values
 
 
 def check_share(value: object, name: str) -> float:
@@ -129,6 +160,8 @@ class Verdicts:
         Score above the threshold, or an empty set.
     not_a_digit : ndarray of bool, shape (N,)
     thresholds : Thresholds
+    probabilities : ndarray of float32, shape (K, N, 10)
+        The members' probabilities the verdicts came from.
     """
 
     labels: np.ndarray
@@ -138,6 +171,7 @@ class Verdicts:
     unsure: np.ndarray
     not_a_digit: np.ndarray
     thresholds: Thresholds
+    probabilities: np.ndarray
 
     @property
     def answered(self) -> np.ndarray:
@@ -159,7 +193,8 @@ def set_text(row: ArrayLike) -> str:
 
 def fit_thresholds(probabilities: ArrayLike, labels: ArrayLike, *, voting: str = "majority",
                    score: str = DEFAULT_SCORE, coverage: float = DEFAULT_COVERAGE, level: float = DEFAULT_LEVEL,
-                   ood_score: str = DEFAULT_OOD_SCORE, digit_pass: float = DEFAULT_DIGIT_PASS) -> Thresholds:
+                   ood_score: str = DEFAULT_OOD_SCORE, digit_pass: float = DEFAULT_DIGIT_PASS,
+                   ood_calibration: ArrayLike | None = None) -> Thresholds:
     """Fix the three thresholds on calibration digits.
 
     Parameters
@@ -171,10 +206,15 @@ def fit_thresholds(probabilities: ArrayLike, labels: ArrayLike, *, voting: str =
         Their true labels.
     voting : str, default "majority"
         The vote whose answers are judged (recorded only; the scores do not depend on it).
-    score, ood_score : str
-        Names in :data:`~ensemble_cnn.inference.uncertainty.SCORES`.
+    score : str
+        A name in :data:`~ensemble_cnn.inference.uncertainty.SCORES`.
+    ood_score : str
+        A name in :data:`OOD_SCORES`; a score past the softmax needs ``ood_calibration``.
     coverage, digit_pass, level : float
         In (0, 1).
+    ood_calibration : array-like of shape (M,), optional
+        The committee's ``ood_score`` on the calibration digits, for a score past the softmax
+        (the members' mean, :attr:`~ensemble_cnn.storage.calibration.CalibrationSet.feature_scores`).
 
     Returns
     -------
@@ -187,7 +227,7 @@ def fit_thresholds(probabilities: ArrayLike, labels: ArrayLike, *, voting: str =
         probabilities or labels.
     """
     get_vote(voting)
-    unsure_rule, ood_rule = get_score(score), get_score(ood_score)
+    unsure_rule, ood_score = get_score(score), check_ood_score(ood_score)
     coverage, level = check_share(coverage, "coverage"), check_share(level, "level")
     digit_pass = check_share(digit_pass, "digit_pass")
     from ensemble_cnn.evaluation.selective import threshold_for_coverage  # scikit-learn: imported when used
@@ -198,14 +238,16 @@ def fit_thresholds(probabilities: ArrayLike, labels: ArrayLike, *, voting: str =
     unsure_scores = unsure_rule.function(proba)
     unsure_above = threshold_for_coverage(unsure_scores, coverage)
     set_threshold = conformal_quantile(conformity_scores(soft_shares(proba), labels, method=CONFORMAL_METHOD), level)
-    not_a_digit_above = threshold_for_coverage(ood_rule.function(proba), digit_pass)
+    not_a_digit_above = threshold_for_coverage(_ood_values(ood_score, proba, ood_calibration, "calibration"),
+                                               digit_pass)
     return Thresholds(score=score, coverage=coverage, unsure_above=unsure_above, level=level,
                       set_threshold=set_threshold, ood_score=ood_score, digit_pass=digit_pass,
                       not_a_digit_above=not_a_digit_above, n_calibration=int(proba.shape[1]),
                       calibration_coverage=float(np.mean(unsure_scores <= unsure_above)))
 
 
-def judge(probabilities: ArrayLike, thresholds: Thresholds, *, voting: str = "majority") -> Verdicts:
+def judge(probabilities: ArrayLike, thresholds: Thresholds, *, voting: str = "majority",
+          ood_scores: ArrayLike | None = None) -> Verdicts:
     """Apply ``thresholds`` to digits: their labels, conformal sets and flags.
 
     Parameters
@@ -216,6 +258,8 @@ def judge(probabilities: ArrayLike, thresholds: Thresholds, *, voting: str = "ma
     thresholds : Thresholds
     voting : str, default "majority"
         The vote that labels the digits.
+    ood_scores : array-like of shape (N,), optional
+        The committee's ``thresholds.ood_score`` on the digits, when it is a score past the softmax.
 
     Returns
     -------
@@ -225,7 +269,8 @@ def judge(probabilities: ArrayLike, thresholds: Thresholds, *, voting: str = "ma
     labels = get_vote(voting).labels(proba).astype(np.int64)
     sets = prediction_sets(soft_shares(proba), thresholds.set_threshold, method=CONFORMAL_METHOD)
     scores = get_score(thresholds.score).function(proba)
-    ood_scores = get_score(thresholds.ood_score).function(proba)
+    ood_values = _ood_values(thresholds.ood_score, proba, ood_scores, "judged")
     unsure = (scores > thresholds.unsure_above) | ~sets.any(axis=1)
-    return Verdicts(labels=labels, sets=sets, scores=scores, ood_scores=ood_scores, unsure=unsure,
-                    not_a_digit=ood_scores > thresholds.not_a_digit_above, thresholds=thresholds)
+    return Verdicts(labels=labels, sets=sets, scores=scores, ood_scores=ood_values, unsure=unsure,
+                    not_a_digit=ood_values > thresholds.not_a_digit_above, thresholds=thresholds,
+                    probabilities=proba)
