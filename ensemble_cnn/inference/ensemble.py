@@ -617,7 +617,7 @@ class Ensemble:
         probabilities = []
         for member, normalize, gaussian in zip(self.members_, self.normalizations_, gaussians):
             member_probabilities, features, logits = member_pass(member, views.get(normalize)[0],
-                                                                 batch_size=batch_size)
+                                                                 batch_size=batch_size, features=fitted)
             probabilities.append(member_probabilities)
             for name, values in scores_of(features, logits, gaussian).items():
                 per_member.setdefault(name, []).append(values)
@@ -667,6 +667,8 @@ class Ensemble:
         """
         import keras
 
+        from ensemble_cnn.inference.features import logits_tensor
+
         if self.tta != "none":
             raise ValueError(f"to_keras exports the members without test-time augmentation (tta={self.tta!r}); "
                              "load the ensemble with tta='none'")
@@ -683,7 +685,8 @@ class Ensemble:
         outputs, energies = [], []
         for name, member in zip(self.names_, self.members_):
             # unique names inside the ensemble; the member's logits come along for the energy score
-            renamed = keras.Model(member.inputs[0], [member.outputs[0], _logits_of(member, name, layers)], name=name)
+            logits = logits_tensor(member, name=f"{name}_logits")
+            renamed = keras.Model(member.inputs[0], [member.outputs[0], logits], name=name)
             probabilities, logits = renamed(digits)
             outputs.append(layers.Identity(dtype="float32", name=f"{name}_probabilities")(probabilities))
             energies.append(-ops.logsumexp(ops.cast(logits, "float32"), axis=-1))
@@ -720,17 +723,3 @@ def _keras_score(name: str, mean: Any, energy: Any, ops: Any) -> Any:
     if name == "energy":
         return energy
     raise ValueError(f"no Keras form of the score {name!r} (exported: {', '.join(_KERAS_SCORES)})")
-
-
-def _logits_of(member: Any, name: str, layers: Any) -> Any:
-    """The pre-softmax tensor of a member's graph: its head's input, or (a softmax Dense head) a plain Dense
-    copy of the head, with its weights, on the head's input; standard layers only."""
-    import keras
-
-    head = member.layers[-1]
-    if not isinstance(head, keras.layers.Dense):  # Dense + BatchNormalization + Activation("softmax")
-        return head.input
-    copy = layers.Dense(head.units, use_bias=head.use_bias, dtype=head.dtype_policy, name=f"{name}_logits")
-    logits = copy(head.input)
-    copy.set_weights(head.get_weights())
-    return logits

@@ -45,7 +45,8 @@ from ensemble_cnn.storage.run_folder import RunFolder, member_stem
 
 __all__ = ["FEATURE_SCORES", "GAUSSIAN_FIT_SIZE", "GAUSSIAN_KEYS", "GAUSSIAN_RIDGE", "ClassGaussian",
            "energy_score", "ensemble_feature_scores", "ensemble_gaussians", "fit_class_gaussian",
-           "gaussian_arrays", "mahalanobis_score", "member_feature_scores", "member_features", "member_pass",
+           "gaussian_arrays", "logits_tensor", "mahalanobis_score", "member_feature_scores", "member_features",
+           "member_pass",
            "read_member_gaussian", "relative_mahalanobis_score", "scores_of"]
 
 FEATURE_SCORES = FEATURE_SCORE_COLUMNS
@@ -56,7 +57,7 @@ GAUSSIAN_FIT_SIZE = 10_000
 """Most training originals a member's Gaussian is fitted on (a seeded draw from the member's seed)."""
 GAUSSIAN_RIDGE = 1e-6
 """The shared covariance's ridge, relative to its mean variance: ``cov + GAUSSIAN_RIDGE * trace(cov) / D * I``."""
-_FEATURE_MODELS: "weakref.WeakKeyDictionary[Any, tuple[Any, Any]]" = weakref.WeakKeyDictionary()
+_FEATURE_MODELS: "weakref.WeakKeyDictionary[Any, dict[bool, Any]]" = weakref.WeakKeyDictionary()
 
 
 class ClassGaussian(NamedTuple):
@@ -84,39 +85,52 @@ class ClassGaussian(NamedTuple):
 # --------------------------------------------------------------------------- #
 # A member's features and logits
 # --------------------------------------------------------------------------- #
-def _feature_model(member: Any) -> tuple[Any, Any]:
-    """A sub-model of ``member`` giving (features, pre-softmax output), and the Dense layer whose input they are.
+def logits_tensor(member: Any, *, name: str | None = None) -> Any:
+    """The pre-softmax tensor of a member's graph, standard layers only (the exported model uses it too).
 
-    The head is either ``Dense(10, softmax, name="probabilities")`` (features: its input; the
-    logits are computed from its kernel and bias) or ``Dense(10, use_bias=False)`` +
-    ``BatchNormalization`` + ``Activation(softmax, name="probabilities")`` (the logits: the
-    activation's input). Built once per member (a weak cache: it goes with the member).
+    The head is either ``Dense(10, softmax, name="probabilities")`` (the logits: a plain Dense copy
+    of it, with its weights, on its input, named ``name`` or ``<member>_logits``) or
+    ``Dense(10, use_bias=False)`` + ``BatchNormalization`` + ``Activation(softmax,
+    name="probabilities")`` (the logits: the activation's input).
     """
-    cached = _FEATURE_MODELS.get(member)
-    if cached is not None:
-        return cached
+    import keras
+
+    head = member.layers[-1]
+    if head.name != "probabilities":
+        raise ValueError(f"{member.name}: no layer named 'probabilities' at the end (not an ensemble-cnn member)")
+    if not isinstance(head, keras.layers.Dense):
+        return head.input
+    copy = keras.layers.Dense(head.units, use_bias=head.use_bias, dtype=head.dtype_policy,
+                              name=name or f"{member.name}_logits")
+    logits = copy(head.input)
+    copy.set_weights(head.get_weights())
+    return logits
+
+
+def _feature_model(member: Any, *, features: bool) -> Any:
+    """A sub-model of ``member`` giving ``[features,] logits, probabilities`` in one pass (cached per member).
+
+    ``features``: the input of its last Dense layer; the logits: :func:`logits_tensor`; the
+    probabilities: the member's own output, so one pass gives them exactly as it computes them.
+    Built once per member and variant (a weak cache: it goes with the member).
+    """
+    cached = _FEATURE_MODELS.setdefault(member, {})
+    if features in cached:
+        return cached[features]
     import keras
 
     dense = [layer for layer in member.layers if isinstance(layer, keras.layers.Dense)]
-    head = member.layers[-1]
-    if not dense or head.name != "probabilities":
-        raise ValueError(f"{member.name}: no Dense layer before a layer named 'probabilities' (not an ensemble-cnn "
-                         "member)")
-    last = dense[-1]
-    # the member's own output comes along, so one pass gives its probabilities exactly as it computes them
-    if head is last:  # Dense(10, activation="softmax"): the logits are features @ kernel + bias
-        model = keras.Model(member.inputs, [last.input, member.outputs[0]], name=f"{member.name}_features")
-        made = (model, last)
-    else:  # Dense + BatchNormalization + Activation("softmax"): the logits are the activation's input
-        model = keras.Model(member.inputs, [last.input, head.input, member.outputs[0]],
-                            name=f"{member.name}_features")
-        made = (model, None)
-    _FEATURE_MODELS[member] = made
-    return made
+    if not dense:
+        raise ValueError(f"{member.name}: no Dense layer (not an ensemble-cnn member)")
+    outputs = [logits_tensor(member), member.outputs[0]]
+    model = keras.Model(member.inputs, [dense[-1].input, *outputs] if features else outputs,
+                        name=f"{member.name}_{'features' if features else 'logits'}")
+    cached[features] = model
+    return model
 
 
-def member_pass(member: Any, digits: np.ndarray, *,
-                batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def member_pass(member: Any, digits: np.ndarray, *, batch_size: int = 1000,
+                features: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """A member's probabilities, penultimate features and logits on some digits, in one pass (inference mode).
 
     Parameters
@@ -127,17 +141,19 @@ def member_pass(member: Any, digits: np.ndarray, *,
     digits : ndarray of uint8, shape (N, 28, 28)
         As the member takes them (its input normalization already applied).
     batch_size : int, default 1000
+    features : bool, default True
+        Also return the penultimate features (``False``: ``None`` in their place, a lighter pass).
 
     Returns
     -------
     probabilities : ndarray of float32, shape (N, 10)
         The member's own output (the same layers, the same pass as its prediction).
-    features : ndarray of float32, shape (N, D)
+    features : ndarray of float32, shape (N, D), or None
         The input of the member's last Dense layer.
     logits : ndarray of float32, shape (N, 10)
         Its pre-softmax output: ``softmax(logits)`` is the member's probabilities.
     """
-    model, dense = _feature_model(member)
+    model = _feature_model(member, features=features)
     parts: list[list[np.ndarray]] = [[] for _ in model.outputs]
     for start in range(0, len(digits), batch_size):
         out = model.predict_on_batch(digits[start:start + batch_size])
@@ -145,13 +161,11 @@ def member_pass(member: Any, digits: np.ndarray, *,
             part.append(np.asarray(array, dtype=np.float32))
     arrays = [np.concatenate(part) if part else np.zeros((0, int(output.shape[-1])), np.float32)
               for part, output in zip(parts, model.outputs)]
-    if dense is None:
-        features, logits, probabilities = arrays
-        return probabilities, features, logits
-    features, probabilities = arrays
-    kernel = np.asarray(dense.kernel, dtype=np.float32)
-    bias = np.asarray(dense.bias, dtype=np.float32) if dense.use_bias else np.float32(0.0)
-    return probabilities, features, features @ kernel + bias
+    if features:
+        found, logits, probabilities = arrays
+        return probabilities, found, logits
+    logits, probabilities = arrays
+    return probabilities, None, logits
 
 
 def member_features(member: Any, digits: np.ndarray, *, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
@@ -391,8 +405,7 @@ def read_member_gaussian(folder: RunFolder, record: dict[str, Any], *, dims: int
 
 def _feature_width(member: Any) -> int:
     """D: the width of a member's penultimate features (its last Dense layer's input)."""
-    model, _ = _feature_model(member)
-    return int(model.outputs[0].shape[-1])
+    return int(_feature_model(member, features=True).outputs[0].shape[-1])
 
 
 def ensemble_feature_scores(ensemble: Any, digits: ArrayLike, *, batch_size: int = 1000,
