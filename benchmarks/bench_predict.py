@@ -8,7 +8,9 @@ NumPy, and (b) the model ``ensemble-cnn export`` writes (every member and the vo
 one Keras graph), both in this process; then the latency of one digit (the median of
 50 calls) for each.
 Figures are digits per second (best of ``--repeat``); the ratio is (b) over (a),
-measured in the same run. The CPU class is printed with them.
+measured in the same run. The CPU class is printed with them. For a run with calibration digits,
+also :meth:`Ensemble.judge` (labels, conformal sets, unsure / not-a-digit flags, one pass of each
+member) against ``Ensemble.predict``, and what its default flags do on the test digits.
 
     python benchmarks/bench_predict.py --run artifacts/runs/RUN --memory 1000 [--megapixels 36] [--image-format jpeg]
 
@@ -142,6 +144,21 @@ def main() -> None:
     lat_single = latency_ms(lambda: exported_predict(digit))
     print(f"one digit: Ensemble.predict {lat_members:.1f} ms, exported model {lat_single:.1f} ms (median of 50)")
     assert np.array_equal(ensemble.predict(x[:1000]), exported_predict(x[:1000]).argmax(1))
+    if ensemble.calibration_ is None:
+        print(f"no judge timing: {ensemble.calibration_note_}")
+        return
+    thresholds = ensemble.thresholds()  # fixed once, as predict and serve do
+    judged = best_rate(lambda: ensemble.judge(x, thresholds=thresholds), len(x), args.repeat)
+    print(f"Ensemble.judge (labels, sets, flags):  {judged:10,.0f} digits/s   "
+          f"({100 * (one_by_one / judged - 1):+.1f}% time against Ensemble.predict)")
+    verdicts = ensemble.judge(x, thresholds=thresholds)
+    y = load_mnist(args.data).y_test
+    wrong = verdicts.labels != y
+    sizes = verdicts.sets.sum(axis=1)
+    print(f"{thresholds.describe()}\n{verdicts.summary()}; errors {int(wrong.sum())} in all, "
+          f"{int((wrong & verdicts.answered).sum())} among the answered; sets cover "
+          f"{100 * verdicts.sets[np.arange(len(y)), y].mean():.2f}% of the true labels, mean size {sizes.mean():.3f}, "
+          f"{int((sizes == 0).sum())} empty")
 
 
 if __name__ == "__main__":
