@@ -65,6 +65,7 @@ class StandInPredictor:
     def __init__(self, *, delay: float = 0.0):
         self.delay = delay
         self.fail_with: BaseException | None = None
+        self.verdict: dict = {}  # set, unsure, not_a_digit, verdict: what a run with calibration digits adds
         self.answers: list[dict] = []
         self.images: list[bytes] = []
         self.calls = 0
@@ -84,7 +85,7 @@ class StandInPredictor:
                 time.sleep(self.delay)
             if self.fail_with is not None:
                 raise self.fail_with
-            answer = stand_in_answer(data)
+            answer = {**stand_in_answer(data), **self.verdict}
             self.images.append(data)
             self.answers.append(answer)
             return answer

@@ -161,6 +161,7 @@ def page(driver, url, predictor):
     driver.set_window_size(1100, 900)
     predictor.delay = 0.0
     predictor.fail_with = None
+    predictor.verdict = {}
     driver.get(url)
     wait_for_status(driver, "ready")
     driver.get_log("browser")  # start each test with an empty console
@@ -251,6 +252,28 @@ def test_drawing_shows_the_members_vote(page, predictor, tmp_path):
     if target:
         target_path = Path(target) if Path(target).is_absolute() else REPO_ROOT / target
         save_screenshot(driver, target_path, url=os.environ.get("ENSEMBLE_CNN_SCREENSHOT_URL"))
+
+
+@pytest.mark.parametrize("verdict, shown, flagged", [
+    ({"set": [4, 9], "unsure": True, "not_a_digit": False, "verdict": "unsure"}, "unsure: could be 4 or 9", True),
+    ({"set": [], "unsure": True, "not_a_digit": False, "verdict": "unsure"}, "unsure: no label fits well", True),
+    ({"set": [7], "unsure": True, "not_a_digit": True, "verdict": "not a digit"}, "this does not look like a digit",
+     True),
+    ({"set": [7], "unsure": False, "not_a_digit": False, "verdict": "answered"}, "answered", False),
+    ({"set": [1, 7], "unsure": False, "not_a_digit": False, "verdict": "answered"},
+     "answered; the set: could be 1 or 7", False),
+    ({}, "", False),  # a run without calibration digits: no verdict
+], ids=["unsure", "empty set", "not a digit", "answered", "answered, two labels", "no calibration"])
+def test_the_page_shows_the_verdict(page, predictor, verdict, shown, flagged):
+    from selenium.webdriver.common.by import By
+
+    predictor.verdict = verdict
+    draw(page)
+    wait_for_label(page)
+    note = page.find_element(By.ID, "verdict")
+    assert note.text == shown and ("flagged" in note.get_attribute("class")) == flagged
+    page.find_element(By.ID, "clear").click()
+    assert note.text == ""
 
 
 def test_clear_empties_the_result(page):
@@ -420,6 +443,12 @@ def test_drawing_on_the_real_model(trained_run, tmp_path):
         agree = sum(m["label"] == answer["label"] for m in answer["members"])
         assert driver.find_element(By.ID, "agreement").text == f"{agree} of 3 members say {answer['label']}"
         assert input28_shown(driver) == answer["input"]
+        # the verdict fixed on the run's calibration digits, as the server gave it
+        verdict = driver.find_element(By.ID, "verdict")
+        assert answer["verdict"] in ("answered", "unsure", "not a digit")
+        expected = {"answered": "answered", "unsure": "unsure", "not a digit": "this does not look like a digit"}
+        assert verdict.text.startswith(expected[answer["verdict"]]), (verdict.text, answer)
+        assert ("flagged" in verdict.get_attribute("class")) == (answer["verdict"] != "answered")
         assert console_errors(driver) == []
     finally:
         driver.quit()
