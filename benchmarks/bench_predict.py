@@ -134,7 +134,8 @@ def main() -> None:
           f"{available_cores()} cores, {cpu_class()}", flush=True)
     one_by_one = best_rate(lambda: ensemble.predict(x), len(x), args.repeat)
     def exported_predict(digits):
-        return np.concatenate([exported.predict_on_batch(digits[i:i + 1000])["vote"] for i in range(0, len(digits), 1000)])
+        return np.concatenate([exported.predict_on_batch(digits[i:i + 1000])["vote"]
+                               for i in range(0, len(digits), 1000)])
 
     single = best_rate(lambda: exported_predict(x), len(x), args.repeat)
     print(f"members one by one (Ensemble.predict): {one_by_one:10,.0f} digits/s")

@@ -14,7 +14,8 @@ from click.core import ParameterSource
 from augment import LIMITS, TRANSFORMS as TRANSFORM_NAMES
 from augment import NORMALIZATIONS, TTA_VIEWS, Distortion
 from ensemble_cnn.config import (
-    AUGMENTATIONS, BACKENDS, CHECKPOINTS, HOLDOUT_CHOICES, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_MEMBERS, MAX_SEED, MAX_VAL_SIZE,
+    AUGMENTATIONS, BACKENDS, CHECKPOINTS, HOLDOUT_CHOICES, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_MEMBERS, MAX_SEED,
+    MAX_VAL_SIZE,
     MAX_WIDTH, MODES, PRECISIONS, PRESETS, SCHEDULES, field_default, option_name,
 )
 from ensemble_cnn.errors import EnsembleCnnError, OutputPathError

@@ -454,7 +454,8 @@ def ood_section(in_scores: Mapping[str, ArrayLike], ood_scores: Mapping[str, Arr
     dict
         ``path``, ``read``, ``n_images``, ``default_threshold`` (``score``, ``threshold``,
         ``digit_pass``, ``n_calibration``, ``flagged``: the share of the set flagged "not a digit",
-        ``digits_flagged``: the share of test digits flagged; ``None`` without thresholds) and ``scores``: per name, :func:`ensemble_cnn.evaluation.ood.ood_metrics`
+        ``digits_flagged``: the share of test digits flagged; ``None`` without thresholds) and ``scores``:
+        per name, :func:`ensemble_cnn.evaluation.ood.ood_metrics`
         at :data:`OOD_TPR` (``auroc``; ``fpr_at_tpr_ood_positive``: the share of digits flagged
         when 95% of the set is, OpenOOD v1.5's convention, the anchors'; ``fpr_at_tpr``: the share
         of the set passing as digits when 95% of the digits pass; ``aupr_in``, ``aupr_out``, ...).

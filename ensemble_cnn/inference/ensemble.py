@@ -526,9 +526,7 @@ class Ensemble:
         options = {name: value for name, value in options.items() if value is not None}
         if self.calibration_ is None:
             raise RunFolderError(self.calibration_note_)
-        if self.tta != "none":
-            raise ValueError(f"the thresholds were fixed on digits seen without test-time views; load the ensemble "
-                             f"with tta='none' (not {self.tta!r}) to judge its answers")
+        self._refuse_views()
         kept = self.calibration_.feature_scores or {}
         name = options.pop("ood_score", None) or (trust.DEFAULT_OOD_SCORE if trust.DEFAULT_OOD_SCORE in kept
                                                   else trust.FALLBACK_OOD_SCORE)
@@ -542,6 +540,12 @@ class Ensemble:
             ood_calibration = np.asarray(kept[name], dtype=np.float64).mean(axis=0)
         return trust.fit_thresholds(self.calibration_.probabilities, self.calibration_.labels, voting=self.voting,
                                     ood_score=name, ood_calibration=ood_calibration, **options)
+
+    def _refuse_views(self) -> None:
+        """A one-line ValueError when test-time views are set: the thresholds hold for the plain digits only."""
+        if self.tta != "none":
+            raise ValueError(f"the thresholds were fixed on digits seen without test-time views; load the ensemble "
+                             f"with tta='none' (not {self.tta!r}) to judge its answers")
 
     def judge(self, x: ArrayLike, *, thresholds: Any = None, voting: str | None = None, **options: Any):
         """Each digit's label, conformal label set and "unsure" / "not a digit" flags.
@@ -569,9 +573,7 @@ class Ensemble:
         get_vote(voting)
         if thresholds.ood_score not in FEATURE_SCORE_COLUMNS:
             return judge(self.member_probabilities(x), thresholds, voting=voting)
-        if self.tta != "none":
-            raise ValueError(f"the thresholds were fixed on digits seen without test-time views; load the ensemble "
-                             f"with tta='none' (not {self.tta!r}) to judge its answers")
+        self._refuse_views()
         # one pass of each member gives its probabilities and its logits (energy) or features (Mahalanobis)
         probabilities, scores = self.feature_pass(x, fitted=thresholds.ood_score != "energy")
         if thresholds.ood_score not in scores:

@@ -51,7 +51,7 @@ PREVIEW_ITEMS = 40
 """Most inputs a preview draws (the first ones); only they keep a thumbnail."""
 CSV_COLUMNS = ("path", "label", "confidence", "vote_share", "member_labels", *(f"p{c}" for c in range(10)),
                "set", "unsure", "not_a_digit")
-"""The CSV header; the last three (:mod:`ensemble_cnn.inference.trust`) are empty for a run without calibration digits."""
+"""The CSV header; the last three (:mod:`ensemble_cnn.inference.trust`) are empty without calibration digits."""
 
 
 @dataclass

@@ -47,8 +47,8 @@ from ensemble_cnn.storage.hashing import sha256_arrays, sha256_file
 from ensemble_cnn.storage.outputs import shown
 from ensemble_cnn.storage.run_folder import RunFolder, member_stem
 
-__all__ = ["CALIBRATION_NAME", "FEATURE_SCORE_COLUMNS", "LABELS_NAME", "CalibrationSet", "calibration_record", "read_calibration",
-           "write_calibration_set"]
+__all__ = ["CALIBRATION_NAME", "FEATURE_SCORE_COLUMNS", "LABELS_NAME", "CalibrationSet", "calibration_record",
+           "read_calibration", "write_calibration_set"]
 
 CALIBRATION_NAME = "calibration.json"
 LABELS_NAME = "calibration_labels.npy"
