@@ -1,14 +1,15 @@
-""""Not a digit" past the softmax: Mahalanobis and energy beside the softmax scores, on Fashion-MNIST.
+""""Not a digit" past the softmax: Mahalanobis, energy and ink area beside the softmax scores, on Fashion-MNIST.
 
-    python benchmarks/ood_scores.py --run /tmp/wtM-run --fit \\
+    python benchmarks/ood_scores.py --run artifacts/runs/nielsen-k5-s0 \\
         --fashion /usr/share/datasets/fashion-mnist --mnist /work/shared/data/mnist.npz
 
 ``--run``: a run folder trained with ``--holdout shared`` (its calibration digits fix the
-thresholds). ``--fit``: members without a Gaussian get one fitted, as training now does
-(:func:`ensemble_cnn.training.member.fit_member_gaussian`: 10,000 of the member's own
-undistorted training originals, drawn from its seed), written into the run folder with its
-sha256 in the member's record, and the member's scores on the calibration digits beside it.
-It WRITES into ``--run``: point it at a copy of a run that is an input elsewhere.
+thresholds); it is only read. Members without a Gaussian (trained before them) get one
+fitted in memory, as training does (:func:`ensemble_cnn.training.member.fit_member_gaussian`:
+10,000 of the member's own undistorted training originals, drawn from its seed).
+``--fit-into NEW``: also keep them: ``--run`` is copied to the new folder ``NEW`` (refused if it
+exists), and the copy gets each such member's Gaussian, its sha256 in the member's record, and
+the member's scores on the calibration digits beside it.
 
 Choice (decides the score and whether to standardize each member's distance by its median): the run's calibration
 digits (the threshold: 99.5% of them pass) and the study's validation digits (the run's test
@@ -18,7 +19,11 @@ the calibration digits.
 
 Per score: AUROC, FPR at 95% TPR (digits positive: the share of the images passing as digits
 when 95% of the digits pass), the share of the images flagged at the calibration threshold,
-and for the digit sets the share of digits flagged there (false alarms).
+and for the digit sets the share of digits flagged there (false alarms). Besides the single
+scores, ``ink_area`` (the digits' own share of pixels with ink) and the combined rules
+(``a+b``: flagged when any score is above its own threshold, the thresholds at one quantile of
+the calibration values, :func:`ensemble_cnn.inference.trust.fit_components`; its AUROC is that of
+:func:`~ensemble_cnn.inference.trust.combined_score`), exactly as ``predict`` applies them.
 """
 from __future__ import annotations
 
@@ -38,9 +43,10 @@ from ensemble_cnn.evaluation.selective import threshold_for_coverage  # noqa: E4
 from ensemble_cnn.hardware import cpu_class  # noqa: E402
 from ensemble_cnn.inference.ensemble import Ensemble  # noqa: E402
 from ensemble_cnn.inference.features import (  # noqa: E402
-    FEATURE_SCORES, energy_score, fit_class_gaussian, gaussian_arrays, mahalanobis_score, member_features,
+    FEATURE_SCORES, energy_score, fit_class_gaussian, gaussian_arrays, ink_area, mahalanobis_score, member_features,
     relative_mahalanobis_score,
 )
+from ensemble_cnn.inference.trust import combined_score, fit_components  # noqa: E402
 from ensemble_cnn.inference.paths import load_image_set  # noqa: E402
 from ensemble_cnn.inference.uncertainty import max_probability, mutual_information  # noqa: E402
 from ensemble_cnn.storage import atomic  # noqa: E402
@@ -87,10 +93,20 @@ def main() -> None:
     parser.add_argument("--run", required=True, type=Path)
     parser.add_argument("--fashion", required=True, type=Path, help="Fashion-MNIST's IDX folder")
     parser.add_argument("--mnist", required=True, type=Path, help="MNIST (its x_test: the reported digits)")
-    parser.add_argument("--fit", action="store_true", help="fit (and write) the Gaussians members lack")
+    parser.add_argument("--fit-into", type=Path, metavar="NEW",
+                        help="copy --run to this new folder and write the Gaussians members lack into the copy")
     args = parser.parse_args()
     started = time.perf_counter()
 
+    if args.fit_into is not None:
+        import shutil
+
+        if args.fit_into.exists() or args.fit_into.is_symlink():
+            sys.exit(f"--fit-into: {args.fit_into} already exists; name a new folder (the run is never written)")
+        RunFolder(args.run).require_config()
+        shutil.copytree(args.run, args.fit_into, symlinks=True)
+        print(f"copied {args.run} to {args.fit_into}; the Gaussians go into the copy", flush=True)
+        args.run = args.fit_into
     folder = RunFolder(args.run)
     config = folder.require_config()
     ensemble = Ensemble.load(args.run)
@@ -126,6 +142,7 @@ def main() -> None:
         ticked = time.perf_counter()
         fit_features, _ = member_features(member, pool.data.x_train[rows])
         seen = {"calibration": plan.x_val}
+        calibration_images = plan.x_val  # the same digits for every member (--holdout shared)
         for set_name, digits in sets.items():
             if digits is not None:
                 from augment import normalize as normalized
@@ -138,7 +155,7 @@ def main() -> None:
         fit_median.append(np.median(mahalanobis_score(fit_features, gaussians[-1])))
         print(f"{name}: features of {len(rows) + sum(len(d) for d in seen.values()):,} images in "
               f"{time.perf_counter() - ticked:.0f} s", flush=True)
-        if args.fit and folder.status(index).record.get("gaussian") is None:
+        if args.fit_into is not None and folder.status(index).record.get("gaussian") is None:
             default, cal = gaussians[-1], features["calibration", position]
             columns = {"mahalanobis": mahalanobis_score(cal, default),
                        "relative_mahalanobis": relative_mahalanobis_score(cal, default),
@@ -153,7 +170,14 @@ def main() -> None:
         print("warning: the members' logits do not give their saved calibration probabilities' labels")
 
     def committee(score: str, set_name: str) -> np.ndarray:
-        """The committee's score on a set: a softmax score, or the mean over members of a feature score."""
+        """The committee's score on a set: a softmax score, the mean over members of a feature score, the
+        images' ink area, or a combined rule fitted on the calibration digits."""
+        if "+" in score:
+            parts = score.split("+")
+            rules = fit_components({part: of(part, "calibration") for part in parts}, PASS)
+            return combined_score({part: of(part, set_name) for part in parts}, rules)
+        if score == "ink_area":
+            return ink_area(images[set_name])
         if score in ("max_probability", "mutual_information"):
             proba = np.stack([softmax(logits[set_name, k]) for k in range(n_members)])
             return (max_probability if score == "max_probability" else mutual_information)(proba)
@@ -167,7 +191,9 @@ def main() -> None:
         return np.mean(values, axis=0)
 
     scores = ["max_probability", "mutual_information", "energy", "mahalanobis", "mahalanobis:median",
-              "relative_mahalanobis"]
+              "relative_mahalanobis", "ink_area", "energy+ink_area", "relative_mahalanobis+ink_area",
+              "energy+relative_mahalanobis+ink_area"]
+    images = {**sets, "calibration": calibration_images}
     cache: dict[tuple[str, str], np.ndarray] = {}
 
     def of(score: str, set_name: str) -> np.ndarray:
@@ -184,7 +210,7 @@ def main() -> None:
     for score in scores:
         ood = of(score, "fmnist_train")
         cal, val = of(score, "calibration"), of(score, "validation")
-        threshold = threshold_for_coverage(cal, PASS)
+        threshold = 0.0 if "+" in score else threshold_for_coverage(cal, PASS)  # combined: 0, as predict
         on_cal, on_val = ood_metrics(cal, ood), ood_metrics(val, ood)
         print(f"| {score} | {100 * on_cal['auroc']:.2f} | {100 * on_cal['fpr_at_tpr']:.2f} | "
               f"{100 * on_val['auroc']:.2f} | {100 * on_val['fpr_at_tpr']:.2f} | "
@@ -194,7 +220,7 @@ def main() -> None:
     print("| :--- | ---: | ---: | ---: | ---: |")
     for score in scores:
         ood, digits = of(score, "fmnist_test"), of(score, "mnist_test")
-        threshold = threshold_for_coverage(of(score, "calibration"), PASS)
+        threshold = 0.0 if "+" in score else threshold_for_coverage(of(score, "calibration"), PASS)
         metrics = ood_metrics(digits, ood)
         print(f"| {score} | {100 * metrics['auroc']:.2f} | {100 * metrics['fpr_at_tpr']:.2f} | "
               f"{100 * flagged_share(ood, threshold):.2f} | {100 * flagged_share(digits, threshold):.2f} |")

@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from ensemble_cnn.data.reader import RUN_FILES, read_json  # noqa: E402
 
-SCORES_SHOWN = ("max_probability", "entropy", "mutual_information", "energy", "mahalanobis", "relative_mahalanobis")
+SCORES_SHOWN = ("max_probability", "entropy", "mutual_information", "energy", "mahalanobis", "relative_mahalanobis",
+                "ink_area", "energy+ink_area")
 
 
 def figures(run: Path) -> dict[str, float | None]:

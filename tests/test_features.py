@@ -161,8 +161,13 @@ def test_a_member_without_a_gaussian_has_energy_only_and_no_calibration_scores(t
     assert list(scores) == ["energy"]
     np.testing.assert_allclose(scores["energy"], energy_score(logits), rtol=1e-6)
     _write(new, 0, gaussian=gaussian_arrays(fitted))
-    scores = ensemble_feature_scores(Ensemble([model, model], ["member_00", "member_00"], run_dir=new.path), digits)
+    committee = Ensemble([model, model], ["member_00", "member_00"], run_dir=new.path)
+    scores = ensemble_feature_scores(committee, digits)
     assert list(scores) == list(FEATURE_SCORES)
+    # the Gaussians are read once per ensemble: a second pass does not read (or hash) the files again
+    new.files(0).gaussian.unlink()
+    again = ensemble_feature_scores(committee, digits)
+    np.testing.assert_array_equal(again["relative_mahalanobis"], scores["relative_mahalanobis"])
     stored = ClassGaussian(*(getattr(fitted, key).astype(np.float32) for key in GAUSSIAN_KEYS))
     np.testing.assert_allclose(scores["mahalanobis"], mahalanobis_score(features, stored), rtol=1e-6)
     np.testing.assert_allclose(scores["relative_mahalanobis"], relative_mahalanobis_score(features, stored),

@@ -90,20 +90,46 @@ def test_a_score_past_the_softmax_takes_its_values_from_the_caller():
     assert thresholds.ood_score == "energy" and thresholds.not_a_digit_above == -12.0  # 8 of 10 pass
     verdicts = trust.judge(proba[:, :3], thresholds, ood_scores=[-15.0, -12.0, -11.5])
     assert verdicts.not_a_digit.tolist() == [False, False, True]
-    with pytest.raises(ValueError, match="^ood_score 'energy' is a score past the softmax: pass its values on the "
-                                         "calibration digits$"):
-        trust.fit_thresholds(proba, labels)  # the default, energy, needs them
+    with pytest.raises(ValueError, match=r"^ood_score 'energy\+ink_area' needs the energy scores of the calibration "
+                                         "digits: pass them$"):
+        trust.fit_thresholds(proba, labels)  # the default, energy+ink_area, needs them
     with pytest.raises(ValueError, match=r"^energy scores of the judged digits must be 3 finite numbers"):
         trust.judge(proba[:, :3], thresholds, ood_scores=[1.0, np.nan, 2.0])
-    with pytest.raises(ValueError, match="^ood_score must be one of vote_margin, .*, energy, got 'logits'$"):
+    with pytest.raises(ValueError, match=r"^ood_score must be one of vote_margin, .*, energy, ink_area, or several "
+                                         r"joined with \+ \(the default energy\+ink_area\), got 'logits'$"):
         trust.fit_thresholds(proba, labels, ood_score="logits")
+    for name in ("energy+energy", "energy+logits", "+", ""):
+        with pytest.raises(ValueError, match="ood_score must be one of"):
+            trust.check_ood_score(name)
+
+
+def test_a_combined_score_flags_a_digit_when_any_of_its_scores_is_above_its_own_threshold():
+    labels = np.zeros(10, dtype=int)
+    proba = one_hot_committee(labels, k=2, confidence=0.9)
+    # two scores whose largest values fall on different digits: 8 and 9 for energy, 0 and 1 for ink area
+    energy = np.array([0, 1, 2, 3, 4, 5, 6, 7, 20, 30], dtype=float)
+    ink = np.array([0.9, 0.8, 0.1, 0.2, 0.3, 0.2, 0.1, 0.2, 0.2, 0.1])
+    thresholds = trust.fit_thresholds(proba, labels, ood_calibration={"energy": energy, "ink_area": ink},
+                                      digit_pass=0.6)
+    assert thresholds.ood_score == "energy+ink_area" and thresholds.not_a_digit_above == 0.0
+    # by hand: at the 8th smallest each (7 and 0.3), digits 0, 1, 8 and 9 fail: 60% pass (the 7th passes 50%)
+    parts = thresholds.ood_components
+    assert parts["energy"]["above"] == 7.0 and parts["ink_area"]["above"] == 0.3
+    assert parts["energy"]["scale"] == 7.0 - 4.5 and parts["ink_area"]["scale"] == pytest.approx(0.3 - 0.2)
+    judged = {"energy": [6.0, 8.0, 0.0, 7.0], "ink_area": [0.2, 0.1, 0.35, 0.3]}
+    verdicts = trust.judge(proba[:, :4], thresholds, ood_scores=judged)
+    assert verdicts.not_a_digit.tolist() == [False, True, True, False]  # at a threshold itself: passes
+    np.testing.assert_allclose(verdicts.ood_scores, [max(-1 / 2.5, -1), max(1 / 2.5, -2), max(-7 / 2.5, 0.5), 0.0])
+    assert "energy above 7 or ink_area above 0.3" in thresholds.describe()
+    with pytest.raises(ValueError, match="needs the ink_area scores of the judged digits"):
+        trust.judge(proba[:, :4], thresholds, ood_scores={"energy": judged["energy"]})
 
 
 @pytest.mark.parametrize("name, value", [("coverage", 1), ("coverage", 0), ("level", 1.5), ("level", True),
                                          ("digit_pass", "0.9"), ("coverage", float("nan"))])
 def test_a_share_outside_zero_to_one_is_refused_in_one_line(name, value):
     labels = np.arange(10)
-    with pytest.raises(ValueError, match=rf"^{name} must be a number between 0 and 1 \(exclusive\), e\.g\. 0\.99; "):
+    with pytest.raises(ValueError, match=rf"^`{name}` must be a number in \(0, 1\), e\.g\. 0\.99; "):
         trust.fit_thresholds(one_hot_committee(labels), labels, ood_score="entropy", **{name: value})
 
 
@@ -133,7 +159,8 @@ def test_a_default_run_judges_its_digits_with_thresholds_from_its_calibration_di
     assert ensemble.calibration_ is not None and ensemble.calibration_note_ is None
     thresholds = ensemble.thresholds()
     assert thresholds.n_calibration == 300 and thresholds.coverage == trust.DEFAULT_COVERAGE
-    assert thresholds.ood_score == "energy"  # the members kept their energy on the calibration digits
+    # the members kept their energy on the calibration digits, and the run their ink areas
+    assert thresholds.ood_score == "energy+ink_area" == trust.DEFAULT_OOD_SCORE
     assert thresholds.calibration_coverage >= 0.99
     verdicts = ensemble.judge(x)
     np.testing.assert_array_equal(verdicts.labels, ensemble.predict(x))  # labels never change
@@ -141,7 +168,13 @@ def test_a_default_run_judges_its_digits_with_thresholds_from_its_calibration_di
     np.testing.assert_array_equal(verdicts.probabilities, ensemble.member_probabilities(x))  # one pass, same numbers
     from ensemble_cnn.inference.features import ensemble_feature_scores
 
-    np.testing.assert_allclose(verdicts.ood_scores, ensemble_feature_scores(ensemble, x)["energy"])
+    from ensemble_cnn.inference.features import ink_area
+
+    parts = {"energy": ensemble_feature_scores(ensemble, x)["energy"], "ink_area": ink_area(x)}
+    np.testing.assert_allclose(verdicts.ood_scores, trust.combined_score(parts, thresholds.ood_components))
+    flagged = np.any([parts[name] > rule["above"] for name, rule in thresholds.ood_components.items()], axis=0)
+    np.testing.assert_array_equal(verdicts.not_a_digit, flagged)
+    assert ensemble.judge(x, ood_score="energy").thresholds.ood_components is None  # a single score on request
     assert verdicts.sets.shape == (300, 10)
     assert not (verdicts.answered & ~verdicts.sets.any(axis=1)).any()  # an empty set is never an answer
     looser = ensemble.judge(x, coverage=0.5)
@@ -176,7 +209,7 @@ def test_a_run_whose_members_kept_no_energy_falls_back_to_entropy_and_exports_it
     older = Ensemble.load(run_dir)
     assert older.calibration_.feature_scores is None
     assert older.thresholds().ood_score == trust.FALLBACK_OOD_SCORE == "entropy"
-    with pytest.raises(RunFolderError, match="its members kept no energy scores on the calibration digits"):
+    with pytest.raises(RunFolderError, match="no energy values on its calibration digits"):
         older.thresholds(ood_score="energy")
     x = mnist["x_test"][:100]
     verdicts = older.judge(x)
@@ -185,6 +218,55 @@ def test_a_run_whose_members_kept_no_energy_falls_back_to_entropy_and_exports_it
     assert read_export_metadata(out)["thresholds"]["ood_score"] == "entropy"
     outputs = keras.saving.load_model(out, safe_mode=True).predict(x, verbose=0)
     np.testing.assert_allclose(outputs["not_a_digit_score"], verdicts.ood_scores, atol=1e-5)
+
+
+def test_a_run_without_ink_areas_uses_energy_and_resuming_it_adds_them(trained_run, mnist, tmp_path):
+    from ensemble_cnn.inference.ensemble import Ensemble
+    from ensemble_cnn.storage.calibration import INK_AREA_NAME
+    from ensemble_cnn.storage.run_folder import RunFolder
+
+    run_dir = shutil.copytree(trained_run, tmp_path / "run")
+    record_path = run_dir / "calibration.json"
+    record = json.loads(record_path.read_text())
+    ink = np.load(run_dir / INK_AREA_NAME)
+    older = {key: value for key, value in record.items() if not key.startswith("ink_area")}
+    record_path.write_text(json.dumps(older))  # as trained before the ink areas
+    (run_dir / INK_AREA_NAME).unlink()
+    ensemble = Ensemble.load(run_dir)
+    assert ensemble.calibration_.ink_area is None
+    assert ensemble.thresholds().ood_score == trust.PLAIN_OOD_SCORE == "energy"
+    with pytest.raises(RunFolderError, match="no ink_area values on its calibration digits"):
+        ensemble.thresholds(ood_score="energy+ink_area")
+    # resuming the run (every member complete: nothing trains) adds them, every other key unchanged
+    from ensemble_cnn.training.train import train_ensemble
+
+    assert train_ensemble(RunFolder(run_dir).require_config(), run_dir, log=None).complete
+    assert json.loads(record_path.read_text()) == record  # the same keys and hashes as a run trained with them
+    np.testing.assert_array_equal(np.load(run_dir / INK_AREA_NAME), ink)
+    assert Ensemble.load(run_dir).thresholds().ood_score == "energy+ink_area"
+    (run_dir / INK_AREA_NAME).write_bytes(np.zeros(3).tobytes())
+    with pytest.raises(RunFolderError, match="calibration_ink_area.npy"):
+        Ensemble.load(run_dir).thresholds()
+
+
+def test_the_report_flags_what_judge_flags_with_the_default_combined_rule(trained_run, mnist, tmp_path):
+    from ensemble_cnn.evaluation.evaluate import evaluate_run
+    from ensemble_cnn.inference.ensemble import Ensemble
+
+    run_dir = shutil.copytree(trained_run, tmp_path / "run")
+    rng = np.random.default_rng(3)
+    images = np.concatenate([rng.integers(0, 256, size=(100, 28, 28)), 255 - mnist["x_test"][:100]]).astype(np.uint8)
+    np.save(tmp_path / "odd.npy", images)
+    report = evaluate_run(run_dir, reload=False, plots=False, ood=[tmp_path / "odd.npy"], log=None)
+    (entry,) = report["not_a_digit"]["sets"]
+    default = entry["default_threshold"]
+    assert default["score"] == trust.DEFAULT_OOD_SCORE and default["threshold"] == 0.0
+    assert {"ink_area", "energy", trust.DEFAULT_OOD_SCORE} <= set(entry["scores"])
+    ensemble = Ensemble.load(run_dir)
+    assert default["flagged"] == pytest.approx(ensemble.judge(images).not_a_digit.mean())
+    assert default["flagged"] == 1.0  # noise and inverted digits cover most of their pixels
+    test_digits = mnist["x_test"][:report["uncertainty"]["n_test"]]  # the run's test digits (its --limit)
+    assert default["digits_flagged"] == pytest.approx(ensemble.judge(test_digits).not_a_digit.mean())
 
 
 # --------------------------------------------------------------------------- the CLI

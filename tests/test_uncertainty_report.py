@@ -147,7 +147,8 @@ def test_the_test_digits_themselves_are_not_told_apart(make_run, tmp_path: Path,
     assert small_mnist_npz.read_bytes() == before  # an input, only read
     (entry,) = report["not_a_digit"]["sets"]
     assert (entry["path"], entry["n_images"], entry["read"]) == (str(small_mnist_npz), 1000, "1 file")
-    assert list(entry["scores"]) == [*SCORES, "energy"]  # energy needs no fit; no Gaussians in this run
+    # energy needs no fit, nor the digits' ink area; no Gaussians in this run, no calibration digits: no combined rule
+    assert list(entry["scores"]) == [*SCORES, "energy", "ink_area"]
     for name, metrics in entry["scores"].items():
         assert metrics["auroc"] == pytest.approx(0.5, abs=1e-12), name
         assert metrics["n_in"] == metrics["n_ood"] == 1000

@@ -22,7 +22,8 @@ from ensemble_cnn.models import load_member  # noqa: F401 (load_member: API)
 from ensemble_cnn.storage.calibration import read_calibration
 from ensemble_cnn.storage.outputs import check_output_files
 from ensemble_cnn.storage.run_folder import RunFolder, member_stem
-from ensemble_cnn.inference.features import ensemble_feature_scores
+from ensemble_cnn.inference.features import ensemble_feature_scores, ink_area
+from ensemble_cnn.inference.trust import combined_score
 from ensemble_cnn.inference.paths import load_image_set
 from ensemble_cnn.inference.uncertainty import SCORES, uncertainty
 from ensemble_cnn.inference.vote import VoteRule, get_vote, soft_shares
@@ -148,6 +149,14 @@ def calibrated_uncertainty(
         scores, rule.labels(probabilities) == y_test,
         calibration_mean=soft_shares(fixed), calibration_labels=calibration.labels,
         test_mean=soft_shares(probabilities), test_labels=y_test)
+
+
+def _with_input_scores(scores: dict[str, np.ndarray], images: np.ndarray, thresholds: Any) -> dict[str, np.ndarray]:
+    """``scores`` with the images' ``ink_area`` and, for thresholds with a combined score, that score's values."""
+    scores = {**scores, "ink_area": ink_area(images)}
+    if thresholds is not None and thresholds.ood_components:
+        scores[thresholds.ood_score] = combined_score(scores, thresholds.ood_components)
+    return scores
 
 
 def _default_thresholds(committee: Ensemble) -> Any:
@@ -303,14 +312,17 @@ def evaluate_run(
     if ood_sets:
         predicting = time.perf_counter()
         committee = Ensemble.from_records(folder, records, tta=tta, config=config)
-        # the scores past the softmax (energy always, mahalanobis where every member has its Gaussian)
-        in_scores = {**scores, **ensemble_feature_scores(committee, test.x_test, records=records)}
+        # the scores past the softmax (energy always, mahalanobis where every member has its Gaussian), the
+        # digits' ink area, and the default combined score (energy+ink_area) where the thresholds use one
         thresholds = _default_thresholds(committee)
+        in_scores = _with_input_scores({**scores, **ensemble_feature_scores(committee, test.x_test, records=records)},
+                                       test.x_test, thresholds)
         sets = []
         for path, images, read in ood_sets:
             ood_probabilities = committee.view_probabilities(DigitViews(images, tta))
             ood_scores = {name: uncertainty(ood_probabilities, score=name) for name in SCORES}
             ood_scores.update(ensemble_feature_scores(committee, images, records=records))
+            ood_scores = _with_input_scores(ood_scores, images, thresholds)
             sets.append(ood_section(in_scores, ood_scores, path=str(path), read=read, thresholds=thresholds))
         report["not_a_digit"] = {"anchors": OOD_ANCHORS, "sets": sets,
                                  "predict_seconds": round(time.perf_counter() - predicting, 2)}

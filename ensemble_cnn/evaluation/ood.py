@@ -19,7 +19,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from ensemble_cnn.evaluation.selective import _check_fraction, _check_scores
+from ensemble_cnn.evaluation.selective import _check_scores
+from ensemble_cnn.shares import check_share
 
 __all__ = ["flagged_share", "ood_metrics"]
 
@@ -82,7 +83,7 @@ def ood_metrics(in_scores: ArrayLike, ood_scores: ArrayLike, *, tpr: float = 0.9
     """
     inside = _check_scores(in_scores, "in_scores")
     outside = _check_scores(ood_scores, "ood_scores")
-    tpr = _check_fraction(tpr, "tpr", allow_zero=False)
+    tpr = check_share(tpr, "tpr", one=True)
     scores = np.concatenate([inside, outside])
     is_ood = np.concatenate([np.zeros(inside.shape[0], dtype=bool), np.ones(outside.shape[0], dtype=bool)])
     fpr_in_positive, negated_threshold = _fpr_at_tpr(~is_ood, -scores, tpr)

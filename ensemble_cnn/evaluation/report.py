@@ -28,9 +28,8 @@ from ensemble_cnn.evaluation.ood import flagged_share, ood_metrics
 from ensemble_cnn.evaluation.selective import aurc, calibrated_selection, coverage_at_error, \
     curve_aurc, error_at_coverage, error_auroc, oracle_curve, select, threshold_for_error
 from ensemble_cnn.inference.conformal import conformal_quantile, conformity_scores, prediction_sets, set_statistics
-from ensemble_cnn.evaluation.stats import _check_labels
 from ensemble_cnn.inference.uncertainty import SCORES
-from ensemble_cnn.inference.vote import VOTES, _check_probabilities, _check_weights, majority_ties
+from ensemble_cnn.inference.vote import VOTES, _check_probabilities, _check_weights, check_true_labels, majority_ties
 
 # Statistics conventions of every report (stated in report.md too).
 CONFIDENCE = 0.95  # Wilson score intervals
@@ -184,7 +183,7 @@ def build_report(
     """
     proba = _check_probabilities(probabilities)
     n_members, n_samples, n_classes = proba.shape
-    y = _check_labels(y_true, n_samples, n_classes)
+    y = check_true_labels(y_true, n_samples, n_classes)
     names = _check_member_names(member_names, n_members)
     w = None if weights is None else _check_weights(weights, n_members)
 
@@ -265,7 +264,7 @@ def group_summaries(probabilities: ArrayLike, y_true: ArrayLike, specs: Sequence
         (fractions; ``std`` with ``ddof=0``), one per group.
     """
     proba = _check_probabilities(probabilities)
-    y = _check_labels(y_true, proba.shape[1], proba.shape[2])
+    y = check_true_labels(y_true, proba.shape[1], proba.shape[2])
     order: dict[str, list[int]] = {}
     for position, spec in enumerate(specs):
         order.setdefault(spec["group"], []).append(position)

@@ -34,6 +34,7 @@ from numpy.typing import ArrayLike
 from sklearn.metrics import roc_auc_score
 
 from ensemble_cnn.evaluation.stats import _check_correct, wilson_interval
+from ensemble_cnn.shares import check_share
 
 __all__ = [
     "aurc", "calibrated_selection", "coverage_at_error", "curve_aurc", "error_at_coverage", "error_auroc",
@@ -76,15 +77,6 @@ def _check_scored(scores: ArrayLike, correct: ArrayLike) -> tuple[np.ndarray, np
     if right.shape != values.shape:
         raise ValueError(f"`correct` must have the shape of `scores` {values.shape}; got shape {right.shape}")
     return values, right
-
-
-def _check_fraction(value: object, name: str, *, allow_zero: bool) -> float:
-    """A number in (0, 1] (or [0, 1] with ``allow_zero``), else a one-line ValueError."""
-    numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    number = float(value) if numeric else math.nan
-    if not (0.0 <= number <= 1.0) or (number == 0.0 and not allow_zero):
-        raise ValueError(f"`{name}` must be a number in {'[0, 1]' if allow_zero else '(0, 1]'}; got {value!r}")
-    return number
 
 
 def _smallest_count(n: int, share: float) -> int:
@@ -309,7 +301,7 @@ def threshold_for_coverage(scores: ArrayLike, coverage: float) -> float:
         If an input is malformed or ``coverage`` is outside (0, 1].
     """
     values = _check_scores(scores)
-    coverage = _check_fraction(coverage, "coverage", allow_zero=False)
+    coverage = check_share(coverage, "coverage", one=True)
     k = _smallest_count(values.shape[0], coverage)
     return float(np.partition(values, k - 1)[k - 1])
 
@@ -336,7 +328,7 @@ def threshold_for_error(scores: ArrayLike, correct: ArrayLike, max_error: float)
         A score of these digits, or ``-inf``.
     """
     curve = risk_coverage_curve(scores, correct)
-    max_error = _check_fraction(max_error, "max_error", allow_zero=True)
+    max_error = check_share(max_error, "max_error", zero=True, one=True)
     within = np.flatnonzero(curve["risk"] <= max_error)
     return float(curve["threshold"][within[-1]]) if within.size else -math.inf
 

@@ -26,7 +26,8 @@ from numpy.typing import ArrayLike
 from scipy.stats import binomtest
 from sklearn.metrics import pairwise_distances
 
-from ensemble_cnn.inference.vote import _check_probabilities
+from ensemble_cnn.inference.vote import _check_probabilities, check_probabilities_2d, check_true_labels
+from ensemble_cnn.shares import check_share
 
 __all__ = [
     "calibration",
@@ -60,60 +61,6 @@ def _check_int(value: object, name: str, *, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}; got {value}")
     return int(value)
-
-
-def _check_labels(y_true: ArrayLike, n_samples: int, n_classes: int) -> np.ndarray:
-    """Validate true labels against a probability stack's shape.
-
-    Parameters
-    ----------
-    y_true : array-like of shape (N,)
-        Integer labels in ``[0, n_classes)``.
-    n_samples, n_classes : int
-        ``N`` and ``C`` of the probabilities.
-
-    Returns
-    -------
-    y_true : ndarray of shape (N,), dtype int64
-    """
-    y = np.asarray(y_true)
-    if y.ndim != 1 or y.shape[0] != n_samples:
-        raise ValueError(f"`y_true` must have shape ({n_samples},), one label per sample; got shape {y.shape}")
-    if n_samples == 0:
-        raise ValueError("`y_true` must hold at least one sample; got 0")
-    if not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)))):
-        raise ValueError(f"`y_true` must hold integer labels; got dtype {y.dtype}")
-    if y.min() < 0 or y.max() >= n_classes:
-        raise ValueError(f"`y_true` labels must lie in [0, {n_classes}); got range [{y.min()}, {y.max()}]")
-    return y.astype(np.int64)
-
-
-def _check_probabilities_2d(probabilities_2d: ArrayLike) -> np.ndarray:
-    """Validate one probability stack of shape (N, C) and return it as float64.
-
-    Parameters
-    ----------
-    probabilities_2d : array-like of shape (N, C)
-        Finite, ``N >= 1`` samples, ``C >= 2`` classes. Rows are not required to
-        sum to 1.
-
-    Returns
-    -------
-    probabilities_2d : ndarray of shape (N, C), dtype float64
-    """
-    try:
-        proba = np.asarray(probabilities_2d, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"`probabilities_2d` must be a numeric array; got {exc}") from None
-    if proba.ndim != 2:
-        raise ValueError(f"`probabilities_2d` must be 2-D of shape (n_samples, n_classes); got shape {proba.shape}")
-    if proba.shape[0] < 1:
-        raise ValueError("`probabilities_2d` must hold at least one sample; got n_samples=0")
-    if proba.shape[1] < 2:
-        raise ValueError(f"`probabilities_2d` must have at least 2 classes; got n_classes={proba.shape[1]}")
-    if not np.all(np.isfinite(proba)):
-        raise ValueError("`probabilities_2d` must be finite; got NaN or infinity")
-    return proba
 
 
 def _check_correct(correct: ArrayLike, name: str) -> np.ndarray:
@@ -197,8 +144,7 @@ def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tupl
     successes = _check_int(successes, "successes", minimum=0)
     if successes > n:
         raise ValueError(f"`successes` must be <= n={n}; got {successes}")
-    if not (isinstance(confidence, (int, float, np.floating)) and 0.0 < confidence < 1.0):
-        raise ValueError(f"`confidence` must be a number in (0, 1); got {confidence!r}")
+    confidence = check_share(confidence, "confidence")
 
     interval = binomtest(successes, n).proportion_ci(confidence_level=float(confidence), method="wilson")
     lower = 0.0 if successes == 0 else max(0.0, float(interval.low))
@@ -394,7 +340,7 @@ def vote_subset_curve(
     """
     proba = _check_probabilities(probabilities)
     n_members, n_samples, n_classes = proba.shape
-    y = _check_labels(y_true, n_samples, n_classes)
+    y = check_true_labels(y_true, n_samples, n_classes)
     checked_rules = _check_rules(rules)
     max_subsets = _check_int(max_subsets, "max_subsets", minimum=1)
     seed = _check_int(seed, "seed", minimum=0)
@@ -445,8 +391,8 @@ def negative_log_likelihood(probabilities_2d: ArrayLike, y_true: ArrayLike, *, e
     ValueError
         If an argument is malformed.
     """
-    proba = _check_probabilities_2d(probabilities_2d)
-    y = _check_labels(y_true, *proba.shape)
+    proba = check_probabilities_2d(probabilities_2d, name="probabilities_2d", min_samples=1)
+    y = check_true_labels(y_true, *proba.shape)
     if not (isinstance(eps, (int, float, np.floating)) and eps > 0):
         raise ValueError(f"`eps` must be a positive number; got {eps!r}")
     p_true = proba[np.arange(proba.shape[0]), y]
@@ -503,8 +449,8 @@ def expected_calibration_error(probabilities_2d: ArrayLike, y_true: ArrayLike, *
     ValueError
         If an argument is malformed.
     """
-    proba = _check_probabilities_2d(probabilities_2d)
-    y = _check_labels(y_true, *proba.shape)
+    proba = check_probabilities_2d(probabilities_2d, name="probabilities_2d", min_samples=1)
+    y = check_true_labels(y_true, *proba.shape)
     bins = _check_int(bins, "bins", minimum=1)
     confidence = proba.max(axis=1)
     correct = (np.argmax(proba, axis=1) == y).astype(np.float64)

@@ -34,6 +34,9 @@ from typing import Callable
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ensemble_cnn.inference.vote import check_probabilities_2d, check_true_labels
+from ensemble_cnn.shares import check_share
+
 __all__ = [
     "CONFORMITY_SCORES", "ConformityScore", "aps_label_scores", "conformal_quantile", "conformity_scores",
     "empty_sets", "get_conformity_score", "lac_label_scores", "prediction_sets", "set_statistics",
@@ -43,41 +46,6 @@ __all__ = [
 # --------------------------------------------------------------------------- #
 # Validation
 # --------------------------------------------------------------------------- #
-def _check_probabilities_2d(probabilities: ArrayLike) -> np.ndarray:
-    """Validate one probability stack of shape (N, C): numeric, finite, ``C >= 2`` (``N`` may be 0).
-
-    Returns
-    -------
-    probabilities : ndarray of shape (N, C), dtype float64
-    """
-    try:
-        proba = np.asarray(probabilities, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"`probabilities` must be a numeric array; got {exc}") from None
-    if proba.ndim != 2 or proba.shape[1] < 2:
-        raise ValueError(f"`probabilities` must be 2-D of shape (n_samples, n_classes >= 2); got shape {proba.shape}")
-    if not np.all(np.isfinite(proba)):
-        raise ValueError("`probabilities` must be finite; got NaN or infinity")
-    return proba
-
-
-def _check_labels(labels: ArrayLike, n_samples: int, n_classes: int) -> np.ndarray:
-    """Validate true labels: shape (N,), integers in ``[0, C)``.
-
-    Returns
-    -------
-    labels : ndarray of shape (N,), dtype int64
-    """
-    y = np.asarray(labels)
-    if y.shape != (n_samples,):
-        raise ValueError(f"`labels` must have shape ({n_samples},), one label per sample; got shape {y.shape}")
-    if n_samples and not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"`labels` must hold integer labels; got dtype {y.dtype}")
-    if n_samples and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(f"`labels` must lie in [0, {n_classes}); got range [{y.min()}, {y.max()}]")
-    return y.astype(np.int64)
-
-
 def _check_sets(sets: ArrayLike) -> np.ndarray:
     """Validate prediction sets: a boolean array of shape (N, C)."""
     array = np.asarray(sets)
@@ -100,7 +68,7 @@ def lac_label_scores(probabilities: ArrayLike) -> np.ndarray:
     -------
     scores : ndarray of shape (N, C), float64
     """
-    return 1.0 - _check_probabilities_2d(probabilities)
+    return 1.0 - check_probabilities_2d(probabilities)
 
 
 def aps_label_scores(probabilities: ArrayLike) -> np.ndarray:
@@ -119,7 +87,7 @@ def aps_label_scores(probabilities: ArrayLike) -> np.ndarray:
     -------
     scores : ndarray of shape (N, C), float64
     """
-    proba = _check_probabilities_2d(probabilities)
+    proba = check_probabilities_2d(probabilities)
     at_least = proba[:, None, :] >= proba[:, :, None]  # (N, c, d): p[d] >= p[c]
     return np.einsum("ncd,nd->nc", at_least, proba)
 
@@ -185,8 +153,8 @@ def conformity_scores(probabilities: ArrayLike, labels: ArrayLike, *, method: st
         If an input is malformed or ``method`` is unknown.
     """
     score = get_conformity_score(method)
-    proba = _check_probabilities_2d(probabilities)
-    y = _check_labels(labels, *proba.shape)
+    proba = check_probabilities_2d(probabilities)
+    y = check_true_labels(labels, *proba.shape, name="labels")
     return score.label_scores(proba)[np.arange(proba.shape[0]), y]
 
 
@@ -233,9 +201,7 @@ def conformal_quantile(calibration_scores: ArrayLike, level: float) -> float:
         raise ValueError(f"`calibration_scores` must be a numeric array; got {exc}") from None
     if scores.ndim != 1 or scores.shape[0] == 0 or not np.all(np.isfinite(scores)):
         raise ValueError(f"`calibration_scores` must be a non-empty finite 1-D array; got shape {scores.shape}")
-    numeric = isinstance(level, (int, float, np.integer, np.floating)) and not isinstance(level, bool)
-    if not (numeric and 0.0 < float(level) < 1.0):
-        raise ValueError(f"`level` must be a number in (0, 1); got {level!r}")
+    level = check_share(level, "level")
     n = scores.shape[0]
     k = math.ceil((n + 1) * float(level))
     while k > 1 and (k - 1) / (n + 1) >= level:
@@ -315,6 +281,6 @@ def set_statistics(sets: ArrayLike, labels: ArrayLike | None = None) -> dict[str
     stats = {"n_digits": int(array.shape[0]), "mean_size": float(sizes.mean()),
              "singletons": float(np.mean(sizes == 1)), "empty": float(np.mean(sizes == 0))}
     if labels is not None:
-        y = _check_labels(labels, *array.shape)
+        y = check_true_labels(labels, *array.shape, name="labels")
         stats["coverage"] = float(np.mean(array[np.arange(array.shape[0]), y]))
     return stats

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,7 +21,7 @@ from ensemble_cnn.config import MAX_MEMBERS
 from ensemble_cnn.data.mnist import N_CLASSES
 from ensemble_cnn.errors import ExportError, MissingMembersError, RunFolderError, UnsafeMemberError, first_line
 from ensemble_cnn.deprecation import renamed_keyword
-from ensemble_cnn.inference.trust import DEFAULT_OOD_SCORE
+from ensemble_cnn.inference.trust import PLAIN_OOD_SCORE
 from ensemble_cnn.inference.uncertainty import DEFAULT_SCORE
 from ensemble_cnn.inference.vote import get_vote
 from ensemble_cnn.models import load_member
@@ -310,6 +311,7 @@ class Ensemble:
         self.members_asked_ = len(self.members_)
         self.calibration_: Any = None
         self.calibration_note_ = "no calibration digits (an ensemble of models, not loaded from a run folder)"
+        self._gaussians: list[Any] | None = None  # the members' Gaussians, read (and hash-checked) once
 
     def __repr__(self) -> str:
         tta = "" if self.tta == "none" else f", tta={self.tta!r}"
@@ -502,9 +504,11 @@ class Ensemble:
 
         Every option defaults to :mod:`ensemble_cnn.inference.trust`'s (``coverage`` 0.99,
         ``level`` 0.999, ``score`` "max_probability", ``digit_pass`` 0.995, ``ood_score``
-        :data:`~ensemble_cnn.inference.trust.DEFAULT_OOD_SCORE` ("energy"), or
-        :data:`~ensemble_cnn.inference.trust.FALLBACK_OOD_SCORE` ("entropy") for a run whose
-        members kept no scores past the softmax on the calibration digits).
+        :data:`~ensemble_cnn.inference.trust.DEFAULT_OOD_SCORE` ("energy+ink_area");
+        :data:`~ensemble_cnn.inference.trust.PLAIN_OOD_SCORE` ("energy") for a run whose calibration
+        digits have no ink areas, :data:`~ensemble_cnn.inference.trust.FALLBACK_OOD_SCORE`
+        ("entropy") for one whose members kept no scores past the softmax on them: runs trained
+        before these).
 
         Returns
         -------
@@ -527,19 +531,26 @@ class Ensemble:
         if self.calibration_ is None:
             raise RunFolderError(self.calibration_note_)
         self._refuse_views()
-        kept = self.calibration_.feature_scores or {}
-        name = options.pop("ood_score", None) or (trust.DEFAULT_OOD_SCORE if trust.DEFAULT_OOD_SCORE in kept
-                                                  else trust.FALLBACK_OOD_SCORE)
+        kept = {name: np.asarray(values, dtype=np.float64).mean(axis=0)
+                for name, values in (self.calibration_.feature_scores or {}).items()}
+        if self.calibration_.ink_area is not None:
+            kept["ink_area"] = np.asarray(self.calibration_.ink_area, dtype=np.float64)
+
+        def needs(candidate: str) -> list[str]:
+            return [part for part in trust.ood_components(candidate) if part not in trust.SCORE_NAMES]
+
+        name = options.pop("ood_score", None) or next(
+            candidate for candidate in (trust.DEFAULT_OOD_SCORE, trust.PLAIN_OOD_SCORE, trust.FALLBACK_OOD_SCORE)
+            if all(part in kept for part in needs(candidate)))
         trust.check_ood_score(name)
-        ood_calibration = None
-        if name in trust.FEATURE_SCORE_COLUMNS:
-            if name not in kept:
-                raise RunFolderError(f"{shown(self.run_dir)}: its members kept no {name} scores on the calibration "
-                                     "digits (trained before them); use a softmax ood_score such as "
-                                     f"{trust.FALLBACK_OOD_SCORE!r}")
-            ood_calibration = np.asarray(kept[name], dtype=np.float64).mean(axis=0)
+        missing = [part for part in needs(name) if part not in kept]
+        if missing:
+            raise RunFolderError(f"{shown(self.run_dir)}: no {' or '.join(missing)} values on its calibration digits "
+                                 "(trained before them); use a softmax ood_score such as "
+                                 f"{trust.FALLBACK_OOD_SCORE!r}, or train again")
         return trust.fit_thresholds(self.calibration_.probabilities, self.calibration_.labels, voting=self.voting,
-                                    ood_score=name, ood_calibration=ood_calibration, **options)
+                                    ood_score=name, ood_calibration={part: kept[part] for part in needs(name)},
+                                    **options)
 
     def _refuse_views(self) -> None:
         """A one-line ValueError when test-time views are set: the thresholds hold for the plain digits only."""
@@ -566,20 +577,29 @@ class Ensemble:
             ``labels`` equal :meth:`predict`'s; ``sets`` (N, 10) bool, ``unsure``, ``not_a_digit``,
             ``answered`` (N,) bool, ``summary()``.
         """
-        from ensemble_cnn.inference.trust import FEATURE_SCORE_COLUMNS, judge
+        from ensemble_cnn.inference.features import ink_area
+        from ensemble_cnn.inference.trust import FEATURE_SCORE_COLUMNS, judge, ood_components
 
         thresholds = thresholds if thresholds is not None else self.thresholds(**options)
         voting = voting or self.voting
         get_vote(voting)
-        if thresholds.ood_score not in FEATURE_SCORE_COLUMNS:
-            return judge(self.member_probabilities(x), thresholds, voting=voting)
+        parts = ood_components(thresholds.ood_score)
+        past_softmax = [part for part in parts if part in FEATURE_SCORE_COLUMNS]
+        given: dict[str, np.ndarray] = {}
+        if "ink_area" in parts:
+            self._refuse_views()
+            given["ink_area"] = ink_area(as_digits(x))
+        if not past_softmax:
+            return judge(self.member_probabilities(x), thresholds, voting=voting, ood_scores=given)
         self._refuse_views()
         # one pass of each member gives its probabilities and its logits (energy) or features (Mahalanobis)
-        probabilities, scores = self.feature_pass(x, fitted=thresholds.ood_score != "energy")
-        if thresholds.ood_score not in scores:
+        probabilities, scores = self.feature_pass(x, fitted=past_softmax != ["energy"])
+        absent = [part for part in past_softmax if part not in scores]
+        if absent:
             raise RunFolderError(f"{shown(self.run_dir)}: not every member has its Gaussian, so no "
-                                 f"{thresholds.ood_score} score")
-        return judge(probabilities, thresholds, voting=voting, ood_scores=scores[thresholds.ood_score])
+                                 f"{' or '.join(absent)} score")
+        given.update({part: scores[part] for part in past_softmax})
+        return judge(probabilities, thresholds, voting=voting, ood_scores=given)
 
     def feature_pass(self, x: ArrayLike, *, batch_size: int = 1000, records: Sequence[dict[str, Any]] | None = None,
                      fitted: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -597,7 +617,8 @@ class Ensemble:
         records : sequence of dict, optional
             The members' records, in the order of :attr:`names_`; default: read from the folder.
         fitted : bool, default True
-            Read the members' Gaussians; ``False``: ``energy`` alone, no file read.
+            Read the members' Gaussians (once per ensemble: later calls reuse them); ``False``: ``energy``
+            alone, no file read.
 
         Returns
         -------
@@ -614,7 +635,9 @@ class Ensemble:
 
         check_batch_size(batch_size)
         views = DigitViews(as_digits(x))
-        gaussians = ensemble_gaussians(self, records) if fitted else [None] * len(self.members_)
+        if fitted and self._gaussians is None:
+            self._gaussians = ensemble_gaussians(self, records)
+        gaussians = self._gaussians if fitted else [None] * len(self.members_)
         per_member: dict[str, list[np.ndarray]] = {}
         probabilities = []
         for member, normalize, gaussian in zip(self.members_, self.normalizations_, gaussians):
@@ -644,7 +667,8 @@ class Ensemble:
         return float(np.mean(self.predict(digits) == labels))
 
     # ------------------------------------------------------------------ export
-    def to_keras(self, *, voting: str | None = None, ood_score: str = DEFAULT_OOD_SCORE):
+    def to_keras(self, *, voting: str | None = None, ood_score: str = PLAIN_OOD_SCORE,
+                 ood_components: Mapping[str, Mapping[str, float]] | None = None):
         """One Keras model holding every member and the vote, with no custom objects and no Lambda layers.
 
         Input: uint8 (N, 28, 28). Outputs: ``vote`` (N, 10), the vote's probabilities,
@@ -653,9 +677,12 @@ class Ensemble:
         applies the thresholds of :meth:`thresholds` (written beside the model by ``export``)
         without this package: ``unsure_score``, the default "unsure" score (``max_probability``:
         one minus the members' largest mean probability), and ``not_a_digit_score``, the "not a
-        digit" score ``ood_score`` (default :data:`ensemble_cnn.inference.trust.DEFAULT_OOD_SCORE`,
-        ``energy``: the members' mean of ``-logsumexp(logits)``; ``entropy`` and ``max_probability``
-        too). For the soft vote,
+        digit" score ``ood_score`` (default ``energy``: the members' mean of ``-logsumexp(logits)``;
+        ``entropy``, ``max_probability`` and ``ink_area``, the share of the digit's pixels above 0,
+        too), or a combined score of these (``"energy+ink_area"``, the default of
+        :meth:`thresholds`) with its ``ood_components`` (:attr:`Thresholds.ood_components
+        <ensemble_cnn.inference.trust.Thresholds.ood_components>`): the largest
+        ``(score - above) / scale`` over its scores. For the soft vote,
         ``vote`` is the members' mean; for the majority vote it is each class's share of
         the votes with the summed probability folded in to break ties,
         ``(votes_c + sum_k p_kc / (K + 1)) / (K + K / (K + 1))``, so its argmax is the
@@ -682,8 +709,12 @@ class Ensemble:
         get_vote(voting)
         ops, layers = keras.ops, keras.layers
         digits = keras.Input(shape=INPUT_SHAPE, dtype="uint8", name="digits")
-        if ood_score not in _KERAS_SCORES:
-            raise ValueError(f"ood_score must be one of {', '.join(_KERAS_SCORES)} to be exported, got {ood_score!r}")
+        parts = ood_score.split("+") if isinstance(ood_score, str) else [ood_score]
+        if any(part not in _KERAS_SCORES for part in parts):
+            raise ValueError(f"ood_score must be one of {', '.join(_KERAS_SCORES)}, or several joined with +, "
+                             f"to be exported, got {ood_score!r}")
+        if len(parts) > 1 and (ood_components is None or set(ood_components) != set(parts)):
+            raise ValueError(f"a combined ood_score ({ood_score}) is exported with its ood_components, one per score")
         outputs, energies = [], []
         for name, member in zip(self.names_, self.members_):
             # unique names inside the ensemble; the member's logits come along for the energy score
@@ -701,8 +732,15 @@ class Ensemble:
             vote = (counts + ops.sum(stack, axis=1) / (k + 1.0)) / (k + k / (k + 1.0))
         mean = ops.mean(stack, axis=1)
         energy = ops.mean(ops.stack(energies, axis=1), axis=1) if k > 1 else energies[0]
-        scores = {"unsure_score": _keras_score(DEFAULT_SCORE, mean, energy, ops),
-                  "not_a_digit_score": _keras_score(ood_score, mean, energy, ops)}
+        ink = ops.mean(ops.cast(ops.greater(layers.Flatten()(digits), 0), "float32"), axis=-1)
+        if len(parts) == 1:
+            not_a_digit = _keras_score(ood_score, mean, energy, ink, ops)
+        else:
+            margins = [(_keras_score(part, mean, energy, ink, ops) - float(ood_components[part]["above"]))
+                       / float(ood_components[part]["scale"]) for part in parts]
+            not_a_digit = ops.max(ops.stack(margins, axis=1), axis=1)
+        scores = {"unsure_score": _keras_score(DEFAULT_SCORE, mean, energy, ink, ops),
+                  "not_a_digit_score": not_a_digit}
         return keras.Model(
             digits,
             {"vote": layers.Identity(name="vote")(vote), "members": layers.Identity(name="members")(stack),
@@ -711,12 +749,13 @@ class Ensemble:
         )
 
 
-_KERAS_SCORES = ("max_probability", "entropy", "energy")
+_KERAS_SCORES = ("max_probability", "entropy", "energy", "ink_area")
 """The scores :meth:`Ensemble.to_keras` can give as an output."""
 
 
-def _keras_score(name: str, mean: Any, energy: Any, ops: Any) -> Any:
-    """The score ``name`` in Keras ops, from the members' mean probabilities (N, 10) or their mean energy (N,)."""
+def _keras_score(name: str, mean: Any, energy: Any, ink: Any, ops: Any) -> Any:
+    """The score ``name`` in Keras ops, from the members' mean probabilities (N, 10), their mean energy (N,)
+    or the digits' ink area (N,)."""
     if name == "max_probability":
         return 1.0 - ops.max(mean, axis=-1)
     if name == "entropy":
@@ -724,4 +763,6 @@ def _keras_score(name: str, mean: Any, energy: Any, ops: Any) -> Any:
         return -ops.sum(ops.where(positive, mean * ops.log(ops.where(positive, mean, 1.0)), 0.0), axis=-1)
     if name == "energy":
         return energy
+    if name == "ink_area":
+        return ink
     raise ValueError(f"no Keras form of the score {name!r} (exported: {', '.join(_KERAS_SCORES)})")

@@ -20,7 +20,7 @@ from ensemble_cnn.data.reader import MAX_JSON_BYTES, RUN_FILES, open_regular, pa
 from ensemble_cnn.deprecation import renamed_keyword
 from ensemble_cnn.inference.ensemble import Ensemble, member_count, refuse_normalized
 from ensemble_cnn.errors import RunFolderError
-from ensemble_cnn.inference.trust import DEFAULT_COVERAGE, DEFAULT_LEVEL, DEFAULT_OOD_SCORE
+from ensemble_cnn.inference.trust import DEFAULT_COVERAGE, DEFAULT_LEVEL, PLAIN_OOD_SCORE
 from ensemble_cnn.inference.vote import get_vote
 from ensemble_cnn.storage import atomic as _atomic
 from ensemble_cnn.storage.outputs import check_clear_of_inputs, shown
@@ -32,8 +32,10 @@ EXPORT_FORMATS = ("keras", "saved_model")
 METADATA_NAME = "ensemble_cnn.json"
 SAVED_MODEL_EXTRA = "assets.extra"
 THRESHOLDS_HOW = ("unsure: output unsure_score > unsure_above, or an empty set; not a digit: output not_a_digit_score "
-                  "> not_a_digit_above; label set: every label c with mean(members[:, :, c], axis=1) >= "
-                  "1 - set_threshold (null: every label)")
+                  "> not_a_digit_above (for a combined ood_score such as energy+ink_area, not_a_digit_score is "
+                  "the largest (score - above) / scale over the ood_components, so a digit is flagged when any of "
+                  "its scores is above its own threshold); label set: every label c with "
+                  "mean(members[:, :, c], axis=1) >= 1 - set_threshold (null: every label)")
 """How a file user applies the exported thresholds to the model's outputs (in ``ensemble_cnn.json``)."""
 
 
@@ -144,8 +146,11 @@ def export_ensemble(
                       [config.member_config(i).normalize for i in range(count)], where=f"{shown(folder.path)}: ")
     ensemble = Ensemble.load(run_dir, members=members, voting=voting, allow_missing=allow_missing)
     described = export_metadata(ensemble, voting=voting, coverage=coverage, level=level)
-    # the not_a_digit_score output is the score the thresholds were fixed for (energy, or entropy in older runs)
-    model = ensemble.to_keras(ood_score=(described["thresholds"] or {}).get("ood_score", DEFAULT_OOD_SCORE))
+    # the not_a_digit_score output is the score the thresholds were fixed for (energy+ink_area; energy or
+    # entropy in older runs)
+    fixed = described["thresholds"] or {}
+    model = ensemble.to_keras(ood_score=fixed.get("ood_score", PLAIN_OOD_SCORE),
+                              ood_components=fixed.get("ood_components"))
     metadata = json.dumps(described, indent=2)
     if fmt == "keras":
         with _atomic.atomic_path(out, suffix=".keras") as tmp:

@@ -45,7 +45,7 @@ from ensemble_cnn.storage.run_folder import RunFolder, member_stem
 
 __all__ = ["FEATURE_SCORES", "GAUSSIAN_FIT_SIZE", "GAUSSIAN_KEYS", "GAUSSIAN_RIDGE", "ClassGaussian",
            "energy_score", "ensemble_feature_scores", "ensemble_gaussians", "fit_class_gaussian",
-           "gaussian_arrays", "logits_tensor", "mahalanobis_score", "member_feature_scores", "member_features",
+           "gaussian_arrays", "ink_area", "logits_tensor", "mahalanobis_score", "member_feature_scores", "member_features",
            "member_pass",
            "read_member_gaussian", "relative_mahalanobis_score", "scores_of"]
 
@@ -309,6 +309,35 @@ def energy_score(logits: ArrayLike) -> np.ndarray:
         raise ValueError(f"logits must have shape (N, C), got {z.shape}")
     top = z.max(axis=1, keepdims=True) if z.shape[0] else np.zeros((0, 1))
     return -(top[:, 0] + np.log(np.exp(z - top).sum(axis=1)))
+
+
+def ink_area(digits: ArrayLike) -> np.ndarray:
+    """The share of each digit's pixels with any ink (above 0): higher means less like a digit.
+
+    Not a member's score: a look at the digits themselves, as the members get them (uint8
+    levels, ink bright on a dark background; ``predict`` sets every level below 5% of an
+    image's brightest ink to 0, :func:`ensemble_cnn.inference.preprocess.mnist_style`).
+    MNIST's digits cover 13-34% of their 28 x 28 pixels (the 0.5-99.5% range of the
+    calibration digits); a garment, a photo or noise covers more.
+
+    Parameters
+    ----------
+    digits : array-like of shape (N, H, W)
+
+    Returns
+    -------
+    share : ndarray of float64, shape (N,)
+        In [0, 1].
+
+    Examples
+    --------
+    >>> ink_area(np.array([[[0, 0], [0, 0]], [[0, 255], [3, 0]]], dtype=np.uint8)).tolist()
+    [0.0, 0.5]
+    """
+    x = np.asarray(digits)
+    if x.ndim != 3:
+        raise ValueError(f"digits must have shape (N, H, W), got {x.shape}")
+    return (x.reshape(len(x), -1) > 0).mean(axis=1, dtype=np.float64) if x.size else np.zeros(len(x))
 
 
 def member_feature_scores(member: Any, digits: np.ndarray, gaussian: ClassGaussian | None, *,

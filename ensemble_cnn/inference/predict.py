@@ -36,7 +36,8 @@ from ensemble_cnn.inference.arrays import read_arrays
 from ensemble_cnn.inference.images import read_image
 from ensemble_cnn.inference.paths import classify_path, expand_paths
 from ensemble_cnn.inference.preprocess import NO_INK_LEVEL, has_ink, mnist_style, thumbnail, to_grayscale
-from ensemble_cnn.inference.trust import DEFAULT_COVERAGE, DEFAULT_LEVEL, check_share, set_text
+from ensemble_cnn.inference.trust import DEFAULT_COVERAGE, DEFAULT_LEVEL, set_text
+from ensemble_cnn.shares import check_share
 from ensemble_cnn.inference.vote import get_vote
 from ensemble_cnn.storage.outputs import OutputPathError, shown
 

@@ -12,10 +12,19 @@ training digits that no member trained on, with every member's probabilities on 
 * **set** -- the split-conformal label set at ``level`` (default :data:`DEFAULT_LEVEL`, 99.9%):
   it holds the true label of a digit drawn like the calibration digits with probability at
   least ``level`` (:mod:`ensemble_cnn.inference.conformal`, LAC on the soft vote's mean);
-* **not a digit** -- the ``ood_score`` (default :data:`DEFAULT_OOD_SCORE`, ``energy`` on the members'
-  logits; :data:`FALLBACK_OOD_SCORE` for a run trained before the members kept it) is above the
-  threshold that lets ``digit_pass`` of the calibration digits through (default
-  :data:`DEFAULT_DIGIT_PASS`, 99.5%): so about 0.5% of real digits are flagged too.
+* **not a digit** -- the ``ood_score`` (default :data:`DEFAULT_OOD_SCORE`, ``energy+ink_area``:
+  the members' energy on their logits, or the digit's ink area, is above its threshold) is above
+  the threshold that lets ``digit_pass`` of the calibration digits through (default
+  :data:`DEFAULT_DIGIT_PASS`, 99.5%): so about 0.5% of real digits are flagged too. A run trained
+  before its calibration digits' ink areas were kept uses ``energy`` alone, and one trained before
+  the members kept their energy :data:`FALLBACK_OOD_SCORE`.
+
+A *combined* ``ood_score`` joins scores with ``+`` (:func:`ood_components`): each gets a threshold
+at the same quantile of its calibration values, the smallest that still lets ``digit_pass`` of
+the calibration digits pass every one of them, and a digit is flagged when any score is above
+its own. Its single value per digit (:func:`combined_score`) is the largest of
+``(value - above) / scale`` over the scores (``scale``: the threshold minus the median on the
+calibration digits), so it is flagged exactly when that is above 0.
 
 The label itself never changes: it is the vote's, whatever the flags say. A digit is
 *answered* when it is neither unsure nor "not a digit". The thresholds hold for digits as the
@@ -23,20 +32,25 @@ calibration digits were seen, without test-time views (``tta="none"``).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ensemble_cnn.shares import check_share
 from ensemble_cnn.storage.calibration import FEATURE_SCORE_COLUMNS
 from ensemble_cnn.inference.conformal import conformal_quantile, conformity_scores, prediction_sets
 from ensemble_cnn.inference.uncertainty import DEFAULT_SCORE, SCORE_NAMES, get_score
 from ensemble_cnn.inference.vote import get_vote, soft_shares
 
 __all__ = ["CONFORMAL_METHOD", "DEFAULT_COVERAGE", "DEFAULT_DIGIT_PASS", "DEFAULT_LEVEL", "DEFAULT_OOD_SCORE",
-           "FALLBACK_OOD_SCORE", "OOD_SCORES", "Thresholds", "Verdicts", "check_ood_score", "check_share",
-           "fit_thresholds", "judge", "set_text"]
+           "FALLBACK_OOD_SCORE", "INPUT_SCORES", "OOD_SCORES", "PLAIN_OOD_SCORE", "Thresholds", "Verdicts",
+           "check_ood_score", "combined_score", "fit_components", "fit_thresholds", "judge", "ood_components",
+           "set_text"]
 
 DEFAULT_COVERAGE = 0.99
 """Share of calibration digits answered (not "unsure") at the default threshold."""
@@ -44,48 +58,118 @@ DEFAULT_LEVEL = 0.999
 """Conformal level of the label sets: each holds the true label with at least this probability."""
 DEFAULT_DIGIT_PASS = 0.995
 """Share of calibration digits that pass the "not a digit" test (the issue's target: >= 99.5% of real digits)."""
-DEFAULT_OOD_SCORE = "energy"
+DEFAULT_OOD_SCORE = "energy+ink_area"
 """The "not a digit" score, chosen on Fashion-MNIST's *training* images against calibration digits
-(docs/uncertainty.md): the one that flags the most of them at :data:`DEFAULT_DIGIT_PASS` (74% against
-66% for relative Mahalanobis, which ranks them better overall, and 58% for the best softmax score).
-A score past the softmax (:data:`ensemble_cnn.storage.calibration.FEATURE_SCORE_COLUMNS`): it needs
-the members' scores on the calibration digits, kept by runs trained since these scores."""
+(docs/uncertainty.md, three runs): the members' energy or the digit's ink area above its threshold
+flags 91% of them at :data:`DEFAULT_DIGIT_PASS` (energy alone 69%); adding relative Mahalanobis
+flags 1 point more, inside the runs' spread, and no exported model could carry it. Needs the
+members' energy and the ink areas of the calibration digits, kept by runs trained since them."""
+PLAIN_OOD_SCORE = "energy"
+"""The "not a digit" score of a run whose calibration digits have no ink areas (trained before them)."""
 FALLBACK_OOD_SCORE = "entropy"
 """The "not a digit" score of a run without the members' calibration scores (the best softmax score there)."""
+INPUT_SCORES = ("ink_area",)
+"""Scores of the digits themselves, not of a member (:func:`ensemble_cnn.inference.features.ink_area`)."""
 CONFORMAL_METHOD = "lac"
 """The conformity score of the label sets (:data:`ensemble_cnn.inference.conformal.CONFORMITY_SCORES`)."""
 
 
-OOD_SCORES = (*SCORE_NAMES, *FEATURE_SCORE_COLUMNS)
-"""Every "not a digit" score: the softmax scores and the scores past the softmax."""
+OOD_SCORES = (*SCORE_NAMES, *FEATURE_SCORE_COLUMNS, *INPUT_SCORES)
+"""Every single "not a digit" score: the softmax scores, the scores past the softmax and of the digits
+themselves; a combined score joins some of them with ``+`` (:func:`ood_components`)."""
+
+
+def ood_components(name: str) -> tuple[str, ...]:
+    """The single scores of an ``ood_score``: ``"energy+ink_area"`` -> ``("energy", "ink_area")``."""
+    return tuple(name.split("+"))
 
 
 def check_ood_score(name: object) -> str:
-    """``name`` if it is in :data:`OOD_SCORES`, else a one-line ValueError naming the choices."""
-    if not isinstance(name, str) or name not in OOD_SCORES:
-        raise ValueError(f"ood_score must be one of {', '.join(OOD_SCORES)}, got {name!r}")
+    """``name`` if it is a score of :data:`OOD_SCORES` or several joined with ``+``, else a one-line ValueError."""
+    parts = ood_components(name) if isinstance(name, str) else ()
+    if not parts or any(part not in OOD_SCORES for part in parts) or len(set(parts)) != len(parts):
+        raise ValueError(f"ood_score must be one of {', '.join(OOD_SCORES)}, or several joined with + "
+                         f"(the default {DEFAULT_OOD_SCORE}), got {name!r}")
     return name
 
 
-def _ood_values(name: str, probabilities: np.ndarray, given: ArrayLike | None, what: str) -> np.ndarray:
-    """The "not a digit" score ``name`` of some digits: from the probabilities (a softmax score) or ``given``."""
-    if name in SCORE_NAMES:
-        return get_score(name).function(probabilities)
-    if given is None:
-        raise ValueError(f"ood_score {name!r} is a score past the softmax: pass its values on the {what} digits")
-    values = np.asarray(given, dtype=np.float64)
-    if values.shape != (probabilities.shape[1],) or not np.isfinite(values).all():
-        raise ValueError(f"{name} scores of the {what} digits must be {probabilities.shape[1]} finite numbers, "
-                         f"got shape {values.shape}")
+def _component_values(name: str, probabilities: np.ndarray, given: ArrayLike | Mapping[str, ArrayLike] | None,
+                      what: str) -> dict[str, np.ndarray]:
+    """Each single score of ``ood_score`` ``name`` on some digits: from the probabilities or ``given``.
+
+    ``given``: the values of the scores that are not softmax scores, as a mapping of name to (N,) values,
+    or, for a single such score, its (N,) values.
+    """
+    values = {}
+    for part in ood_components(name):
+        if part in SCORE_NAMES:
+            values[part] = get_score(part).function(probabilities)
+            continue
+        found = given.get(part) if isinstance(given, Mapping) else given
+        if found is None:
+            raise ValueError(f"ood_score {name!r} needs the {part} scores of the {what} digits: pass them")
+        array = np.asarray(found, dtype=np.float64)
+        if array.shape != (probabilities.shape[1],) or not np.isfinite(array).all():
+            raise ValueError(f"{part} scores of the {what} digits must be {probabilities.shape[1]} finite numbers, "
+                             f"got shape {array.shape}")
+        values[part] = array
     return values
 
 
-def check_share(value: object, name: str) -> float:
-    """``value`` as a float if it is a number in (0, 1), else a one-line ValueError naming ``name``."""
-    numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not (numeric and 0.0 < float(value) < 1.0):
-        raise ValueError(f"{name} must be a number between 0 and 1 (exclusive), e.g. 0.99; got {value!r}")
-    return float(value)
+def combined_score(values: Mapping[str, ArrayLike], components: Mapping[str, Mapping[str, float]]) -> np.ndarray:
+    """A combined "not a digit" score: the largest ``(value - above) / scale`` over its scores; above 0 = flagged.
+
+    Parameters
+    ----------
+    values : mapping of str to array-like of shape (N,)
+        Each single score's values.
+    components : mapping of str to {"above": float, "scale": float}
+        Each score's threshold and scale (:attr:`Thresholds.ood_components`).
+
+    Returns
+    -------
+    ndarray of float64, shape (N,)
+
+    Examples
+    --------
+    >>> combined_score({"a": [1.0, 3.0], "b": [0.2, 0.1]}, {"a": {"above": 2.0, "scale": 1.0},
+    ...                                                     "b": {"above": 0.3, "scale": 0.1}}).round(6).tolist()
+    [-1.0, 1.0]
+    """
+    return np.max([(np.asarray(values[name], dtype=np.float64) - rule["above"]) / rule["scale"]
+                   for name, rule in components.items()], axis=0)
+
+
+def fit_components(values: Mapping[str, np.ndarray], digit_pass: float) -> dict[str, dict[str, float]]:
+    """Thresholds at one quantile of each score: the smallest that lets ``digit_pass`` of the digits pass all.
+
+    Parameters
+    ----------
+    values : mapping of str to ndarray of shape (M,)
+        Each score's values on the calibration digits (the same digits, in the same order).
+    digit_pass : float
+        In (0, 1).
+
+    Returns
+    -------
+    dict of str to {"above": float, "scale": float}
+        :attr:`Thresholds.ood_components`: each score's threshold (its ``k``-th smallest value, the
+        same ``k`` for all) and scale (threshold minus median; the sd, or 1, if that is not positive).
+    """
+    n = len(next(iter(values.values())))
+    ordered = {name: np.sort(v) for name, v in values.items()}
+    k = max(1, math.ceil(digit_pass * n - 1e-9))
+    while True:
+        above = {name: float(v[k - 1]) for name, v in ordered.items()}
+        passing = np.all([values[name] <= above[name] for name in values], axis=0).mean()
+        if passing >= digit_pass or k == n:
+            break
+        k += 1
+    components = {}
+    for name, v in values.items():
+        spread = above[name] - float(np.median(v))
+        components[name] = {"above": above[name], "scale": spread if spread > 0 else float(np.std(v)) or 1.0}
+    return components
 
 
 @dataclass(frozen=True)
@@ -106,15 +190,18 @@ class Thresholds:
         The conformal quantile of the LAC scores (``inf``: every label, too few calibration
         digits for ``level``).
     ood_score : str
-        The "not a digit" score.
+        The "not a digit" score (one of :data:`OOD_SCORES`, or several joined with ``+``).
     digit_pass : float
         Target share of calibration digits that pass as digits.
     not_a_digit_above : float
-        A digit whose ``ood_score`` is above this is flagged "not a digit".
+        A digit whose ``ood_score`` is above this is flagged "not a digit" (0 for a combined score).
     n_calibration : int
         How many calibration digits fixed them.
     calibration_coverage : float
         The share of calibration digits the unsure threshold answers (at least ``coverage``).
+    ood_components : dict or None
+        For a combined ``ood_score``: each of its scores' ``{"above": threshold, "scale": ...}``
+        (:func:`combined_score`); ``None`` for a single score.
     """
 
     score: str
@@ -127,6 +214,7 @@ class Thresholds:
     not_a_digit_above: float
     n_calibration: int
     calibration_coverage: float
+    ood_components: dict[str, dict[str, float]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (an infinite set threshold becomes ``None``: every label)."""
@@ -137,9 +225,11 @@ class Thresholds:
 
     def describe(self) -> str:
         """One line: how the flags are set, e.g. for the end of a predict table."""
+        rule = (" or ".join(f"{name} above {part['above']:.4g}" for name, part in self.ood_components.items())
+                if self.ood_components else f"{self.ood_score} above {self.not_a_digit_above:.4g}")
         return (f"unsure: {self.score} above {self.unsure_above:.4g} (answers {self.coverage:.1%} of "
-                f"{self.n_calibration} calibration digits); sets at {self.level:.1%}; not a digit: {self.ood_score} "
-                f"above {self.not_a_digit_above:.4g} (passes {self.digit_pass:.1%} of them)")
+                f"{self.n_calibration} calibration digits); sets at {self.level:.1%}; not a digit: {rule} "
+                f"(passes {self.digit_pass:.1%} of them)")
 
 
 @dataclass
@@ -194,7 +284,7 @@ def set_text(row: ArrayLike) -> str:
 def fit_thresholds(probabilities: ArrayLike, labels: ArrayLike, *, voting: str = "majority",
                    score: str = DEFAULT_SCORE, coverage: float = DEFAULT_COVERAGE, level: float = DEFAULT_LEVEL,
                    ood_score: str = DEFAULT_OOD_SCORE, digit_pass: float = DEFAULT_DIGIT_PASS,
-                   ood_calibration: ArrayLike | None = None) -> Thresholds:
+                   ood_calibration: ArrayLike | Mapping[str, ArrayLike] | None = None) -> Thresholds:
     """Fix the three thresholds on calibration digits.
 
     Parameters
@@ -212,9 +302,11 @@ def fit_thresholds(probabilities: ArrayLike, labels: ArrayLike, *, voting: str =
         A name in :data:`OOD_SCORES`; a score past the softmax needs ``ood_calibration``.
     coverage, digit_pass, level : float
         In (0, 1).
-    ood_calibration : array-like of shape (M,), optional
-        The committee's ``ood_score`` on the calibration digits, for a score past the softmax
-        (the members' mean, :attr:`~ensemble_cnn.storage.calibration.CalibrationSet.feature_scores`).
+    ood_calibration : mapping of str to array-like of shape (M,), or array-like of shape (M,), optional
+        The values on the calibration digits of each score of ``ood_score`` that is not a softmax
+        score: the committee's score past the softmax (the members' mean,
+        :attr:`~ensemble_cnn.storage.calibration.CalibrationSet.feature_scores`), the digits' ink area
+        (:attr:`~ensemble_cnn.storage.calibration.CalibrationSet.ink_area`); an array for a single one.
 
     Returns
     -------
@@ -238,16 +330,17 @@ def fit_thresholds(probabilities: ArrayLike, labels: ArrayLike, *, voting: str =
     unsure_scores = unsure_rule.function(proba)
     unsure_above = threshold_for_coverage(unsure_scores, coverage)
     set_threshold = conformal_quantile(conformity_scores(soft_shares(proba), labels, method=CONFORMAL_METHOD), level)
-    not_a_digit_above = threshold_for_coverage(_ood_values(ood_score, proba, ood_calibration, "calibration"),
-                                               digit_pass)
+    values = _component_values(ood_score, proba, ood_calibration, "calibration")
+    components = fit_components(values, digit_pass) if len(values) > 1 else None
+    not_a_digit_above = 0.0 if components else threshold_for_coverage(values[ood_score], digit_pass)
     return Thresholds(score=score, coverage=coverage, unsure_above=unsure_above, level=level,
                       set_threshold=set_threshold, ood_score=ood_score, digit_pass=digit_pass,
                       not_a_digit_above=not_a_digit_above, n_calibration=int(proba.shape[1]),
-                      calibration_coverage=float(np.mean(unsure_scores <= unsure_above)))
+                      calibration_coverage=float(np.mean(unsure_scores <= unsure_above)), ood_components=components)
 
 
 def judge(probabilities: ArrayLike, thresholds: Thresholds, *, voting: str = "majority",
-          ood_scores: ArrayLike | None = None) -> Verdicts:
+          ood_scores: ArrayLike | Mapping[str, ArrayLike] | None = None) -> Verdicts:
     """Apply ``thresholds`` to digits: their labels, conformal sets and flags.
 
     Parameters
@@ -258,8 +351,9 @@ def judge(probabilities: ArrayLike, thresholds: Thresholds, *, voting: str = "ma
     thresholds : Thresholds
     voting : str, default "majority"
         The vote that labels the digits.
-    ood_scores : array-like of shape (N,), optional
-        The committee's ``thresholds.ood_score`` on the digits, when it is a score past the softmax.
+    ood_scores : mapping of str to array-like of shape (N,), or array-like of shape (N,), optional
+        The digits' values of each score of ``thresholds.ood_score`` that is not a softmax score
+        (as ``fit_thresholds``' ``ood_calibration``).
 
     Returns
     -------
@@ -269,7 +363,9 @@ def judge(probabilities: ArrayLike, thresholds: Thresholds, *, voting: str = "ma
     labels = get_vote(voting).labels(proba).astype(np.int64)
     sets = prediction_sets(soft_shares(proba), thresholds.set_threshold, method=CONFORMAL_METHOD)
     scores = get_score(thresholds.score).function(proba)
-    ood_values = _ood_values(thresholds.ood_score, proba, ood_scores, "judged")
+    values = _component_values(thresholds.ood_score, proba, ood_scores, "judged")
+    ood_values = (combined_score(values, thresholds.ood_components) if thresholds.ood_components
+                  else values[thresholds.ood_score])
     unsure = (scores > thresholds.unsure_above) | ~sets.any(axis=1)
     return Verdicts(labels=labels, sets=sets, scores=scores, ood_scores=ood_values, unsure=unsure,
                     not_a_digit=ood_values > thresholds.not_a_digit_above, thresholds=thresholds,

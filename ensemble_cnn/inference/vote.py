@@ -76,6 +76,71 @@ def _check_probabilities(probabilities: ArrayLike) -> np.ndarray:
     return proba
 
 
+def check_probabilities_2d(probabilities: ArrayLike, *, name: str = "probabilities",
+                           min_samples: int = 0) -> np.ndarray:
+    """Validate one probability stack of shape (N, C): numeric, finite, ``N >= min_samples``, ``C >= 2``.
+
+    Rows are not required to sum to 1.
+
+    Parameters
+    ----------
+    probabilities : array-like of shape (N, C)
+    name : str
+        The argument's name in the one-line error.
+    min_samples : int, default 0
+
+    Returns
+    -------
+    probabilities : ndarray of shape (N, C), dtype float64
+    """
+    try:
+        proba = np.asarray(probabilities, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"`{name}` must be a numeric array; got {exc}") from None
+    if proba.ndim != 2 or proba.shape[1] < 2:
+        raise ValueError(f"`{name}` must be 2-D of shape (n_samples, n_classes >= 2); got shape {proba.shape}")
+    if proba.shape[0] < min_samples:
+        raise ValueError(f"`{name}` must hold at least {min_samples} sample(s); got n_samples={proba.shape[0]}")
+    if not np.all(np.isfinite(proba)):
+        raise ValueError(f"`{name}` must be finite; got NaN or infinity")
+    return proba
+
+
+def check_true_labels(labels: ArrayLike, n_samples: int, n_classes: int, *, name: str = "y_true") -> np.ndarray:
+    """Validate true labels against a probability stack's shape: the one label checker of the scores.
+
+    Parameters
+    ----------
+    labels : array-like of shape (N,)
+        Integer labels in ``[0, n_classes)`` (whole floats such as ``3.0`` pass).
+    n_samples, n_classes : int
+        ``N`` and ``C`` of the probabilities.
+    name : str
+        The argument's name in the one-line error.
+
+    Returns
+    -------
+    labels : ndarray of shape (N,), dtype int64
+
+    Raises
+    ------
+    ValueError
+        One line naming ``name``: not one label per sample, none at all, not whole numbers, or outside
+        ``[0, n_classes)``.
+    """
+    y = np.asarray(labels)
+    if y.ndim != 1 or y.shape[0] != n_samples:
+        raise ValueError(f"`{name}` must have shape ({n_samples},), one label per sample; got shape {y.shape}")
+    if n_samples == 0:
+        raise ValueError(f"`{name}` must hold at least one sample; got 0")
+    whole = np.issubdtype(y.dtype, np.floating) and bool(np.all(np.isfinite(y))) and bool(np.all(y == np.round(y)))
+    if not (np.issubdtype(y.dtype, np.integer) or whole):
+        raise ValueError(f"`{name}` must hold integer labels; got dtype {y.dtype}")
+    if y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(f"`{name}` labels must lie in [0, {n_classes}); got range [{y.min()}, {y.max()}]")
+    return y.astype(np.int64)
+
+
 def _check_weights(weights: ArrayLike | None, n_members: int) -> np.ndarray:
     """Validate per-member weights; ``None`` means equal weights.
 

@@ -7,9 +7,13 @@ outside the test set, so thresholds and conformal quantiles can be fixed on them
 folder keeps::
 
     calibration_labels.npy           uint8 (M,): their labels, in the order of their rows in the training pool
+    calibration_ink_area.npy         float32 (M,): each one's ink area (the share of its 784 pixels with any
+                                     ink, ensemble_cnn.inference.features.ink_area), for the "not a digit" test
     calibration.json                 what they are, written after the labels file (present = complete): their
                                      count, the sha256 of their pool rows (int64) and of their labels (uint8),
-                                     the labels file's sha256, the data's fingerprint, the seed and val_size
+                                     the labels file's sha256, the data's fingerprint, the seed and val_size;
+                                     the ink area file and its sha256 (absent in runs trained before it: resuming
+                                     such a run adds them)
     member_XX_calibration_proba.npy  float32 (M, 10): member XX's probabilities on them, undistorted, under its
                                      own input normalization (its sha256 in the member's record)
     member_XX_calibration_scores.npy float32 (M, 3): member XX's scores past the softmax on them, columns
@@ -47,11 +51,13 @@ from ensemble_cnn.storage.hashing import sha256_arrays, sha256_file
 from ensemble_cnn.storage.outputs import shown
 from ensemble_cnn.storage.run_folder import RunFolder, member_stem
 
-__all__ = ["CALIBRATION_NAME", "FEATURE_SCORE_COLUMNS", "LABELS_NAME", "CalibrationSet", "calibration_record",
+__all__ = ["CALIBRATION_NAME", "FEATURE_SCORE_COLUMNS", "INK_AREA_NAME", "LABELS_NAME", "CalibrationSet",
+           "calibration_record",
            "read_calibration", "write_calibration_set"]
 
 CALIBRATION_NAME = "calibration.json"
 LABELS_NAME = "calibration_labels.npy"
+INK_AREA_NAME = "calibration_ink_area.npy"
 # The columns of member_XX_calibration_scores.npy: the scores past the softmax (ensemble_cnn.inference.features).
 FEATURE_SCORE_COLUMNS = ("mahalanobis", "relative_mahalanobis", "energy")
 _NPY_HEADER_ROOM = 64 * 1024  # a file's size limit: its data plus room for a .npy header
@@ -70,11 +76,14 @@ class CalibrationSet(NamedTuple):
     feature_scores : dict of str to ndarray of float32, shape (K, M), or None
         Each score past the softmax (:data:`FEATURE_SCORE_COLUMNS`) of each member on them;
         ``None`` when a member lacks them (a run trained before these scores).
+    ink_area : ndarray of float32, shape (M,), or None
+        Each digit's ink area (the share of its pixels with any ink); ``None`` in a run trained before it.
     """
 
     labels: np.ndarray
     probabilities: np.ndarray
     feature_scores: dict[str, np.ndarray] | None = None
+    ink_area: np.ndarray | None = None
 
 
 def calibration_record(config: TrainConfig, *, rows: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -102,14 +111,15 @@ def calibration_record(config: TrainConfig, *, rows: np.ndarray, labels: np.ndar
 
 
 def write_calibration_set(folder: RunFolder, config: TrainConfig, *, rows: np.ndarray,
-                          labels: np.ndarray) -> dict[str, Any]:
+                          labels: np.ndarray, ink_area: np.ndarray | None = None) -> dict[str, Any]:
     """Write the run's calibration digits (``calibration_labels.npy``, then ``calibration.json``), or check them.
 
     Call with the folder claimed and locked, before any member trains. A folder that
     already holds ``calibration.json`` (a resumed or grown run) keeps its files once they
     describe the very digits drawn now and the labels file matches its sha256; nothing is
-    rewritten then. Without ``calibration.json`` (never written, or a writer killed before
-    it) both files are written.
+    rewritten then, except that a folder written before the ink area file gets it (and
+    ``calibration.json`` gets its name and sha256, every other key unchanged). Without
+    ``calibration.json`` (never written, or a writer killed before it) every file is written.
 
     Parameters
     ----------
@@ -120,6 +130,8 @@ def write_calibration_set(folder: RunFolder, config: TrainConfig, *, rows: np.nd
         The held-out digits' rows in the training pool (:func:`ensemble_cnn.data.training.shared_holdout`).
     labels : ndarray of int, shape (M,)
         Their labels, 0..9.
+    ink_area : ndarray of float, shape (M,), optional
+        Their ink areas (:func:`ensemble_cnn.inference.features.ink_area`), each in [0, 1].
 
     Returns
     -------
@@ -145,12 +157,19 @@ def write_calibration_set(folder: RunFolder, config: TrainConfig, *, rows: np.nd
                                  f"(it differs in {', '.join(differs)}); the folder was changed since it was written: "
                                  "train into a new --out")
         _read_labels(folder, record)  # the labels file checked against its sha256
-        return record
+        if "ink_area" in record:
+            _read_ink_area(folder, record)
+            return record
+        if ink_area is None:
+            return record
     try:
-        with atomic.atomic_path(labels_path) as tmp:
-            np.save(tmp, labels.astype(np.uint8), allow_pickle=False)
-            digest = sha256_file(tmp, what="calibration labels", voice=RUN_FILES)
-        record = {**expected, "labels_file_sha256": digest}
+        if not os.path.lexists(record_path):
+            with atomic.atomic_path(labels_path) as tmp:
+                np.save(tmp, labels.astype(np.uint8), allow_pickle=False)
+                digest = sha256_file(tmp, what="calibration labels", voice=RUN_FILES)
+            record = {**expected, "labels_file_sha256": digest}
+        if ink_area is not None:
+            record = {**record, **_write_ink_area(folder, ink_area, len(rows))}
         atomic.write_json(record_path, record)
     except OSError as exc:
         raise RunFolderError(f"{shown(folder.path)}: cannot write the calibration digits "
@@ -199,7 +218,33 @@ def read_calibration(folder: RunFolder, records: Sequence[dict[str, Any]], *,
     if records and all(member.get("calibration_scores") is not None for member in records):
         columns = np.stack([_read_member_scores(folder, member, len(labels)) for member in records])  # (K, M, 3)
         feature_scores = {name: columns[:, :, j] for j, name in enumerate(FEATURE_SCORE_COLUMNS)}
-    return CalibrationSet(labels=labels, probabilities=stacked, feature_scores=feature_scores)
+    ink_area = _read_ink_area(folder, record) if "ink_area" in record else None
+    return CalibrationSet(labels=labels, probabilities=stacked, feature_scores=feature_scores, ink_area=ink_area)
+
+
+def _write_ink_area(folder: RunFolder, ink_area: np.ndarray, count: int) -> dict[str, str]:
+    """Write ``calibration_ink_area.npy`` (float32 (count,)); the keys ``calibration.json`` gets for it."""
+    values = np.asarray(ink_area, dtype=np.float32)
+    if values.shape != (count,) or not (np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all()):
+        raise ValueError(f"ink_area must be {count} shares in [0, 1], got shape {values.shape}")
+    with atomic.atomic_path(folder.path / INK_AREA_NAME) as tmp:
+        np.save(tmp, values, allow_pickle=False)
+        digest = sha256_file(tmp, what="calibration ink areas", voice=RUN_FILES)
+    return {"ink_area": INK_AREA_NAME, "ink_area_file_sha256": digest}
+
+
+def _read_ink_area(folder: RunFolder, record: dict[str, Any]) -> np.ndarray:
+    """The ink area file ``record`` names: float32 (count,) in [0, 1], matching its sha256."""
+    name, digest = record.get("ink_area"), record.get("ink_area_file_sha256")
+    source = folder.path / CALIBRATION_NAME
+    if not isinstance(name, str) or not isinstance(digest, str):
+        raise RunFolderError(f"{shown(source)}: malformed ink_area or ink_area_file_sha256")
+    path = folder.resolve(name, source=source)
+    values = _read_hashed_npy(path, digest, shape=(record["count"],), dtype=np.float32,
+                              what="calibration ink areas", source=CALIBRATION_NAME)
+    if not (np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all()):
+        raise RunFolderError(f"{shown(path)}: holds values outside [0, 1]")
+    return values
 
 
 def _read_record(path: Path) -> dict[str, Any]:

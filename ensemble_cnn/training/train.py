@@ -17,6 +17,7 @@ from ensemble_cnn.training.member import WorkerSettings, members_of, run_cost, r
 from ensemble_cnn.training.orphans import stop_with_driver
 from ensemble_cnn.training.recipes import get_recipe
 from ensemble_cnn.training.teacher import check_teacher, write_teacher_targets
+from ensemble_cnn.inference.features import ink_area
 from ensemble_cnn.storage.calibration import write_calibration_set
 from ensemble_cnn.storage.outputs import check_run_folder_target
 from ensemble_cnn.storage.run_folder import RunFolder
@@ -190,7 +191,8 @@ def train_ensemble(
             folder.check_compatible(config)
         folder.claim(config)
         if calibration is not None:  # before any member trains; a resumed or grown run's checked against it
-            write_calibration_set(folder, config, rows=calibration[0], labels=calibration[1])
+            write_calibration_set(folder, config, rows=calibration[0], labels=calibration[1],
+                                  ink_area=calibration[2])
         if runs and config.teacher:
             from ensemble_cnn import runtime
 
@@ -218,12 +220,13 @@ def train_ensemble(
     return result
 
 
-def _calibration_digits(config: TrainConfig, pool: TrainingPool) -> tuple[np.ndarray, np.ndarray] | None:
-    """The pool rows (int64 (M,)) and labels (uint8 (M,)) all members hold out with ``holdout="shared"``, else None."""
+def _calibration_digits(config: TrainConfig, pool: TrainingPool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The pool rows (int64 (M,)), labels (uint8 (M,)) and ink areas (float64 (M,)) all members hold out with
+    ``holdout="shared"``, else None."""
     if config.holdout != "shared":
         return None
     rows = shared_holdout(pool, val_size=config.val_size, root_seed=config.seed)
-    return rows, pool.data.y_train[rows].astype(np.uint8)
+    return rows, pool.data.y_train[rows].astype(np.uint8), ink_area(pool.data.x_train[rows])
 
 
 def _verify(folder: RunFolder, records: dict[int, dict[str, Any]], result: TrainResult) -> None:
