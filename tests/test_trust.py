@@ -261,6 +261,8 @@ def test_the_report_flags_what_judge_flags_with_the_default_combined_rule(traine
     (entry,) = report["not_a_digit"]["sets"]
     default = entry["default_threshold"]
     assert default["score"] == trust.DEFAULT_OOD_SCORE and default["threshold"] == 0.0
+    assert default["rule"].startswith("energy above ") and " or ink_area above " in default["rule"]
+    assert default["rule"] in (run_dir / "report.md").read_text()
     assert {"ink_area", "energy", trust.DEFAULT_OOD_SCORE} <= set(entry["scores"])
     ensemble = Ensemble.load(run_dir)
     assert default["flagged"] == pytest.approx(ensemble.judge(images).not_a_digit.mean())

@@ -278,5 +278,6 @@ def test_the_section_says_what_the_default_threshold_flags() -> None:
     thresholds = fit_thresholds(proba, labels, ood_score="energy", ood_calibration=np.arange(10.0), digit_pass=0.8)
     inside, outside = {"energy": np.array([0.0, 7.0, 7.5, 9.0])}, {"energy": np.array([6.0, 8.0, 20.0])}
     entry = ood_section(inside, outside, path="p", read="1 file", thresholds=thresholds)
-    assert entry["default_threshold"] == {"score": "energy", "threshold": 7.0, "digit_pass": 0.8,
+    assert entry["default_threshold"] == {"score": "energy", "rule": "energy above 7", "threshold": 7.0,
+                                          "digit_pass": 0.8,
                                           "n_calibration": 10, "flagged": 2 / 3, "digits_flagged": 0.5}

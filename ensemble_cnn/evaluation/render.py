@@ -365,7 +365,8 @@ def _ood_lines(report: dict[str, Any]) -> list[str]:
                   *_md_table(header, rows, "lrrrrr"), ""]
         default = entry.get("default_threshold")
         if default:
-            lines += [f"At the default threshold of `predict` ({default['score']} above {default['threshold']:.4g}, "
+            rule = default.get("rule") or f"{default['score']} above {default['threshold']:.4g}"
+            lines += [f"At the default threshold of `predict` ({rule}, "
                       f"fixed so that {_pct_or_dash(default['digit_pass'], 1)} of the {default['n_calibration']:,} "
                       f"calibration digits pass): **{_pct_or_dash(default['flagged'], 1)} of these images flagged "
                       f"\"not a digit\"**, and {_pct_or_dash(default['digits_flagged'], 2)} of the test digits.", ""]

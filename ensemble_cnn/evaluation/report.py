@@ -451,7 +451,7 @@ def ood_section(in_scores: Mapping[str, ArrayLike], ood_scores: Mapping[str, Arr
     Returns
     -------
     dict
-        ``path``, ``read``, ``n_images``, ``default_threshold`` (``score``, ``threshold``,
+        ``path``, ``read``, ``n_images``, ``default_threshold`` (``score``, ``rule`` in words, ``threshold``,
         ``digit_pass``, ``n_calibration``, ``flagged``: the share of the set flagged "not a digit",
         ``digits_flagged``: the share of test digits flagged; ``None`` without thresholds) and ``scores``:
         per name, :func:`ensemble_cnn.evaluation.ood.ood_metrics`
@@ -464,7 +464,8 @@ def ood_section(in_scores: Mapping[str, ArrayLike], ood_scores: Mapping[str, Arr
     default = None
     if thresholds is not None and thresholds.ood_score in ood_scores:
         name, limit = thresholds.ood_score, thresholds.not_a_digit_above
-        default = {"score": name, "threshold": limit, "digit_pass": thresholds.digit_pass,
+        default = {"score": name, "rule": thresholds.not_a_digit_rule(), "threshold": limit,
+                   "digit_pass": thresholds.digit_pass,
                    "n_calibration": thresholds.n_calibration, "flagged": flagged_share(ood_scores[name], limit),
                    "digits_flagged": flagged_share(in_scores[name], limit)}
     return {"path": path, "read": read, "n_images": n_images, "default_threshold": default, "scores": metrics}

@@ -225,11 +225,15 @@ class Thresholds:
 
     def describe(self) -> str:
         """One line: how the flags are set, e.g. for the end of a predict table."""
-        rule = (" or ".join(f"{name} above {part['above']:.4g}" for name, part in self.ood_components.items())
-                if self.ood_components else f"{self.ood_score} above {self.not_a_digit_above:.4g}")
         return (f"unsure: {self.score} above {self.unsure_above:.4g} (answers {self.coverage:.1%} of "
-                f"{self.n_calibration} calibration digits); sets at {self.level:.1%}; not a digit: {rule} "
-                f"(passes {self.digit_pass:.1%} of them)")
+                f"{self.n_calibration} calibration digits); sets at {self.level:.1%}; not a digit: "
+                f"{self.not_a_digit_rule()} (passes {self.digit_pass:.1%} of them)")
+
+    def not_a_digit_rule(self) -> str:
+        """The "not a digit" rule in words: ``"energy above -2.6 or ink_area above 0.353"``."""
+        if self.ood_components:
+            return " or ".join(f"{name} above {part['above']:.4g}" for name, part in self.ood_components.items())
+        return f"{self.ood_score} above {self.not_a_digit_above:.4g}"
 
 
 @dataclass
