@@ -154,6 +154,8 @@ def study_data() -> Path:
 def run_candidate(name: str, seed: int, members: int, stage: str, *, shared: bool, extra: list[str]) -> dict:
     """Train one candidate with one seed (resuming its folder if present) and score it; append the result."""
     options = CANDIDATES[name] + extra
+    if "--holdout" not in options:  # every screen before the default became auto (shared) held out per member
+        options = [*options, "--holdout", "member"]
     run_dir = STUDY / stage / f"{name}-k{members}-s{seed}"
     command = [sys.executable, "-m", "cli", "train", "--data", str(study_data()), *options,
                "--members", str(members), "--seed", str(seed), "--out", str(run_dir)]
